@@ -1,0 +1,37 @@
+# preflens: `make run` (main job on the bundled sample) and `make test` (test suite).
+# Both create .venv with all dependencies if it is missing or pyproject.toml changed.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.preflens-installed
+
+.PHONY: run test test-fast bench docs clean-warehouse venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/preflens run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_offline_annotator.py
+
+docs: $(STAMP)
+	PREFLENS_BUILD_DB=$(CURDIR)/warehouse/preflens.duckdb $(BIN)/dbt docs generate \
+	  --project-dir dbt_project --profiles-dir dbt_project --target-path $(CURDIR)/warehouse/dbt_target
+	@echo "open: $(BIN)/dbt docs serve --project-dir dbt_project --profiles-dir dbt_project --target-path $(CURDIR)/warehouse/dbt_target"
+
+clean-warehouse:
+	rm -rf warehouse/preflens.duckdb warehouse/preflens.duckdb.wal warehouse/serve warehouse/dbt_target warehouse/.build.lock

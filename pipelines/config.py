@@ -1,0 +1,53 @@
+"""Project paths and settings, resolved from the environment with repo-relative defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every file location the pipeline touches. All absolute."""
+
+    warehouse: Path
+
+    @property
+    def build_db(self) -> Path:
+        """The DuckDB file the pipeline writes (never opened by BI)."""
+        return self.warehouse / "preflens.duckdb"
+
+    @property
+    def serve_dir(self) -> Path:
+        return self.warehouse / "serve"
+
+    @property
+    def serve_db(self) -> Path:
+        """The read-only copy published for SQL/BI readers."""
+        return self.serve_dir / "preflens.duckdb"
+
+    @property
+    def exports_dir(self) -> Path:
+        """Parquet exports of the marts, beside the served copy."""
+        return self.serve_dir / "parquet"
+
+    @property
+    def dbt_target_dir(self) -> Path:
+        return self.warehouse / "dbt_target"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.warehouse / ".build.lock"
+
+
+def default_paths() -> Paths:
+    """Paths from ``PREFLENS_WAREHOUSE`` (default: ``<repo>/warehouse``)."""
+    wh = Path(os.environ.get("PREFLENS_WAREHOUSE", REPO_ROOT / "warehouse")).resolve()
+    return Paths(warehouse=wh)
+
+
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+SAMPLE_PATH = REPO_ROOT / "warehouse" / "sample" / "pairs_sample.jsonl.gz"

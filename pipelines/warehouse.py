@@ -1,0 +1,142 @@
+"""The build warehouse: connection helper and the DDL of the raw tables every stage writes.
+
+All raw tables live in schema ``raw`` of the build DuckDB file (``warehouse/preflens.duckdb``).
+dbt reads them as sources; BI never opens this file (it reads the served copy).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+RAW_SCHEMA = "raw"
+
+RAW_DDL: dict[str, str] = {
+    # One row per distinct (prompt, unordered pair of responses). Orientation is canonical:
+    # response_a is the response whose sha256 is smaller, so re-ingesting in any order is stable.
+    "items": """
+        create table if not exists raw.items (
+            item_id          varchar primary key,   -- sha256(prompt, response_a, response_b)[:16] in canonical order
+            prompt           varchar not null,
+            response_a       varchar not null,
+            response_b       varchar not null,
+            domain           varchar not null,
+            source           varchar,              -- upstream dataset name when known
+            source_item_id   varchar,              -- the upstream item id when the input had one
+            model_a          varchar,
+            model_b          varchar,
+            first_ingest_id  varchar not null,
+            ingested_at      timestamp not null
+        )""",
+    # One row per (item, mechanism). winner is oriented to raw.items (a = items.response_a).
+    "labels": """
+        create table if not exists raw.labels (
+            label_id         varchar primary key,   -- sha256(item_id, mechanism)[:16]
+            item_id          varchar not null,
+            mechanism        varchar not null,      -- '<type>:<who>', e.g. 'judge:gpt-4'
+            mechanism_type   varchar not null,      -- human | judge | reward
+            winner           varchar not null,      -- a | b | tie
+            protocol         varchar,
+            source_pair_id   varchar,
+            source_file      varchar not null,
+            source_line      bigint not null,
+            first_ingest_id  varchar not null,
+            ingested_at      timestamp not null
+        )""",
+    "domains": """
+        create table if not exists raw.domains (
+            domain           varchar primary key,
+            domain_source    varchar,               -- dataset | heuristic | cli | ...
+            first_ingest_id  varchar not null
+        )""",
+    # Every input row that could not be loaded, with where it came from and why. Nothing is dropped silently.
+    "quarantine": """
+        create table if not exists raw.quarantine (
+            ingest_id        varchar not null,
+            source_file      varchar not null,
+            source_line      bigint not null,
+            reason           varchar not null,
+            raw_text         varchar,               -- the offending record, truncated to 4000 chars
+            quarantined_at   timestamp not null
+        )""",
+    "ingest_runs": """
+        create table if not exists raw.ingest_runs (
+            ingest_id        varchar primary key,
+            started_at       timestamp not null,
+            finished_at      timestamp,
+            files            varchar[],
+            rows_read        bigint,
+            rows_loaded      bigint,
+            rows_duplicate   bigint,
+            rows_quarantined bigint
+        )""",
+    # The concept catalog (offline catalog now; discovered / user concepts later).
+    "concepts": """
+        create table if not exists raw.concepts (
+            concept          varchar not null,      -- display name; data, never an SQL identifier
+            annotator        varchar not null,      -- e.g. 'offline'
+            annotator_version varchar not null,
+            description      varchar not null,
+            definition       varchar not null,      -- 'A high score indicates ...; A low score indicates ...'
+            origin           varchar not null,      -- offline | fixed | discovered | user
+            is_shared        boolean not null,
+            domains          varchar[],             -- for specific concepts: where they apply
+            definition_hash  varchar not null,
+            primary key (concept, annotator, annotator_version)
+        )""",
+    # One row per (item, concept, annotator, version): annotate once per item, reuse for every mechanism.
+    "annotations": """
+        create table if not exists raw.annotations (
+            item_id          varchar not null,
+            concept          varchar not null,
+            annotator        varchar not null,
+            annotator_version varchar not null,
+            measure_a        double,                -- raw measurement on response_a (offline only)
+            measure_b        double,
+            score_a          integer not null,      -- 1..7 Likert, 0 = not relevant
+            score_b          integer not null,
+            comp_value       integer not null,      -- +1 a better, -1 b better, 0 equal / not relevant / inconsistent
+            score_diff       integer not null,      -- score_a - score_b, 0 if either side is not relevant
+            is_relevant      boolean not null,
+            is_consistent    boolean,               -- swap consistency (LLM comp-rep); null for offline
+            annotated_at     timestamp not null,
+            primary key (item_id, concept, annotator, annotator_version)
+        )""",
+    # One row per `preflens run` / `preflens build`: lineage for every fact row's fit_id.
+    "builds": """
+        create table if not exists raw.builds (
+            build_id         varchar primary key,
+            started_at       timestamp not null,
+            finished_at      timestamp,
+            status           varchar not null,      -- running | success | failed
+            failed_stage     varchar,
+            message          varchar,
+            n_items          bigint,
+            n_labels         bigint,
+            n_annotations    bigint,
+            annotator        varchar,
+            annotator_version varchar,
+            package_version  varchar,
+            dbt_version      varchar,
+            quality_success  boolean,
+            published        boolean
+        )""",
+}
+
+
+def connect(db_path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the build database (creating its folder) with the raw schema in place."""
+    db_path = Path(db_path)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(db_path), read_only=read_only)
+    if not read_only:
+        ensure_raw_schema(con)
+    return con
+
+
+def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create schema ``raw`` and its tables if missing (idempotent)."""
+    con.execute(f"create schema if not exists {RAW_SCHEMA}")
+    for ddl in RAW_DDL.values():
+        con.execute(ddl)
