@@ -1,0 +1,445 @@
+"""Turn each input format into canonical records (see :data:`CANONICAL_COLUMNS`), and validate them.
+
+Formats:
+
+* ``canonical``: the ``/work/shared/data`` layout (``prompt, response_a, response_b, winner, mechanism, ...``).
+* ``hf``: ``prompt, chosen, rejected`` (chosen wins). ``chosen``/``rejected`` may also be message lists
+  ``[{role, content}, ...]``: the response is the last message and, without a ``prompt`` column, the prompt is the
+  transcript before it. Mechanism comes from the arguments.
+* ``annotated_pairs``: Feedback Forensics / ICAI AnnotatedPairs v2 JSON. Every annotator is its own mechanism:
+  type ``human`` -> ``human:<name or id>``, ``principle`` -> ``judge:principle/<id>`` (protocol = the principle text),
+  ``judge``/``reward`` kept; ``unknown`` (ICAI's default annotator taken from ``preferred_text``) needs
+  ``--mechanism-type``. ``--mechanism`` renames the default annotator. ``model_identity`` annotators are not
+  preferences: they are skipped and counted. ``pref: null`` -> ``tie``.
+* ``arena``: Chatbot Arena battles (``model_a, model_b, winner, conversation_a, conversation_b``).
+
+Adapters never drop a record: each one becomes a row of the output frame (``_reason`` set when it must be
+quarantined), an :class:`Issue`, or a counted skip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import reduce
+from typing import Any, Callable, Iterable
+
+import polars as pl
+
+from pipelines.ingest.model import (
+    CANONICAL_COLUMNS,
+    DEFAULT_DOMAIN,
+    MECHANISM_TYPES,
+    REQUIRED_COLUMNS,
+    IngestError,
+    Issue,
+)
+from pipelines.ingest.readers import RawDocument, RawTable, clip
+
+FORMATS: tuple[str, ...] = ("canonical", "hf", "annotated_pairs", "arena")
+
+ARENA_MECHANISM = "human:chatbot-arena"
+ARENA_PROTOCOL = "Chatbot Arena: a user chats with two anonymous models and votes"
+ARENA_WINNERS = {"model_a": "a", "model_b": "b", "tie": "tie", "tie (bothbad)": "tie"}
+SKIP_MODEL_IDENTITY = "model_identity annotator (not a preference)"
+
+
+@dataclass(frozen=True)
+class Options:
+    """Arguments that fill in what a file does not say."""
+
+    domain: str | None = None
+    mechanism: str | None = None
+    mechanism_type: str | None = None
+
+
+@dataclass
+class Adapted:
+    """Canonical rows of one file (``_line``, ``_raw``, canonical columns, ``_reason``) plus unreadable records."""
+
+    frame: pl.DataFrame
+    issues: list[Issue] = field(default_factory=list)
+    skips: Counter[str] = field(default_factory=Counter)
+    names: dict[str, str] = field(default_factory=dict)  # canonical column -> input column, for reasons
+
+    @property
+    def rows_read(self) -> int:
+        return self.frame.height + len(self.issues) + sum(self.skips.values())
+
+
+# --------------------------------------------------------------------------------------------- detection
+
+
+def detect_format(columns: Iterable[str]) -> str:
+    """Name the input format from its top-level columns (or JSON document keys)."""
+    cols = {c.strip().lower() for c in columns}
+    if "comparisons" in cols and ("annotators" in cols or "metadata" in cols):
+        return "annotated_pairs"
+    if {"conversation_a", "conversation_b"} <= cols:
+        return "arena"
+    if {"chosen", "rejected"} <= cols:
+        return "hf"
+    if {"response_a", "response_b"} <= cols or len({"prompt", "response_a", "response_b", "winner"} & cols) >= 3:
+        return "canonical"
+    shown = ", ".join(sorted(cols)[:20]) or "(none)"
+    raise IngestError(f"cannot detect the input format from columns [{shown}]; pass --format ({'|'.join(FORMATS)})")
+
+
+def resolve_mechanism(mechanism: str, mechanism_type: str | None) -> tuple[str, str]:
+    """``(mechanism, type)`` from ``--mechanism`` and ``--mechanism-type``; prefixes ``<type>:`` when missing."""
+    mechanism = mechanism.strip()
+    prefix, sep, who = mechanism.partition(":")
+    if sep and prefix in MECHANISM_TYPES:
+        if not who.strip():
+            raise IngestError(f"mechanism {mechanism!r} has no name after '{prefix}:'")
+        if mechanism_type and mechanism_type != prefix:
+            raise IngestError(f"--mechanism-type {mechanism_type} contradicts mechanism {mechanism!r}")
+        return mechanism, prefix
+    if not mechanism_type:
+        raise IngestError(
+            f"cannot tell the type of mechanism {mechanism!r}: pass --mechanism-type "
+            f"({'|'.join(MECHANISM_TYPES)}) or write it as '<type>:{mechanism}'"
+        )
+    if mechanism_type not in MECHANISM_TYPES:
+        raise IngestError(f"unknown mechanism type {mechanism_type!r} (expected {'|'.join(MECHANISM_TYPES)})")
+    return f"{mechanism_type}:{mechanism}", mechanism_type
+
+
+def adapt(raw: RawTable | RawDocument, fmt: str, opts: Options) -> Adapted:
+    """Run the adapter of ``fmt`` and validate its rows."""
+    adapters: dict[str, Callable[[Any, Options], Adapted]] = {
+        "canonical": adapt_canonical,
+        "hf": adapt_hf,
+        "annotated_pairs": adapt_annotated_pairs,
+        "arena": adapt_arena,
+    }
+    if fmt not in adapters:
+        raise IngestError(f"unknown format {fmt!r} (expected {'|'.join(FORMATS)})")
+    if (fmt == "annotated_pairs") != isinstance(raw, RawDocument):
+        raise IngestError(
+            f"format {fmt} does not match the file's content"
+            f" ({'a JSON document' if isinstance(raw, RawDocument) else 'a table of records'})"
+        )
+    adapted = adapters[fmt](raw, opts)
+    adapted.frame = validate(adapted.frame, adapted.names)
+    return adapted
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _col(raw: RawTable, name: str) -> pl.Expr:
+    """A raw column as String, or nulls when the file lacks it."""
+    return pl.col(name) if name in raw.frame.columns else pl.lit(None, dtype=pl.String)
+
+
+def _nonempty(expr: pl.Expr) -> pl.Expr:
+    """Null for null / blank strings (optional fields)."""
+    return pl.when(expr.str.strip_chars() == "").then(None).otherwise(expr)
+
+
+def _lit(value: str | None) -> pl.Expr:
+    return pl.lit(value, dtype=pl.String)
+
+
+def _domain_exprs(domain_col: pl.Expr, domain_source_col: pl.Expr, opts: Options) -> list[pl.Expr]:
+    domain = _nonempty(domain_col.str.strip_chars())
+    arg = (opts.domain or "").strip() or None
+    return [
+        pl.coalesce(domain, _lit(arg), _lit(DEFAULT_DOMAIN)).alias("domain"),
+        pl.when(domain.is_not_null())
+        .then(pl.coalesce(_nonempty(domain_source_col), _lit("dataset")))
+        .otherwise(_lit("cli" if arg else "default"))
+        .alias("domain_source"),
+    ]
+
+
+def _finish(frame: pl.DataFrame) -> pl.DataFrame:
+    """Ensure the canonical column set and order."""
+    missing = [pl.lit(None, dtype=pl.String).alias(c) for c in (*CANONICAL_COLUMNS, "_reason") if c not in frame.columns]
+    frame = frame.with_columns(missing) if missing else frame
+    return frame.select("_line", "_raw", *CANONICAL_COLUMNS, "_reason")
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _messages(value: str | None) -> list[dict[str, Any]] | None:
+    """A message list ``[{role, content}, ...]`` from its JSON text, else None."""
+    if value is None or not value.lstrip().startswith("["):
+        return None
+    try:
+        msgs = json.loads(value)
+    except ValueError:
+        return None
+    if isinstance(msgs, list) and all(isinstance(m, dict) and "content" in m for m in msgs):
+        return msgs
+    return None
+
+
+def _content(msg: dict[str, Any]) -> str:
+    c = msg.get("content")
+    if isinstance(c, list):  # OpenAI-style content parts
+        c = "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in c)
+    return "" if c is None else str(c)
+
+
+def _role(msg: dict[str, Any]) -> str:
+    role = str(msg.get("role", "")).lower()
+    return {"human": "user", "gpt": "assistant", "model": "assistant", "bot": "assistant"}.get(role, role)
+
+
+def _transcript(msgs: list[dict[str, Any]]) -> str:
+    """``User: ...`` / ``Assistant: ...`` transcript; a lone user turn is returned as is."""
+    if len(msgs) == 1 and _role(msgs[0]) == "user":
+        return _content(msgs[0])
+    return "\n\n".join(f"{_role(m).capitalize() or 'Unknown'}: {_content(m)}" for m in msgs)
+
+
+# --------------------------------------------------------------------------------------------- canonical
+
+
+def adapt_canonical(raw: RawTable, opts: Options) -> Adapted:
+    """The shared-data layout; ``--domain/--mechanism/--mechanism-type`` only fill missing values."""
+    mech_arg = opts.mechanism.strip() if opts.mechanism else None
+    mech = pl.coalesce(_nonempty(_col(raw, "mechanism").str.strip_chars()), _lit(mech_arg))
+    prefix = mech.str.split_exact(":", 1).struct.field("field_0")
+    has_prefix = mech.str.contains(":") & prefix.is_in(list(MECHANISM_TYPES))
+    mtype = pl.coalesce(
+        _nonempty(_col(raw, "mechanism_type").str.strip_chars().str.to_lowercase()),
+        _lit(opts.mechanism_type),
+        pl.when(has_prefix).then(prefix),
+    )
+    frame = raw.frame.select(
+        "_line",
+        "_raw",
+        _col(raw, "prompt").alias("prompt"),
+        _col(raw, "response_a").alias("response_a"),
+        _col(raw, "response_b").alias("response_b"),
+        _col(raw, "winner").alias("winner"),
+        *_domain_exprs(_col(raw, "domain"), _col(raw, "domain_source"), opts),
+        pl.when(has_prefix | mech.is_null() | ~mtype.is_in(list(MECHANISM_TYPES)))
+        .then(mech)
+        .otherwise(pl.concat_str(mtype, _lit(":"), mech))
+        .alias("mechanism"),
+        mtype.alias("mechanism_type"),
+        _nonempty(_col(raw, "source")).alias("source"),
+        _nonempty(_col(raw, "item_id")).alias("source_item_id"),
+        _nonempty(_col(raw, "pair_id")).alias("source_pair_id"),
+        _nonempty(_col(raw, "model_a")).alias("model_a"),
+        _nonempty(_col(raw, "model_b")).alias("model_b"),
+        _nonempty(_col(raw, "protocol")).alias("protocol"),
+    )
+    return Adapted(_finish(frame), list(raw.issues))
+
+
+# --------------------------------------------------------------------------------------------- hf
+
+
+def adapt_hf(raw: RawTable, opts: Options) -> Adapted:
+    """``prompt/chosen/rejected``: chosen is the winner; orientation is fixed later by the canonical rule."""
+    if not opts.mechanism:
+        raise IngestError("format hf needs --mechanism (e.g. 'human:my-raters' or --mechanism-type judge)")
+    mechanism, mtype = resolve_mechanism(opts.mechanism, opts.mechanism_type)
+    df = raw.frame
+    chosen = df["chosen"].to_list() if "chosen" in df.columns else [None] * df.height
+    rejected = df["rejected"].to_list() if "rejected" in df.columns else [None] * df.height
+    prompts = df["prompt"].to_list() if "prompt" in df.columns else [None] * df.height
+    for i, (c, r) in enumerate(zip(chosen, rejected)):
+        mc, mr = _messages(c), _messages(r)
+        if mc:
+            chosen[i] = _content(mc[-1])
+            if prompts[i] is None and len(mc) > 1:
+                prompts[i] = _transcript(mc[:-1])
+        if mr:
+            rejected[i] = _content(mr[-1])
+    frame = df.select(
+        "_line",
+        "_raw",
+        pl.Series("prompt", prompts, dtype=pl.String),
+        pl.Series("response_a", chosen, dtype=pl.String),
+        pl.Series("response_b", rejected, dtype=pl.String),
+        _lit("a").alias("winner"),
+        *_domain_exprs(_lit(None), _lit(None), opts),
+        _lit(mechanism).alias("mechanism"),
+        _lit(mtype).alias("mechanism_type"),
+        _nonempty(_col(raw, "source")).alias("source"),
+        _nonempty(_col(raw, "id")).alias("source_item_id"),
+        _nonempty(_col(raw, "chosen_model")).alias("model_a"),
+        _nonempty(_col(raw, "rejected_model")).alias("model_b"),
+    )
+    names = {"response_a": "chosen", "response_b": "rejected"}
+    return Adapted(_finish(frame), list(raw.issues), names=names)
+
+
+# --------------------------------------------------------------------------------------------- arena
+
+
+def _arena_row(conv_a: str | None, conv_b: str | None) -> tuple[str | None, str | None, str | None, str | None]:
+    """``(prompt, response_a, response_b, reason)`` from two conversations."""
+    if conv_a is None or conv_b is None:
+        missing = "conversation_a" if conv_a is None else "conversation_b"
+        return None, None, None, f"missing required column '{missing}'"
+    ma, mb = _messages(conv_a), _messages(conv_b)
+    if not ma or not mb:
+        return None, None, None, "malformed conversation"
+    if _role(ma[-1]) != "assistant" or _role(mb[-1]) != "assistant":
+        return None, None, None, "conversation does not end with an assistant turn"
+    users_a = [_content(m) for m in ma if _role(m) == "user"]
+    users_b = [_content(m) for m in mb if _role(m) == "user"]
+    if not users_a:
+        return None, None, None, "conversation has no user turn"
+    if users_a != users_b:
+        return None, None, None, "conversations differ in user turns"
+    ra, rb = _content(ma[-1]), _content(mb[-1])
+    # multi-turn: the earlier assistant turns differ between a and b; take them from the canonical-first side so
+    # the prompt (hence the item) does not depend on the input's a/b order
+    context = ma[:-1] if _sha(ra) <= _sha(rb) else mb[:-1]
+    return _transcript(context), ra, rb, None
+
+
+def adapt_arena(raw: RawTable, opts: Options) -> Adapted:
+    """Chatbot Arena battles: prompt = user turn(s), responses = final assistant turns."""
+    mechanism, mtype = resolve_mechanism(opts.mechanism or ARENA_MECHANISM, opts.mechanism_type)
+    df = raw.frame
+    conv_a = df["conversation_a"].to_list() if "conversation_a" in df.columns else [None] * df.height
+    conv_b = df["conversation_b"].to_list() if "conversation_b" in df.columns else [None] * df.height
+    rows = [_arena_row(a, b) for a, b in zip(conv_a, conv_b)]
+    domain_col = next((c for c in ("category", "domain") if c in df.columns), None)
+    domain = pl.col(domain_col) if domain_col else _lit(None)
+    domain = pl.when(domain.str.starts_with("{") | domain.str.starts_with("[")).then(None).otherwise(domain)
+    winner = _col(raw, "winner").str.strip_chars().str.to_lowercase()
+    item_id = pl.coalesce(_nonempty(_col(raw, "question_id")), _nonempty(_col(raw, "id")))
+    frame = df.select(
+        "_line",
+        "_raw",
+        pl.Series("prompt", [r[0] for r in rows], dtype=pl.String),
+        pl.Series("response_a", [r[1] for r in rows], dtype=pl.String),
+        pl.Series("response_b", [r[2] for r in rows], dtype=pl.String),
+        winner.replace_strict(ARENA_WINNERS, default=winner).alias("winner"),
+        *_domain_exprs(domain, _lit(None), opts),
+        _lit(mechanism).alias("mechanism"),
+        _lit(mtype).alias("mechanism_type"),
+        _lit("chatbot-arena").alias("source"),
+        item_id.alias("source_item_id"),
+        item_id.alias("source_pair_id"),
+        _nonempty(_col(raw, "model_a")).alias("model_a"),
+        _nonempty(_col(raw, "model_b")).alias("model_b"),
+        _lit(ARENA_PROTOCOL).alias("protocol"),
+        pl.Series("_reason", [r[3] for r in rows], dtype=pl.String),
+    )
+    return Adapted(_finish(frame), list(raw.issues))
+
+
+# --------------------------------------------------------------------------------------------- annotated pairs
+
+_AP_TYPES = {"human": "human", "principle": "judge", "judge": "judge", "reward": "reward"}
+
+
+def _ap_mechanism(aid: str, spec: dict[str, Any], default_id: str | None, opts: Options) -> tuple[str, str] | str:
+    """``(mechanism, type)`` of one annotator, or the skip/quarantine reason as a plain string."""
+    kind = str(spec.get("type", "unknown")).lower()
+    if kind == "model_identity":
+        return SKIP_MODEL_IDENTITY
+    if aid == default_id and opts.mechanism:
+        return resolve_mechanism(opts.mechanism, opts.mechanism_type or _AP_TYPES.get(kind))
+    mtype = _AP_TYPES.get(kind) or opts.mechanism_type
+    if mtype not in MECHANISM_TYPES:
+        return "unknown mechanism_type"
+    who = str(spec.get("name") or (f"principle/{aid}" if kind == "principle" else aid))
+    return f"{mtype}:{who}", mtype
+
+
+def adapt_annotated_pairs(doc: RawDocument, opts: Options) -> Adapted:
+    """One row per (comparison, annotator); the line is the comparison's 1-based index."""
+    data = doc.data
+    comparisons = data.get("comparisons")
+    if not isinstance(comparisons, list):
+        raise IngestError("not an AnnotatedPairs file: 'comparisons' is missing or not a list")
+    annotators = data.get("annotators") or {}
+    meta = data.get("metadata") or {}
+    default_id = meta.get("default_annotator")
+    dataset = meta.get("dataset_name")
+    mechs = {aid: _ap_mechanism(aid, spec if isinstance(spec, dict) else {}, default_id, opts)
+             for aid, spec in annotators.items()}
+    rows: list[dict[str, Any]] = []
+    issues: list[Issue] = []
+    skips: Counter[str] = Counter()
+    for line, comp in enumerate(comparisons, start=1):
+        if not isinstance(comp, dict):
+            issues.append(Issue(line, "not a JSON object", clip(json.dumps(comp, ensure_ascii=False))))
+            continue
+        anns = comp.get("annotations")
+        if not isinstance(anns, dict) or not anns:
+            issues.append(Issue(line, "no annotations", clip(json.dumps(comp, ensure_ascii=False))))
+            continue
+        ra, rb = comp.get("response_a"), comp.get("response_b")
+        ra = ra if isinstance(ra, dict) else {"text": ra}
+        rb = rb if isinstance(rb, dict) else {"text": rb}
+        cmeta = comp.get("metadata") if isinstance(comp.get("metadata"), dict) else {}
+        cdomain = cmeta.get("domain") if isinstance(cmeta.get("domain"), str) else None
+        for aid, ann in anns.items():
+            raw_text = clip(json.dumps({**comp, "annotations": {aid: ann}}, ensure_ascii=False))
+            mech = mechs.get(aid)
+            if mech is None:
+                issues.append(Issue(line, "unknown annotator", raw_text))
+                continue
+            if mech == SKIP_MODEL_IDENTITY:
+                skips[mech] += 1
+                continue
+            pref = ann.get("pref") if isinstance(ann, dict) else ann
+            reason = mech if isinstance(mech, str) else None
+            rows.append({
+                "_line": line,
+                "_raw": raw_text,
+                "prompt": comp.get("prompt"),
+                "response_a": ra.get("text"),
+                "response_b": rb.get("text"),
+                "winner": "tie" if pref is None else str(pref).strip().lower(),
+                "_domain": cdomain,
+                "mechanism": None if reason else mech[0],
+                "mechanism_type": None if reason else mech[1],
+                "source": dataset,
+                "source_item_id": None if comp.get("id") is None else str(comp.get("id")),
+                "source_pair_id": None if comp.get("id") is None else f"{comp.get('id')}/{aid}",
+                "model_a": ra.get("model"),
+                "model_b": rb.get("model"),
+                "protocol": (annotators.get(aid) or {}).get("description"),
+                "_reason": reason,
+            })
+    schema = {"_line": pl.Int64, **{k: pl.String for k in ("_raw", *CANONICAL_COLUMNS, "_domain", "_reason")}}
+    for r in rows:  # every value a string (or null): the frame is all-String by contract
+        for k, v in r.items():
+            if k != "_line" and v is not None and not isinstance(v, str):
+                r[k] = json.dumps(v, ensure_ascii=False)
+    frame = pl.DataFrame(rows, schema={k: v for k, v in schema.items() if k not in ("domain", "domain_source")})
+    frame = frame.with_columns(*_domain_exprs(pl.col("_domain"), _lit(None), opts)).drop("_domain")
+    return Adapted(_finish(frame), issues, skips)
+
+
+# --------------------------------------------------------------------------------------------- validation
+
+
+def validate(frame: pl.DataFrame, names: dict[str, str] | None = None) -> pl.DataFrame:
+    """Set ``_reason`` (first failing check wins) and normalise ``winner``; names map columns to input names."""
+    names = names or {}
+    frame = frame.with_columns(pl.col("winner").str.strip_chars().str.to_lowercase())
+    checks: list[tuple[pl.Expr, pl.Expr]] = [(pl.col("_reason").is_not_null(), pl.col("_reason"))]
+    for c in REQUIRED_COLUMNS:
+        if c == "mechanism_type":
+            continue  # reported as 'unknown mechanism_type' below
+        checks.append((pl.col(c).is_null(), _lit(f"missing required column '{names.get(c, c)}'")))
+    for c in ("prompt", "response_a", "response_b"):
+        checks.append((pl.col(c).str.strip_chars() == "", _lit(f"empty {names.get(c, c)}")))
+    prefix = pl.col("mechanism").str.split_exact(":", 1).struct.field("field_0")
+    checks += [
+        (pl.col("response_a").str.strip_chars() == pl.col("response_b").str.strip_chars(), _lit("identical responses")),
+        (~pl.col("winner").is_in(["a", "b", "tie"]), _lit("unknown winner value")),
+        (~pl.col("mechanism_type").is_in(list(MECHANISM_TYPES)).fill_null(False), _lit("unknown mechanism_type")),
+        (prefix != pl.col("mechanism_type"), _lit("mechanism_type does not match mechanism")),
+    ]
+    expr = reduce(lambda acc, ct: acc.when(ct[0]).then(ct[1]), checks[1:], pl.when(checks[0][0]).then(checks[0][1]))
+    return frame.with_columns(expr.otherwise(None).alias("_reason"))

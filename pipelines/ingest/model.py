@@ -1,0 +1,162 @@
+"""Shared types of the ingest stage: errors, issues, summaries and the canonical record layout."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+MECHANISM_TYPES: tuple[str, ...] = ("human", "judge", "reward")
+WINNERS: tuple[str, ...] = ("a", "b", "tie")
+DEFAULT_DOMAIN = "general"
+RAW_TEXT_LIMIT = 4000
+
+#: Columns every adapter produces (all String except ``_line``). ``_reason`` is set on rows to quarantine.
+CANONICAL_COLUMNS: tuple[str, ...] = (
+    "prompt",
+    "response_a",
+    "response_b",
+    "winner",
+    "domain",
+    "domain_source",
+    "mechanism",
+    "mechanism_type",
+    "source",
+    "source_item_id",
+    "source_pair_id",
+    "model_a",
+    "model_b",
+    "protocol",
+)
+REQUIRED_COLUMNS: tuple[str, ...] = ("prompt", "response_a", "response_b", "winner", "mechanism", "mechanism_type")
+
+
+class IngestError(Exception):
+    """A fatal ingest problem (missing file, undetectable format, bad arguments, file without usable rows).
+
+    ``summary`` holds what was done before the failure, when anything was.
+    """
+
+    def __init__(self, message: str, summary: IngestSummary | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One input record that cannot be loaded: where it is, why, and its text."""
+
+    line: int
+    reason: str
+    raw_text: str | None = None
+
+
+@dataclass
+class FileSummary:
+    """Counts for one ingested file. ``rows_read == loaded + duplicates + quarantined + skipped``."""
+
+    path: str
+    format: str
+    rows_read: int = 0
+    loaded: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    skipped: int = 0
+    new_items: int = 0
+    new_domains: int = 0
+    quarantine_reasons: Counter[str] = field(default_factory=Counter)
+    skip_reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def usable(self) -> int:
+        """Rows that were loaded or were already present."""
+        return self.loaded + self.duplicates
+
+    def reconciles(self) -> bool:
+        return self.rows_read == self.loaded + self.duplicates + self.quarantined + self.skipped
+
+
+@dataclass
+class IngestSummary:
+    """The result of one :func:`ingest_paths` call (one ``raw.ingest_runs`` row)."""
+
+    ingest_id: str
+    files: list[FileSummary] = field(default_factory=list)
+
+    def _total(self, name: str) -> int:
+        return sum(getattr(f, name) for f in self.files)
+
+    @property
+    def rows_read(self) -> int:
+        return self._total("rows_read")
+
+    @property
+    def loaded(self) -> int:
+        return self._total("loaded")
+
+    @property
+    def duplicates(self) -> int:
+        return self._total("duplicates")
+
+    @property
+    def quarantined(self) -> int:
+        return self._total("quarantined")
+
+    @property
+    def skipped(self) -> int:
+        return self._total("skipped")
+
+    @property
+    def new_items(self) -> int:
+        return self._total("new_items")
+
+    @property
+    def new_domains(self) -> int:
+        return self._total("new_domains")
+
+    @property
+    def quarantine_reasons(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for f in self.files:
+            out.update(f.quarantine_reasons)
+        return out
+
+    @property
+    def skip_reasons(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for f in self.files:
+            out.update(f.skip_reasons)
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (for ``--json`` output or logs)."""
+        keys = ("rows_read", "loaded", "duplicates", "quarantined", "skipped", "new_items", "new_domains")
+        return {
+            "ingest_id": self.ingest_id,
+            **{k: getattr(self, k) for k in keys},
+            "quarantine_reasons": dict(self.quarantine_reasons),
+            "skip_reasons": dict(self.skip_reasons),
+            "files": [
+                {"path": f.path, "format": f.format, **{k: getattr(f, k) for k in keys},
+                 "quarantine_reasons": dict(f.quarantine_reasons), "skip_reasons": dict(f.skip_reasons)}
+                for f in self.files
+            ],
+        }
+
+    def lines(self) -> list[str]:
+        """Human-readable summary lines, one per file plus a total."""
+        out = []
+        for f in self.files:
+            out.append(
+                f"{f.path} [{f.format}]: read {f.rows_read}, loaded {f.loaded}, duplicates {f.duplicates}, "
+                f"quarantined {f.quarantined}, skipped {f.skipped}, new items {f.new_items}"
+            )
+        out.append(
+            f"total: read {self.rows_read}, loaded {self.loaded}, duplicates {self.duplicates}, "
+            f"quarantined {self.quarantined}, skipped {self.skipped}, new items {self.new_items}"
+        )
+        for reason, n in self.quarantine_reasons.most_common():
+            out.append(f"  quarantined {n}: {reason}")
+        for reason, n in self.skip_reasons.most_common():
+            out.append(f"  skipped {n}: {reason}")
+        return out
