@@ -1,0 +1,27 @@
+"""Turn long item x concept annotations into the per-pair design matrix (pure, no I/O)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+PAIR_KEYS = ["label_id", "item_id", "mechanism", "mechanism_type", "domain", "winner"]
+
+
+def pivot_features(
+    labels: pd.DataFrame, concepts: pd.DataFrame, value_col: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """Join labelled pairs to their item's concept values, one column per concept.
+
+    ``labels`` holds PAIR_KEYS; ``concepts`` holds item_id, concept and ``value_col``.
+    A concept missing for an item (e.g. not annotated) becomes 0, the paper's value for
+    "not relevant". Concept columns are sorted by name for a stable design matrix.
+    """
+    missing = [c for c in PAIR_KEYS if c not in labels.columns]
+    if missing:
+        raise ValueError(f"labels frame lacks columns {missing}")
+    wide = concepts.pivot_table(index="item_id", columns="concept", values=value_col, aggfunc="first")
+    concept_cols = sorted(str(c) for c in wide.columns)
+    wide = wide.reindex(columns=concept_cols).fillna(0).astype(float).reset_index()
+    out = labels[PAIR_KEYS].merge(wide, on="item_id", how="left")
+    out[concept_cols] = out[concept_cols].fillna(0.0)
+    return out, concept_cols

@@ -1,0 +1,67 @@
+"""Combine fit-job frames into the fixed-schema tall table the dbt marts split (pure, no I/O)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+# column -> pandas dtype; every column exists in the tall output, whatever record types are present
+TALL_SCHEMA: dict[str, str] = {
+    "fit_id": "string",
+    "row_id": "int64",
+    "record_type": "string",
+    "mechanism": "string",
+    "mechanism_type": "string",
+    "representation": "string",
+    "domain": "string",
+    "concept": "string",
+    "label_id": "string",
+    "item_id": "string",
+    "protocol": "string",
+    "reason": "string",
+    "predicted_winner": "string",
+    "actual_winner": "string",
+    "shared_weight": "float64",
+    "domain_deviation": "float64",
+    "total_weight": "float64",
+    "shared_lift_pct": "float64",
+    "deviation_lift_pct": "float64",
+    "global_lift_pct": "float64",
+    "n_pairs": "float64",
+    "has_domain_weights": "boolean",
+    "fold": "float64",
+    "prob_a": "float64",
+    "is_correct": "boolean",
+    "used_domain_weights": "boolean",
+    "accuracy": "float64",
+    "log_loss": "float64",
+    "value": "float64",
+    "contribution": "float64",
+    "local_lift_pct": "float64",
+    "alpha": "float64",
+    "lambda_shared": "float64",
+    "lambda_domain": "float64",
+    "n_train": "float64",
+}
+
+
+def to_tall(frames_by_representation: dict[str, dict[str, pd.DataFrame]], fit_id: str) -> pd.DataFrame:
+    """Stack ``{representation: {record_type: frame}}`` into one frame with TALL_SCHEMA columns."""
+    parts = []
+    for representation, frames in frames_by_representation.items():
+        for record_type, frame in frames.items():
+            if frame is None or len(frame) == 0:
+                continue
+            part = frame.copy()
+            part["record_type"] = record_type
+            if "representation" not in part.columns:
+                part["representation"] = representation
+            parts.append(part)
+    tall = pd.concat(parts, ignore_index=True, sort=False) if parts else pd.DataFrame()
+    tall["fit_id"] = fit_id
+    tall["row_id"] = range(len(tall))
+    for col, dtype in TALL_SCHEMA.items():
+        if col not in tall.columns:
+            tall[col] = pd.Series(pd.NA, index=tall.index, dtype=dtype)
+        else:
+            tall[col] = tall[col].astype(dtype)
+    return tall[list(TALL_SCHEMA)]

@@ -1,0 +1,322 @@
+"""Hierarchical Multi-Domain Regression (HMDR), method.md §4 (Calderon et al. 2025).
+
+Weights per domain are ``beta_d = b + s_d``; the (mean-normalised) Eq. 1 objective
+
+    F(b, s) = (1/N) sum_i w_i [ l(y_i, (b + s_{d_i})' x_i) + alpha * l(y_i, b' x_i) ]
+              + lambda_shared * ||b||_1 + lambda_domain * sum_d ||s_d||_1
+
+with l(y, z) = log(1 + exp(-y z)), no intercept, N = sum_i w_i over the
+(symmetrised) training instances (N = number of instances without weights), is
+minimised exactly (exact zeros) via the augmented-design reformulation
+(method.md §4.5) and scikit-learn's liblinear L1 logistic regression:
+
+* b-block columns are scaled by c = lambda_domain / lambda_shared, so a uniform
+  L1 penalty lambda_domain on the design coefficients theta equals
+  lambda_shared*||b||_1 + lambda_domain*sum||s_d||_1 with b = c * theta_b;
+* liblinear minimises ||theta||_1 + C * sum_k sw_k l_k. Dividing F by
+  lambda_domain gives ||theta||_1 + (1/(lambda_domain * N)) * sum_k sw_k l_k, hence
+  **C = 1 / (lambda_domain * N)** with the design rows' weights sw_k = w_i
+  (domain loss rows) and alpha * w_i (shared loss rows). The alpha rows do not
+  enter N.
+
+Default hyperparameters (|D| = number of distinct training domains, App. C.2):
+alpha = 1/|D|, lambda_shared = 1/(2|D|), lambda_domain = 1/|D|^2 (the centre of
+the paper's grid and the setting of its Figure 7 sweeps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._augment import build_design, encode_labels, hmdr_objective, sigmoid
+
+__all__ = ["HMDRClassifier", "default_hyperparameters"]
+
+
+def default_hyperparameters(n_domains: int) -> dict[str, float]:
+    """Paper-style defaults for |D| domains: alpha=1/|D|, lambda_b=1/(2|D|), lambda_s=1/|D|^2."""
+    if n_domains < 1:
+        raise ValueError("n_domains must be >= 1")
+    D = float(n_domains)
+    return {"alpha": 1.0 / D, "lambda_shared": 1.0 / (2.0 * D), "lambda_domain": 1.0 / D**2}
+
+
+class HMDRClassifier(ClassifierMixin, BaseEstimator):
+    """Hierarchical multi-domain L1 logistic regression (shared b + domain deviations s_d).
+
+    Parameters
+    ----------
+    alpha : float or None
+        Weight of the shared loss (b alone must predict). None -> 1/|D|.
+    lambda_shared, lambda_domain : float or None
+        L1 weights on b and on each s_d (> 0). None -> 1/(2|D|) and 1/|D|^2.
+    shared_mask : bool array (n_features,) or None
+        Features where b may be non-zero (default: all).
+    domain_masks : mapping domain -> bool array (n_features,) or None
+        Features where s_d may be non-zero; domains missing from the mapping get
+        all features.
+    min_domain_samples : int
+        Domains with fewer training pairs (rows with positive weight, before
+        symmetrisation) get no s_d (they are fitted and predicted with b alone).
+    symmetrize : bool
+        Augment every training instance (x, y) with (-x, -y) inside ``fit``
+        (split first, then fit). With no intercept and a mean-normalised loss the
+        mirror row carries the same loss, so this leaves the optimum unchanged; it
+        is kept for fidelity with the paper.
+    tol, max_iter : liblinear stopping tolerance and maximum outer iterations.
+
+    Labels: positive class = "response a wins" ('a' for {'a','b'}, 1 for {0,1}
+    or {-1,+1}); ``classes_ = [negative, positive]`` so ``predict_proba[:, 1]`` is
+    P(a wins), as in scikit-learn's binary convention.
+    """
+
+    def __init__(
+        self,
+        alpha: float | None = None,
+        lambda_shared: float | None = None,
+        lambda_domain: float | None = None,
+        shared_mask: ArrayLike | None = None,
+        domain_masks: Mapping[Any, ArrayLike] | None = None,
+        min_domain_samples: int = 10,
+        symmetrize: bool = True,
+        tol: float = 1e-6,
+        max_iter: int = 1000,
+    ) -> None:
+        self.alpha = alpha
+        self.lambda_shared = lambda_shared
+        self.lambda_domain = lambda_domain
+        self.shared_mask = shared_mask
+        self.domain_masks = domain_masks
+        self.min_domain_samples = min_domain_samples
+        self.symmetrize = symmetrize
+        self.tol = tol
+        self.max_iter = max_iter
+
+    # ------------------------------------------------------------------ fit
+    def _resolve_hyperparameters(self, n_domains: int) -> tuple[float, float, float]:
+        d = default_hyperparameters(n_domains)
+        alpha = d["alpha"] if self.alpha is None else float(self.alpha)
+        lam_b = d["lambda_shared"] if self.lambda_shared is None else float(self.lambda_shared)
+        lam_s = d["lambda_domain"] if self.lambda_domain is None else float(self.lambda_domain)
+        if not (np.isfinite(alpha) and alpha >= 0):
+            raise ValueError(f"alpha must be a finite number >= 0, got {self.alpha!r}")
+        for name, v in (("lambda_shared", lam_b), ("lambda_domain", lam_s)):
+            if not (np.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        return alpha, lam_b, lam_s
+
+    def _check_mask(self, mask: ArrayLike | None, p: int, what: str) -> NDArray[np.bool_]:
+        if mask is None:
+            return np.ones(p, dtype=bool)
+        m = np.asarray(mask)
+        if m.dtype != bool or m.shape != (p,):
+            raise ValueError(f"{what} must be a bool array of shape ({p},), got {m.dtype} {m.shape}")
+        return m.copy()
+
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        domains: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+    ) -> "HMDRClassifier":
+        """Fit b and s_d on pairs X (n, p) with labels y and per-row domain names."""
+        X = validate_data(self, X, reset=True, dtype=np.float64, ensure_min_samples=2)
+        n, p = X.shape
+        y_arr = np.asarray(y).ravel()
+        dom = np.asarray(domains, dtype=object).ravel()
+        if len(y_arr) != n or len(dom) != n:
+            raise ValueError(f"X, y and domains lengths differ: {n}, {len(y_arr)}, {len(dom)}")
+        if sample_weight is None:
+            w = np.ones(n)
+        else:
+            w = np.asarray(sample_weight, dtype=np.float64).ravel()
+            if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+                raise ValueError("sample_weight must be finite, >= 0, length n, with positive sum")
+        if not isinstance(self.min_domain_samples, (int, np.integer)) or self.min_domain_samples < 0:
+            raise ValueError("min_domain_samples must be an int >= 0")
+        if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
+            raise ValueError("max_iter must be an int >= 1")
+        if not (isinstance(self.tol, (int, float)) and self.tol > 0):
+            raise ValueError("tol must be > 0")
+
+        y_pm, classes = encode_labels(y_arr)
+        self.classes_ = classes
+        domains_, inv = np.unique(dom, return_inverse=True)
+        self.domains_ = domains_
+        n_dom = len(domains_)
+        alpha, lam_b, lam_s = self._resolve_hyperparameters(n_dom)
+        self.alpha_, self.lambda_shared_, self.lambda_domain_ = alpha, lam_b, lam_s
+
+        shared = self._check_mask(self.shared_mask, p, "shared_mask")
+        masks = dict(self.domain_masks or {})
+        pos = w > 0
+        counts = np.bincount(inv[pos], minlength=n_dom)
+        self.domain_n_samples_ = dict(zip(domains_.tolist(), counts.tolist()))
+        weighted = counts >= max(int(self.min_domain_samples), 1)
+        self.domains_with_weights_ = domains_[weighted]
+        # map domain index -> weighted index (or -1)
+        widx = np.full(n_dom, -1, dtype=np.intp)
+        widx[weighted] = np.arange(int(weighted.sum()))
+        domain_cols = [
+            np.flatnonzero(self._check_mask(masks.get(d), p, f"domain_masks[{d!r}]"))
+            for d in domains_[weighted]
+        ]
+        shared_cols = np.flatnonzero(shared)
+        dom_idx = widx[inv]
+
+        # drop zero-weight rows, then symmetrise the training part
+        Xf, yf, wf, df = X[pos], y_pm[pos], w[pos], dom_idx[pos]
+        if self.symmetrize:
+            Xf, yf = np.vstack([Xf, -Xf]), np.concatenate([yf, -yf])
+            wf, df = np.concatenate([wf, wf]), np.concatenate([df, df])
+        N = float(wf.sum())
+        scale = lam_s / lam_b
+        A, ya, wa, offsets = build_design(Xf, yf, wf, df, shared_cols, domain_cols, scale, alpha)
+
+        b = np.zeros(p)
+        S = np.zeros((n_dom, p))
+        self.n_iter_ = 0
+        if A.shape[1] > 0 and len(np.unique(ya)) == 2:
+            lr = LogisticRegression(
+                l1_ratio=1.0,
+                C=1.0 / (lam_s * N),
+                solver="liblinear",
+                fit_intercept=False,
+                tol=float(self.tol),
+                max_iter=int(self.max_iter),
+                random_state=0,
+            )
+            lr.fit(A, ya, sample_weight=wa)
+            theta = lr.coef_.ravel()
+            if lr.classes_[1] != 1.0:  # liblinear's positive class is classes_[1]
+                theta = -theta
+            self.n_iter_ = int(np.max(lr.n_iter_))
+            b[shared_cols] = scale * theta[: offsets[0]]
+            for k, d_i in enumerate(np.flatnonzero(weighted)):
+                S[d_i, domain_cols[k]] = theta[offsets[k] : offsets[k + 1]]
+        self.coef_shared_ = b
+        self.coef_domain_ = S
+        self.has_domain_weights_ = weighted
+        return self
+
+    # ------------------------------------------------------------ predict
+    def _domain_index(self, domains: ArrayLike | None, n: int) -> NDArray[np.intp]:
+        """Row of coef_domain_ per sample, -1 for unseen / weightless domains / None."""
+        if domains is None:
+            return np.full(n, -1, dtype=np.intp)
+        dom = np.asarray(domains, dtype=object).ravel()
+        if len(dom) != n:
+            raise ValueError(f"domains has length {len(dom)}, X has {n} rows")
+        lookup = {d: i for i, d in enumerate(self.domains_.tolist())}
+        idx = np.array([lookup.get(d, -1) for d in dom.tolist()], dtype=np.intp)
+        ok = idx >= 0
+        ok[ok] = self.has_domain_weights_[idx[ok]]
+        return np.where(ok, idx, -1)
+
+    def _check_X(self, X: ArrayLike) -> NDArray[np.float64]:
+        check_is_fitted(self, "coef_shared_")
+        return validate_data(self, X, reset=False, dtype=np.float64)
+
+    def uses_domain_weights(self, domains: ArrayLike) -> NDArray[np.bool_]:
+        """True where the domain was fitted with its own deviation s_d."""
+        check_is_fitted(self, "coef_shared_")
+        dom = np.asarray(domains, dtype=object).ravel()
+        return self._domain_index(dom, len(dom)) >= 0
+
+    def effective_weights(self, domains: ArrayLike | None, n: int | None = None) -> NDArray[np.float64]:
+        """Per-row weights b + s_d (n, p); b alone for unseen/weightless domains or None."""
+        check_is_fitted(self, "coef_shared_")
+        if domains is None and n is None:
+            raise ValueError("give domains or n")
+        n_rows = len(np.asarray(domains, dtype=object).ravel()) if domains is not None else int(n)  # type: ignore[arg-type]
+        idx = self._domain_index(domains, n_rows)
+        S_ext = np.vstack([self.coef_domain_, np.zeros((1, self.n_features_in_))])
+        return self.coef_shared_[None, :] + S_ext[idx]
+
+    def decision_function(self, X: ArrayLike, domains: ArrayLike | None = None) -> NDArray[np.float64]:
+        """Logit z = (b + s_d)'x of "a wins"; b alone for unseen domains or domains=None."""
+        X = self._check_X(X)
+        W = self.effective_weights(domains, X.shape[0])
+        return np.einsum("ij,ij->i", X, W)
+
+    def predict_proba(self, X: ArrayLike, domains: ArrayLike | None = None) -> NDArray[np.float64]:
+        """Columns follow classes_: [:, 1] = P(a wins)."""
+        p1 = sigmoid(self.decision_function(X, domains))
+        return np.column_stack([1.0 - p1, p1])
+
+    def predict(self, X: ArrayLike, domains: ArrayLike | None = None) -> NDArray:
+        """classes_[1] (a wins) where z > 0, else classes_[0] (z == 0 -> negative, as sklearn)."""
+        z = self.decision_function(X, domains)
+        return self.classes_[(z > 0).astype(int)]
+
+    # ---------------------------------------------------------- objective
+    def objective(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        domains: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        *,
+        coef_shared: NDArray[np.float64] | None = None,
+        coef_domain: NDArray[np.float64] | None = None,
+    ) -> float:
+        """Mean-normalised Eq. 1 at the fitted (or given) coefficients.
+
+        Uses the fitted alpha_/lambda_*_ and training conventions (symmetrisation,
+        s_d = 0 for weightless/unseen domains). ``coef_shared``/``coef_domain``
+        (shaped like the fitted attributes) evaluate another point.
+        """
+        X = self._check_X(X)
+        y_arr = np.asarray(y).ravel()
+        y_pm = np.where(y_arr == self.classes_[1], 1.0, -1.0)
+        if not np.all(np.isin(y_arr, self.classes_)):
+            raise ValueError("y contains labels not in classes_")
+        idx = self._domain_index(domains, X.shape[0])
+        b = self.coef_shared_ if coef_shared is None else np.asarray(coef_shared, float)
+        S = self.coef_domain_ if coef_domain is None else np.asarray(coef_domain, float)
+        # penalty counts s_d of all fitted domains; weightless domains are zero by construction
+        w = None if sample_weight is None else np.asarray(sample_weight, float)
+        return hmdr_objective(
+            X, y_pm, idx, b, S, self.alpha_, self.lambda_shared_, self.lambda_domain_, w, self.symmetrize
+        )
+
+    # -------------------------------------------------------- explanation
+    def coef_table(self, feature_names: Sequence[str] | None = None) -> pd.DataFrame:
+        """Tidy global explanation: one row per (fitted domain, concept).
+
+        Lifts per method.md §5: shared 50*b, deviation 50*s_d, global 50*(b+s_d) (%).
+        Domains without domain weights have domain_deviation = 0.
+        """
+        check_is_fitted(self, "coef_shared_")
+        p = self.n_features_in_
+        if feature_names is None:
+            names = getattr(self, "feature_names_in_", None)
+            feature_names = list(names) if names is not None else [f"x{j}" for j in range(p)]
+        if len(feature_names) != p:
+            raise ValueError(f"feature_names has {len(feature_names)} entries, expected {p}")
+        nd = len(self.domains_)
+        b = np.tile(self.coef_shared_, nd)
+        s = self.coef_domain_.ravel()
+        return pd.DataFrame(
+            {
+                "domain": np.repeat(self.domains_, p),
+                "concept": np.tile(np.asarray(feature_names, dtype=object), nd),
+                "shared_weight": b,
+                "domain_deviation": s,
+                "total_weight": b + s,
+                "shared_lift_pct": 50.0 * b,
+                "deviation_lift_pct": 50.0 * s,
+                "global_lift_pct": 50.0 * (b + s),
+                "has_domain_weights": np.repeat(self.has_domain_weights_, p),
+            }
+        )

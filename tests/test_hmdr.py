@@ -1,0 +1,483 @@
+"""Tests for py_models.hmdr / explain / fit_job (planted-weight synthetic data, seeded)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import minimize
+from scipy.stats import spearmanr
+from sklearn.base import clone, is_classifier
+
+from py_models._augment import hmdr_objective, sigmoid
+from py_models.explain import concept_contributions, global_lift_pct, local_lift
+from py_models.fit_job import FRAME_COLUMNS, fit_mechanisms
+from py_models.hmdr import HMDRClassifier, default_hyperparameters
+
+P = 20
+B_TRUE = np.zeros(P)
+B_TRUE[[0, 1, 2, 3, 4]] = [2.0, -1.5, 1.0, -0.6, 0.3]
+# planted deviations: d1 gets +1.5 on a non-shared feature 10, d2 gets -1.2 on feature 0
+S_TRUE = {"d1": {10: 1.5}, "d2": {0: -1.2}}
+DOMAIN_SIZES = {"d0": 900, "d1": 900, "d2": 900, "d3": 900, "tiny": 6}
+# Recovery tests use a light penalty: the paper-style defaults (1/(2|D|), 1/|D|^2) shrink
+# strongly at small |D| (|D| = 2 gives lambda_shared = 0.25, i.e. an all-zero model here).
+# lambda_shared < (#domains) * lambda_domain so that a common effect is cheaper in b.
+FIT = {"alpha": 0.25, "lambda_shared": 0.01, "lambda_domain": 0.005}
+
+
+def make_data(seed: int = 0, sizes: dict[str, int] | None = None, zero_frac: float = 0.3):
+    rng = np.random.default_rng(seed)
+    sizes = DOMAIN_SIZES if sizes is None else sizes
+    Xs, ds = [], []
+    for d, n in sizes.items():
+        X = rng.integers(-1, 2, size=(n, P)).astype(float)
+        X[rng.random((n, P)) < zero_frac] = 0.0
+        Xs.append(X)
+        ds += [d] * n
+    X = np.vstack(Xs)
+    dom = np.asarray(ds, dtype=object)
+    z = X @ B_TRUE
+    for d, dev in S_TRUE.items():
+        m = dom == d
+        for j, v in dev.items():
+            z[m] += v * X[m, j]
+    y = np.where(rng.random(len(z)) < sigmoid(z), "a", "b").astype(object)
+    return X, y, dom
+
+
+@pytest.fixture(scope="module")
+def planted():
+    X, y, dom = make_data(0)
+    model = HMDRClassifier(**FIT).fit(X, y, domains=dom)
+    return X, y, dom, model
+
+
+# ------------------------------------------------------------------ recovery
+def test_shared_signs_and_ranking(planted):
+    X, y, dom, m = planted
+    b = m.coef_shared_
+    strong = [0, 1, 2, 3]  # 0.3 may be legitimately shrunk to 0
+    assert np.all(np.sign(b[strong]) == np.sign(B_TRUE[strong])), b[:5]
+    rho = spearmanr(np.abs(b[:5]), np.abs(B_TRUE[:5])).statistic
+    assert rho >= 0.9, (rho, b[:5])
+    top3 = set(np.argsort(-np.abs(b))[:3].tolist())
+    assert top3 == {0, 1, 2}
+
+
+def test_planted_domain_deviation_recovered(planted):
+    _, _, _, m = planted
+    idx = {d: i for i, d in enumerate(m.domains_.tolist())}
+    S = m.coef_domain_
+    assert S[idx["d1"], 10] > 0.5
+    assert S[idx["d2"], 0] < -0.4
+    # the d1-specific signal is not leaking into the other domains' deviations or b
+    for d in ("d0", "d2", "d3"):
+        assert abs(S[idx[d], 10]) < 0.25
+    assert abs(m.coef_shared_[10]) < 0.25
+    total = m.coef_table().set_index(["domain", "concept"])["total_weight"]
+    assert total[("d1", "x10")] > 0.6 and total[("d2", "x0")] < total[("d0", "x0")]
+
+
+def test_exact_zeros(planted):
+    _, _, _, m = planted
+    noise = np.setdiff1d(np.arange(P), [0, 1, 2, 3, 4, 10])
+    assert np.sum(m.coef_shared_[noise] == 0.0) >= len(noise) - 3
+    assert np.mean(m.coef_domain_ == 0.0) > 0.7
+    assert np.count_nonzero(m.coef_shared_) < P
+
+
+def test_small_domain_has_no_domain_weights(planted):
+    X, _, dom, m = planted
+    assert "tiny" in m.domains_.tolist()
+    assert "tiny" not in m.domains_with_weights_.tolist()
+    assert set(m.domains_with_weights_.tolist()) == {"d0", "d1", "d2", "d3"}
+    i = m.domains_.tolist().index("tiny")
+    assert np.all(m.coef_domain_[i] == 0.0)
+    assert m.domain_n_samples_["tiny"] == 6
+    tiny = dom == "tiny"
+    assert not m.uses_domain_weights(dom[tiny]).any() and m.uses_domain_weights(dom[~tiny]).all()
+    np.testing.assert_allclose(m.decision_function(X[tiny], dom[tiny]), X[tiny] @ m.coef_shared_)
+    ct = m.coef_table()
+    assert set(ct["domain"]) == set(m.domains_.tolist())
+    assert len(ct) == len(m.domains_) * P
+    assert not ct.loc[ct.domain == "tiny", "has_domain_weights"].any()
+    np.testing.assert_allclose(ct["global_lift_pct"], 50 * ct["total_weight"])
+    np.testing.assert_allclose(ct["total_weight"], ct["shared_weight"] + ct["domain_deviation"])
+
+
+def test_unseen_domain_uses_shared_and_beats_chance(planted):
+    _, _, _, m = planted
+    rng = np.random.default_rng(7)
+    Xn = rng.integers(-1, 2, size=(1000, P)).astype(float)
+    yn = np.where(rng.random(1000) < sigmoid(Xn @ B_TRUE), "a", "b")
+    dn = np.full(1000, "never_seen", dtype=object)
+    p_new = m.predict_proba(Xn, dn)[:, 1]
+    np.testing.assert_allclose(p_new, m.predict_proba(Xn)[:, 1])
+    np.testing.assert_allclose(p_new, sigmoid(Xn @ m.coef_shared_))
+    assert not m.uses_domain_weights(dn).any()
+    acc = np.mean(m.predict(Xn, dn) == yn)
+    assert acc > 0.75, acc  # Bayes rate here is ~0.8; chance is 0.5
+
+
+# ------------------------------------------------------------- invariances
+def test_symmetrisation_invariance():
+    X, y, dom = make_data(1, sizes={"d0": 300, "d1": 300, "d2": 300})
+    flip = np.where(y == "a", "b", "a")
+    m1 = HMDRClassifier(**FIT, tol=1e-8).fit(X, y, domains=dom)
+    m2 = HMDRClassifier(**FIT, tol=1e-8).fit(-X, flip, domains=dom)
+    assert np.count_nonzero(m1.coef_domain_) > 0 and np.count_nonzero(m1.coef_shared_) > 2
+    np.testing.assert_allclose(m1.coef_shared_, m2.coef_shared_, atol=1e-6)
+    np.testing.assert_allclose(m1.coef_domain_, m2.coef_domain_, atol=1e-6)
+    # no intercept + mean loss: the mirror rows leave the objective, hence the optimum, unchanged
+    m3 = HMDRClassifier(**FIT, tol=1e-8, symmetrize=False).fit(X, y, domains=dom)
+    np.testing.assert_allclose(m1.coef_shared_, m3.coef_shared_, atol=1e-5)
+    np.testing.assert_allclose(m1.coef_domain_, m3.coef_domain_, atol=1e-5)
+    # symmetric model: p(-x) = 1 - p(x)
+    np.testing.assert_allclose(m1.predict_proba(-X, dom)[:, 1], 1 - m1.predict_proba(X, dom)[:, 1])
+
+
+@pytest.mark.parametrize(
+    "labels", [("a", "b"), (1, 0), (1, -1), (True, False)], ids=["ab", "01", "pm1", "bool"]
+)
+def test_label_encodings_agree(labels):
+    X, y, dom = make_data(2, sizes={"d0": 200, "d1": 200})
+    pos, neg = labels
+    y_enc = np.where(y == "a", pos, neg)
+    if isinstance(pos, str):
+        y_enc = y_enc.astype(object)
+    ref = HMDRClassifier(**FIT).fit(X, y, domains=dom)
+    m = HMDRClassifier(**FIT).fit(X, y_enc, domains=dom)
+    assert m.classes_[1] == pos and m.classes_[0] == neg
+    np.testing.assert_allclose(m.coef_shared_, ref.coef_shared_, atol=1e-8)
+    np.testing.assert_allclose(m.coef_shared_[0], ref.coef_shared_[0])
+    assert m.coef_shared_[0] > 0  # positive weight = favours "a wins"
+    assert np.all((m.predict(X, dom) == pos) == (m.predict_proba(X, dom)[:, 1] > 0.5))
+
+
+def test_masks_respected():
+    X, y, dom = make_data(3, sizes={"d0": 300, "d1": 300, "d2": 300})
+    shared = np.ones(P, dtype=bool)
+    shared[[1, 10, 11]] = False
+    dmask = np.zeros(P, dtype=bool)
+    dmask[[0, 10]] = True
+    m = HMDRClassifier(**FIT, shared_mask=shared, domain_masks={"d1": dmask}).fit(X, y, domains=dom)
+    assert np.all(m.coef_shared_[~shared] == 0.0)
+    i1 = m.domains_.tolist().index("d1")
+    assert np.all(m.coef_domain_[i1, ~dmask] == 0.0)
+    assert m.coef_domain_[i1, 10] > 0.3  # the planted d1 deviation lives in its mask
+
+
+# ------------------------------------------------------ objective / solver
+def _reference_solution(X, y_pm, dom_idx, K, alpha, lam_b, lam_s, w, shared, dmasks):
+    """Independent solver: L-BFGS-B on the smooth split reformulation theta = u - v, u, v >= 0."""
+    n, p = X.shape
+    N = w.sum()
+    m = p + K * p
+    pen = np.concatenate([np.full(p, lam_b), np.full(K * p, lam_s)])
+    allowed = np.concatenate([shared, np.concatenate(dmasks)])
+
+    def f(v):
+        t = v[:m] - v[m:]
+        b, S = t[:p], t[p:].reshape(K, p)
+        zs = X @ b
+        zf = zs + np.einsum("ij,ij->i", X, S[dom_idx])
+        val = (w @ (np.logaddexp(0, -y_pm * zf) + alpha * np.logaddexp(0, -y_pm * zs))) / N
+        gf = -w * y_pm * sigmoid(-y_pm * zf) / N
+        gs = -alpha * w * y_pm * sigmoid(-y_pm * zs) / N
+        gS = np.zeros((K, p))
+        np.add.at(gS, dom_idx, X * gf[:, None])
+        g = np.concatenate([X.T @ (gf + gs), gS.ravel()])
+        return val + pen @ (v[:m] + v[m:]), np.concatenate([g + pen, -g + pen])
+
+    bounds = [(0, None) if a else (0, 0) for a in allowed] * 2
+    r = minimize(f, np.zeros(2 * m), jac=True, method="L-BFGS-B", bounds=bounds,
+                 options={"maxiter": 50000, "ftol": 1e-15, "gtol": 1e-11})
+    t = r.x[:m] - r.x[m:]
+    return r.fun, t[:p], t[p:].reshape(K, p)
+
+
+def test_objective_matches_independent_reference_and_is_minimal():
+    rng = np.random.default_rng(11)
+    X, y, dom = make_data(4, sizes={"d0": 120, "d1": 150, "d2": 90})
+    X = X[:, :8]
+    w = rng.integers(1, 4, size=len(y)).astype(float)
+    shared = np.array([1, 1, 1, 1, 1, 1, 0, 0], dtype=bool)
+    dm = {"d0": np.ones(8, bool), "d1": np.array([0, 0, 1, 1, 1, 1, 1, 1], bool)}
+    params = dict(alpha=0.4, lambda_shared=0.04, lambda_domain=0.015, shared_mask=shared,
+                  domain_masks=dm, tol=1e-8)
+    m = HMDRClassifier(**params).fit(X, y, domains=dom, sample_weight=w)
+    f_fit = m.objective(X, y, dom, sample_weight=w)
+
+    y_pm = np.where(y == "a", 1.0, -1.0)
+    dom_idx = np.searchsorted(m.domains_, dom)
+    masks = [dm.get(d, np.ones(8, bool)) for d in m.domains_]
+    f_ref, b_ref, S_ref = _reference_solution(X, y_pm, dom_idx, 3, 0.4, 0.04, 0.015, w, shared, masks)
+    assert abs(f_fit - f_ref) / f_ref < 1e-5, (f_fit, f_ref)
+    np.testing.assert_allclose(m.coef_shared_, b_ref, atol=2e-3)
+    np.testing.assert_allclose(m.coef_domain_, S_ref, atol=2e-3)
+    # objective() agrees with the standalone Eq. 1 implementation (no symmetrisation needed)
+    f_plain = hmdr_objective(X, y_pm, dom_idx, m.coef_shared_, m.coef_domain_, 0.4, 0.04, 0.015, w)
+    assert f_fit == pytest.approx(f_plain, rel=1e-12)
+    # the solution beats random perturbations and coordinate moves off zero
+    for _ in range(30):
+        db = rng.normal(0, 0.02, 8) * shared
+        dS = rng.normal(0, 0.02, (3, 8)) * np.vstack(masks)
+        assert m.objective(X, y, dom, w, coef_shared=m.coef_shared_ + db,
+                           coef_domain=m.coef_domain_ + dS) >= f_fit - 1e-10
+    for j in np.flatnonzero((m.coef_shared_ == 0) & shared):
+        for eps in (1e-3, -1e-3):
+            bb = m.coef_shared_.copy()
+            bb[j] += eps
+            assert m.objective(X, y, dom, w, coef_shared=bb) >= f_fit - 1e-10
+
+
+def test_lambda_scale_is_mean_normalised():
+    """Duplicating the whole data set must not change the solution (mean loss)."""
+    X, y, dom = make_data(5, sizes={"d0": 200, "d1": 200})
+    m1 = HMDRClassifier(**FIT, tol=1e-8).fit(X, y, domains=dom)
+    assert np.count_nonzero(m1.coef_shared_) > 2
+    m2 = HMDRClassifier(**FIT, tol=1e-8).fit(np.vstack([X, X]), np.concatenate([y, y]),
+                                       domains=np.concatenate([dom, dom]))
+    np.testing.assert_allclose(m1.coef_shared_, m2.coef_shared_, atol=1e-6)
+    # the defaults are the paper-style ones for |D| = 2
+    m0 = HMDRClassifier().fit(X, y, domains=dom)
+    assert (m0.alpha_, m0.lambda_shared_, m0.lambda_domain_) == (0.5, 0.25, 0.25)
+
+
+def test_sample_weight_equals_duplication():
+    X, y, dom = make_data(6, sizes={"d0": 150, "d1": 150, "d2": 150})
+    w = np.random.default_rng(0).integers(1, 4, size=len(y))
+    rep = np.repeat(np.arange(len(y)), w)
+    mw = HMDRClassifier(**FIT, tol=1e-8).fit(X, y, domains=dom, sample_weight=w.astype(float))
+    assert np.count_nonzero(mw.coef_domain_) > 0
+    md = HMDRClassifier(**FIT, tol=1e-8).fit(X[rep], y[rep], domains=dom[rep])
+    np.testing.assert_allclose(mw.coef_shared_, md.coef_shared_, atol=1e-6)
+    np.testing.assert_allclose(mw.coef_domain_, md.coef_domain_, atol=1e-6)
+    assert mw.objective(X, y, dom, w) == pytest.approx(md.objective(X[rep], y[rep], dom[rep]), rel=1e-9)
+    # zero weights drop a row
+    w0 = np.ones(len(y))
+    w0[:10] = 0
+    m0 = HMDRClassifier(**FIT, tol=1e-8).fit(X, y, domains=dom, sample_weight=w0)
+    m_drop = HMDRClassifier(**FIT, tol=1e-8).fit(X[10:], y[10:], domains=dom[10:])
+    np.testing.assert_allclose(m0.coef_shared_, m_drop.coef_shared_, atol=1e-6)
+
+
+# ---------------------------------------------------------- sklearn API
+def test_clone_get_params_and_no_param_mutation():
+    mask = np.ones(P, dtype=bool)
+    dm = {"d1": np.ones(P, dtype=bool)}
+    m = HMDRClassifier(alpha=0.2, shared_mask=mask, domain_masks=dm, min_domain_samples=5)
+    params = m.get_params()
+    assert params["alpha"] == 0.2 and params["lambda_shared"] is None
+    c = clone(m)
+    assert c.get_params().keys() == params.keys()
+    cp = c.get_params()
+    for k in ("alpha", "lambda_shared", "lambda_domain", "min_domain_samples", "symmetrize", "tol", "max_iter"):
+        assert cp[k] == params[k]
+    assert np.array_equal(cp["shared_mask"], mask)
+    assert list(cp["domain_masks"]) == ["d1"] and np.array_equal(cp["domain_masks"]["d1"], dm["d1"])
+    X, y, dom = make_data(8, sizes={"d0": 100, "d1": 100})
+    m.fit(X, y, domains=dom)
+    assert m.lambda_shared is None and m.alpha == 0.2 and m.shared_mask is mask and m.domain_masks is dm
+    assert mask.all() and list(dm) == ["d1"]
+    c2 = clone(m)
+    assert not hasattr(c2, "coef_shared_")
+    c2.set_params(lambda_shared=0.3)
+    assert c2.get_params()["lambda_shared"] == 0.3 and m.lambda_shared is None
+    assert m.n_features_in_ == P and m.coef_domain_.shape == (2, P)
+    assert is_classifier(m) and 0.0 <= m.score(X, y) <= 1.0  # score() uses b alone
+
+
+def test_input_validation():
+    X, y, dom = make_data(9, sizes={"d0": 50, "d1": 50})
+    with pytest.raises(ValueError):
+        HMDRClassifier().fit(X, np.full(len(y), "a"), domains=dom)
+    with pytest.raises(ValueError):
+        HMDRClassifier(lambda_shared=0.0).fit(X, y, domains=dom)
+    with pytest.raises(ValueError):
+        HMDRClassifier(shared_mask=np.ones(3, bool)).fit(X, y, domains=dom)
+    with pytest.raises(ValueError):
+        HMDRClassifier().fit(X, y, domains=dom[:-1])
+    m = HMDRClassifier().fit(X, y, domains=dom)
+    with pytest.raises(ValueError):
+        m.predict(X[:, :5])
+
+
+def test_default_hyperparameters():
+    assert default_hyperparameters(8) == {"alpha": 0.125, "lambda_shared": 1 / 16, "lambda_domain": 1 / 64}
+
+
+# ---------------------------------------------------------------- explain
+def test_local_lift_and_contributions():
+    z = np.array([0.0, 1.0, -2.0, 30.0, -30.0])
+    dz = np.array([0.5, -0.3, 1.0, 0.2, 0.2])
+    direct = 100 * (sigmoid(z + dz) - sigmoid(z)) / sigmoid(z)
+    np.testing.assert_allclose(local_lift(z, dz), direct, rtol=1e-9, atol=1e-12)
+    assert local_lift(0.0, 0.0) == 0.0
+    # first-order: lift ~ 100*(1 - sigma(z))*dz, and 50*dz at z = 0
+    assert local_lift(0.0, 1e-4) == pytest.approx(50 * 1e-4, rel=1e-3)
+    np.testing.assert_allclose(global_lift_pct([0.1, -0.2]), [5.0, -10.0])
+
+    X = np.array([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])
+    W = np.array([[0.5, 0.7, 0.0], [0.5, -0.4, 0.2]])
+    t = concept_contributions(X, W, ["c0", "c1", "c2"], row_ids=["p", "q"])
+    assert list(zip(t.row_id, t.concept)) == [("p", "c0"), ("q", "c1"), ("q", "c2")]
+    np.testing.assert_allclose(t.contribution, [0.5, -0.4, 0.2])
+    np.testing.assert_allclose(t.z, [0.5, -0.2, -0.2])
+    np.testing.assert_allclose(t.local_lift_pct, local_lift(t.z, t.weight))
+
+
+# ---------------------------------------------------------------- fit job
+def make_frame(seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
+    rng = np.random.default_rng(seed)
+    cols = [f"c{j}" for j in range(10)]
+    b = np.zeros(10)
+    b[[0, 1, 2]] = [2.0, -1.5, 1.0]
+    domains = ["news", "code", "math", "chat", "rare"]
+    frames = []
+    spec = {"judge_planted": ("laaj", 400), "human_random": ("human", 400),
+            "rm_tiny": ("rm", 25), "rm_oneclass": ("rm", 60)}
+    for mech, (mtype, n) in spec.items():
+        dom = rng.choice(domains, size=n, p=[0.3, 0.3, 0.2, 0.19, 0.01]).astype(object)
+        X = rng.integers(-1, 2, size=(n, 10)).astype(float)
+        if mech == "judge_planted":
+            win = np.where(rng.random(n) < sigmoid(X @ b), "a", "b").astype(object)
+            win[rng.random(n) < 0.1] = "tie"
+        elif mech == "human_random":
+            win = np.where(rng.random(n) < 0.5, "a", "b").astype(object)
+        elif mech == "rm_tiny":
+            win = np.where(rng.random(n) < 0.5, "a", "b").astype(object)
+            win[:10] = "tie"  # 15 decisive < 20
+        else:
+            win = np.full(n, "a", dtype=object)
+            win[:5] = "tie"
+        f = pd.DataFrame(X, columns=cols)
+        f.insert(0, "winner", win)
+        f.insert(0, "domain", dom)
+        f.insert(0, "mechanism_type", mtype)
+        f.insert(0, "mechanism", mech)
+        f.insert(0, "item_id", [f"it{i}" for i in range(n)])
+        f.insert(0, "label_id", [f"{mech}:{i}" for i in range(n)])
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True), cols
+
+
+JOB = {"lambda_shared": 0.02, "lambda_domain": 0.01}  # alpha left at its default 1/|D|
+
+
+@pytest.fixture(scope="module")
+def job():
+    df, cols = make_frame(0)
+    return df, cols, fit_mechanisms(df, cols, representation="comp_rep", seed=3, **JOB)
+
+
+def test_fit_job_frames_and_keys(job):
+    df, cols, out = job
+    assert set(out) == set(FRAME_COLUMNS)
+    for name, f in out.items():
+        assert list(f.columns) == FRAME_COLUMNS[name], name
+    fitted = {"judge_planted", "human_random"}
+    assert set(out["params"].mechanism) == fitted
+    sk = out["skipped"].set_index("mechanism")
+    assert set(sk.index) == {"rm_tiny", "rm_oneclass"}
+    assert "too few decisive" in sk.loc["rm_tiny", "reason"]
+    assert "one class" in sk.loc["rm_oneclass", "reason"]
+
+    pred = out["predictions"]
+    dec = df[df.mechanism.isin(fitted) & (df.winner != "tie")]
+    assert sorted(pred.label_id) == sorted(dec.label_id)  # every decisive pair exactly once
+    assert not pred.label_id.isin(df.loc[df.winner == "tie", "label_id"]).any()
+    assert pred.prob_a.between(0, 1).all() and pred.prob_a.notna().all()
+    assert set(pred.fold) == set(range(5))
+    assert (pred.is_correct == (pred.predicted_winner == pred.actual_winner)).all()
+    assert set(pred.representation) == {"comp_rep"}
+    # folds are stratified by domain: each domain's folds differ in size by at most 1 per winner class
+    for (_, _, _), g in pred.groupby(["mechanism", "domain", "actual_winner"]):
+        sizes = g.fold.value_counts().reindex(range(5), fill_value=0)
+        assert sizes.max() - sizes.min() <= 1
+
+    params = out["params"].set_index("mechanism")
+    n_ties = int(((df.mechanism == "judge_planted") & (df.winner == "tie")).sum())
+    assert params.loc["judge_planted", "n_ties_dropped"] == n_ties
+    assert params.loc["judge_planted", "n_train"] == (pred.mechanism == "judge_planted").sum()
+    assert params.loc["judge_planted", "alpha"] == pytest.approx(1 / 5)
+
+
+def test_fit_job_metrics(job):
+    _, _, out = job
+    met = out["metrics"]
+    pred = out["predictions"]
+    overall = met[met.domain == "__all__"].set_index("mechanism")
+    assert (met.protocol == "cv5_oof").all()
+    assert overall.loc["judge_planted", "accuracy"] > 0.7
+    assert abs(overall.loc["human_random", "accuracy"] - 0.5) < 0.08
+    assert overall.loc["judge_planted", "log_loss"] < np.log(2) < overall.loc["human_random", "log_loss"] + 0.05
+    for mech, g in pred.groupby("mechanism"):
+        assert overall.loc[mech, "n_pairs"] == len(g)
+        per = met[(met.mechanism == mech) & (met.domain != "__all__")]
+        assert per.n_pairs.sum() == len(g)
+        credit = g.is_correct + 0.5 * (g.predicted_winner == "tie")  # z == 0 scores 0.5
+        assert overall.loc[mech, "accuracy"] == pytest.approx(credit.mean())
+
+
+def test_fit_job_coefficients_and_local_explanations(job):
+    df, cols, out = job
+    co = out["coefficients"]
+    jp = co[co.mechanism == "judge_planted"]
+    shared = jp[jp.domain == "__shared__"].set_index("concept")
+    assert len(shared) == len(cols) and (shared.domain_deviation == 0).all()
+    assert shared.loc["c0", "shared_weight"] > 0 and shared.loc["c1", "shared_weight"] < 0
+    assert set(jp.domain) == {"__shared__", "news", "code", "math", "chat", "rare"}
+    pred = out["predictions"]
+    npairs = jp.groupby("domain").n_pairs.first()
+    counts = pred[pred.mechanism == "judge_planted"].domain.value_counts()
+    for d, n in counts.items():
+        assert npairs[d] == n
+    assert npairs["__shared__"] == counts.sum()
+    assert npairs["rare"] < 10  # below min_domain_samples
+    assert (jp.has_domain_weights == (jp.n_pairs >= 10) & (jp.domain != "__shared__")).all()
+    np.testing.assert_allclose(co.global_lift_pct, 50 * co.total_weight)
+
+    le = out["local_explanations"]
+    assert le.label_id.isin(pred.label_id).all()
+    assert (le.value != 0).all() and (le.weight != 0).all()
+    m = le.merge(co[["mechanism", "domain", "concept", "total_weight"]], on=["mechanism", "domain", "concept"])
+    assert len(m) == len(le)
+    np.testing.assert_allclose(m.weight, m.total_weight)
+    np.testing.assert_allclose(m.contribution, m.total_weight * m.value)
+    # contributions add up to the logit of an independent full refit with the same params
+    dec = df[(df.mechanism == "judge_planted") & (df.winner != "tie")]
+    ref = HMDRClassifier(**JOB).fit(dec[cols].to_numpy(float), dec.winner.to_numpy(object),
+                               domains=dec.domain.to_numpy(object))
+    z_ref = pd.Series(ref.decision_function(dec[cols].to_numpy(float), dec.domain.to_numpy(object)),
+                      index=dec.label_id.to_numpy())
+    z_sum = le[le.mechanism == "judge_planted"].groupby("label_id").contribution.sum()
+    z_ref_nz = z_ref[z_ref != 0]
+    np.testing.assert_allclose(z_sum.reindex(z_ref_nz.index).to_numpy(), z_ref_nz.to_numpy(), atol=1e-8)
+    assert set(z_sum.index) == set(z_ref_nz.index)
+
+
+def test_fit_job_deterministic_and_order_invariant(job):
+    df, cols, out = job
+    shuffled = df.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    out2 = fit_mechanisms(shuffled, cols, representation="comp_rep", seed=3, **JOB)
+    a = out["predictions"].set_index("label_id").sort_index()
+    b = out2["predictions"].set_index("label_id").sort_index()
+    assert (a.fold == b.fold).all()
+    np.testing.assert_allclose(a.prob_a, b.prob_a, atol=1e-8)
+    out3 = fit_mechanisms(df, cols, representation="comp_rep", seed=4, **JOB)
+    c = out3["predictions"].set_index("label_id").sort_index()
+    assert (a.fold != c.fold).any()
+
+
+def test_fit_job_validation():
+    df, cols = make_frame(1)
+    with pytest.raises(ValueError):
+        fit_mechanisms(df.drop(columns=["domain"]), cols, representation="x")
+    bad = df.copy()
+    bad.loc[0, "c0"] = np.nan
+    with pytest.raises(ValueError):
+        fit_mechanisms(bad, cols, representation="x")
+    with pytest.raises(TypeError):
+        fit_mechanisms(df, cols, representation="x", not_a_param=1)
