@@ -1,0 +1,25 @@
+-- Decisive labelled pairs (winner a or b) whose item has been annotated, with the item's domain.
+-- Ties are kept in stg_raw__labels but excluded here: explaining a judge or RM drops ties (method.md §14.6).
+with labels as (
+    select * from {{ ref('stg_raw__labels') }}
+),
+
+items as (
+    select * from {{ ref('stg_raw__items') }}
+),
+
+annotated_items as (
+    select distinct item_id from {{ ref('int_item_concepts') }}
+)
+
+select
+    labels.label_id,
+    labels.item_id,
+    labels.mechanism,
+    labels.mechanism_type,
+    items.domain,
+    labels.winner
+from labels
+inner join items on items.item_id = labels.item_id
+inner join annotated_items on annotated_items.item_id = labels.item_id
+where labels.is_decisive

@@ -1,0 +1,19 @@
+-- HMDR weights per mechanism x representation x domain x concept, with the paper's global lift.
+-- domain = '__shared__' rows carry the shared vector b alone.
+select
+    fit_id,
+    mechanism,
+    mechanism_type,
+    representation,
+    domain,
+    concept,
+    shared_weight,
+    domain_deviation,
+    total_weight,
+    shared_lift_pct,
+    deviation_lift_pct,
+    global_lift_pct,
+    cast(n_pairs as bigint) as n_pairs,
+    cast(has_domain_weights as boolean) as has_domain_weights
+from {{ ref('int_hmdr_fits') }}
+where record_type = 'coefficients'

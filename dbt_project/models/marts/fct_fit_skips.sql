@@ -1,0 +1,8 @@
+-- Mechanisms that could not be fitted, and why (never dropped silently).
+select
+    fit_id,
+    mechanism,
+    representation,
+    reason
+from {{ ref('int_hmdr_fits') }}
+where record_type = 'skipped'

@@ -1,0 +1,13 @@
+-- Held-out (out-of-fold) accuracy and log-loss per mechanism x representation x domain ('__all__' = overall).
+select
+    fit_id,
+    mechanism,
+    mechanism_type,
+    representation,
+    domain,
+    protocol,
+    cast(n_pairs as bigint) as n_pairs,
+    accuracy,
+    log_loss
+from {{ ref('int_hmdr_fits') }}
+where record_type = 'metrics'

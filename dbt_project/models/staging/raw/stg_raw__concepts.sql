@@ -1,0 +1,21 @@
+with source as (
+    select * from {{ source('raw', 'concepts') }}
+),
+
+renamed as (
+    select
+        -- ids
+        concept,
+        annotator,
+        annotator_version,
+        definition_hash,
+        -- attributes
+        description,
+        definition,
+        origin,
+        is_shared,
+        domains
+    from source
+)
+
+select * from renamed

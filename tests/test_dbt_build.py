@@ -1,0 +1,123 @@
+"""A real dbt build (staging -> features -> HMDR fit -> marts) on a small planted-signal fixture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines.config import Paths
+from pipelines.dbt_runner import DbtError, run_dbt
+from tests.conftest import planted_concepts, write_planted_raw
+
+pytestmark = pytest.mark.slow
+
+VARS = ["--vars", "{annotator: 'offline', annotator_version: 'test-1'}"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Paths:
+    paths = Paths(warehouse=tmp_path_factory.mktemp("wh"))
+    info = write_planted_raw(paths.build_db)
+    assert info["n_items"] == 240
+    result = run_dbt(["build", *VARS], paths, build_id="fixture-build")
+    assert result.counts.get("error", 0) == 0 and result.counts.get("fail", 0) == 0
+    return paths
+
+
+def q(paths: Paths, sql: str, params: list | None = None) -> list[tuple]:
+    con = duckdb.connect(str(paths.build_db), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def test_every_layer_is_built(built: Paths) -> None:
+    tables = {r[0] + "." + r[1] for r in q(built, "select schema_name, table_name from duckdb_tables()")}
+    views = {r[0] + "." + r[1] for r in q(built, "select schema_name, view_name from duckdb_views() where not internal")}
+    for t in ["marts.fct_concept_effects", "marts.fct_predictions", "marts.fct_model_metrics",
+              "marts.fct_pair_features_comp", "marts.fct_pair_features_score", "marts.dim_concepts",
+              "intermediate.int_item_concepts", "intermediate.int_hmdr_fits"]:
+        assert t in tables
+    assert "staging.stg_raw__items" in views
+
+
+def test_hostile_concept_name_is_a_quoted_column_not_sql(built: Paths) -> None:
+    hostile = planted_concepts()[-1]
+    cols = [r[0] for r in q(built, "select column_name from duckdb_columns() where table_name = 'fct_pair_features_comp'")]
+    assert hostile in cols
+    assert q(built, "select count(*) from raw.items")[0][0] == 240  # the 'drop table' text did nothing
+
+
+def test_wide_feature_table_has_one_row_per_decisive_pair(built: Paths) -> None:
+    n_wide = q(built, "select count(*) from marts.fct_pair_features_comp")[0][0]
+    n_labels = q(built, "select count(*) from raw.labels where winner in ('a', 'b')")[0][0]
+    assert n_wide == n_labels == 480
+    values = q(built, 'select distinct "Clarity" from marts.fct_pair_features_comp order by 1')
+    assert [v[0] for v in values] == [-1, 0, 1]
+
+
+def test_planted_shared_and_domain_weights_are_recovered(built: Paths) -> None:
+    rows = q(
+        built,
+        """select domain, concept, shared_weight, domain_deviation, global_lift_pct
+           from marts.fct_concept_effects
+           where mechanism = 'human:planted' and representation = 'comp'""",
+    )
+    eff = {(d, c): (b, s, lift) for d, c, b, s, lift in rows}
+    # Clarity is the strongest positive shared driver
+    shared = {c: b for (d, c), (b, s, lift) in eff.items() if d == "__shared__"}
+    assert max(shared, key=shared.get) == "Clarity" and shared["Clarity"] > 0
+    # Verbosity hurts in legal only: its total lift in legal is negative and below the other domains
+    legal = eff[("legal", "Verbosity")][2]
+    assert legal < 0
+    assert legal < eff[("general", "Verbosity")][2] and legal < eff[("coding", "Verbosity")][2]
+
+
+def test_held_out_accuracy_separates_signal_from_noise(built: Paths) -> None:
+    acc = dict(
+        q(
+            built,
+            """select mechanism, accuracy from marts.fct_model_metrics
+               where domain = '__all__' and representation = 'comp'""",
+        )
+    )
+    assert acc["human:planted"] > 0.7
+    assert acc["judge:noise"] < 0.62
+
+
+def test_predictions_cover_every_decisive_pair(built: Paths) -> None:
+    n = q(built, "select count(*) from marts.fct_predictions where representation = 'comp'")[0][0]
+    assert n == 480
+    bad = q(built, "select count(*) from marts.fct_predictions where prob_a < 0 or prob_a > 1")[0][0]
+    assert bad == 0
+
+
+def test_every_mart_has_a_description_and_a_key_test(built: Paths) -> None:
+    manifest = json.loads((built.dbt_target_dir / "manifest.json").read_text())
+    models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    tested = {
+        manifest["nodes"][dep]["name"]
+        for t in manifest["nodes"].values()
+        if t["resource_type"] == "test"
+        and (t.get("test_metadata") or {}).get("name") in {"unique", "unique_combination"}
+        for dep in t["depends_on"]["nodes"]
+        if dep in manifest["nodes"]
+    }
+    for name, node in models.items():
+        assert node["description"].strip(), f"{name} has no description"
+        assert name[:4] in {"stg_", "int_", "fct_", "dim_", "rpt_"}, f"{name} breaks the layer prefixes"
+        assert name in tested, f"{name} has no key test"
+
+
+def test_a_failing_dbt_test_fails_the_build(tmp_path: Path) -> None:
+    paths = Paths(warehouse=tmp_path)
+    write_planted_raw(paths.build_db, n_items=30)
+    con = duckdb.connect(str(paths.build_db))
+    con.execute("update raw.annotations set comp_value = 2 where concept = 'Clarity'")
+    con.close()
+    with pytest.raises(DbtError, match="accepted_values"):
+        run_dbt(["build", "--select", "stg_raw__annotations", *VARS], paths, build_id="bad")
