@@ -5,6 +5,8 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.preflens-installed
+# a separate venv with a DuckDB 1.x client, to prove BI tools on 1.x can open the served copy
+DUCK1  := .venv-duckdb1/bin/python
 
 .PHONY: run test test-fast bench docs clean-warehouse venv
 
@@ -19,8 +21,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/preflens run
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+$(DUCK1):
+	@test -x $(DUCK1) || $(PYTHON) -m venv .venv-duckdb1
+	.venv-duckdb1/bin/python -m pip install --quiet --disable-pip-version-check 'duckdb>=1.4,<1.5'
+
+test: $(STAMP) $(DUCK1)
+	PREFLENS_DUCKDB1_PYTHON=$(CURDIR)/$(DUCK1) $(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"

@@ -60,10 +60,10 @@ def run_dbt(
     paths: Paths,
     build_id: str,
     *,
-    on_node: Callable[[str, str], None] | None = None,
+    on_node: Callable[[str, str, int], None] | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> DbtResult:
-    """Invoke ``dbt <args>`` with JSON logs; report each finished node through ``on_node(name, status)``."""
+    """Invoke ``dbt <args>`` with JSON logs; report each finished node through ``on_node(name, status, total)``."""
     paths.dbt_target_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
         dbt_executable(),
@@ -102,7 +102,10 @@ def run_dbt(
     return result
 
 
-def _handle_line(line: str, result: DbtResult, errors: list[str], on_node: Callable[[str, str], None] | None) -> None:
+_RESULT_EVENTS = {"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult", "LogNodeResult"}
+
+
+def _handle_line(line: str, result: DbtResult, errors: list[str], on_node: Callable[[str, str, int], None] | None) -> None:
     try:
         event = json.loads(line)
     except json.JSONDecodeError:
@@ -113,10 +116,10 @@ def _handle_line(line: str, result: DbtResult, errors: list[str], on_node: Calla
     data = event.get("data", {})
     if info.get("level") == "error" and info.get("msg"):
         errors.append(info["msg"])
-    if info.get("name") == "NodeFinished":
+    if info.get("name") in _RESULT_EVENTS:
         node = data.get("node_info", {})
-        name = node.get("node_name") or node.get("unique_id", "?")
-        status = str(data.get("run_result", {}).get("status") or node.get("node_status", "?"))
+        name = node.get("node_name") or data.get("name") or "?"
+        status = str(data.get("status") or node.get("node_status", "?")).lower()
         result.node_status[name] = status
         if on_node:
-            on_node(name, status)
+            on_node(name, status, int(data.get("total") or 0))

@@ -514,3 +514,23 @@ def test_full_data_set(con) -> None:
     # re-ingest: nothing new
     s2 = ingest_paths(con, [DATA])
     assert (s2.loaded, s2.new_items, s2.duplicates + s2.quarantined) == (0, 0, 15_928)
+
+
+def test_reingest_does_not_duplicate_quarantine_rows(tmp_path: Path) -> None:
+    """Re-running an ingest of a file with bad rows keeps one quarantine record per bad row."""
+    from pipelines.ingest import ingest_paths
+    from pipelines.warehouse import connect
+
+    good = {"prompt": "p", "response_a": "x", "response_b": "y", "winner": "a", "domain": "d",
+            "mechanism": "human:t", "mechanism_type": "human"}
+    bad = dict(good, winner="maybe")
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in (good, bad)) + "\n")
+    con = connect(tmp_path / "w.duckdb")
+    first = ingest_paths(con, [src])
+    second = ingest_paths(con, [src])
+    n = con.execute("select count(*) from raw.quarantine").fetchall()[0][0]
+    con.close()
+    assert first.quarantined == second.quarantined == 1
+    assert second.duplicates == 1 and second.loaded == 0
+    assert n == 1

@@ -118,12 +118,20 @@ def write_file(
                from _ingest_stage where _status = 'new'""",
             params,
         )
+        # A row already quarantined from the same file, line and reason (a re-run) is not recorded twice.
         con.execute(
             f"""insert into raw.quarantine
-                select $ingest_id, $file, source_line, reason, raw_text, $now from _ingest_quarantine
-                union all
-                select $ingest_id, $file, _line, '{R_CONFLICT}', left(_raw, {RAW_TEXT_LIMIT}), $now
-                from _ingest_stage where _status = 'conflict'""",
+                select * from (
+                    select $ingest_id, $file as source_file, source_line, reason, raw_text, $now
+                    from _ingest_quarantine
+                    union all
+                    select $ingest_id, $file, _line, '{R_CONFLICT}', left(_raw, {RAW_TEXT_LIMIT}), $now
+                    from _ingest_stage where _status = 'conflict'
+                ) as q
+                where not exists (
+                    select 1 from raw.quarantine as r
+                    where r.source_file = q.source_file and r.source_line = q.source_line and r.reason = q.reason
+                )""",
             params,
         )
         counts = dict(con.execute("select _status, count(*) from _ingest_stage group by all").fetchall())

@@ -1,0 +1,268 @@
+"""The main job: ingest -> annotate -> dbt build -> fit -> checks -> publish, with progress per stage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from . import __version__
+from .config import SAMPLE_PATH, Paths
+from .dbt_runner import run_dbt
+from .lock import BuildLock
+from .warehouse import connect
+
+STAGES = ("ingest", "annotate", "dbt build", "fit", "checks", "publish")
+_SAFE_VAR = re.compile(r"^[A-Za-z0-9_.:/+-]+$")
+
+
+class StageFailed(RuntimeError):
+    """A pipeline stage failed; ``stage`` names it, the message is one line."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(f"{stage} failed: {message}")
+        self.stage = stage
+        self.reason = message
+
+
+@dataclass
+class RunResult:
+    """What a run did, for the terminal summary and for tests."""
+
+    build_id: str
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    ingest: object | None = None
+    annotated_items: int = 0
+    quality: object | None = None
+    published: bool = False
+
+
+def new_build_id() -> str:
+    """Sortable, unique build id: UTC timestamp plus a random suffix."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@contextmanager
+def _stage(result: RunResult, name: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    except StageFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - turned into a one-line stage failure
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StageFailed(name, first_line) from exc
+    finally:
+        result.stage_seconds[name] = time.perf_counter() - t0
+
+
+def run_pipeline(
+    paths: Paths,
+    inputs: Sequence[Path] | None = None,
+    *,
+    console: Console | None = None,
+    ingest_options: dict | None = None,
+    skip_ingest: bool = False,
+    quality_thresholds: dict | None = None,
+) -> RunResult:
+    """Run every stage under the build lock. Raises StageFailed (and records the build as failed)."""
+    console = console or Console()
+    inputs = list(inputs) if inputs is not None else [SAMPLE_PATH]
+    result = RunResult(build_id=new_build_id())
+    with BuildLock(paths.lock_file):
+        _record_build_start(paths, result.build_id)
+        try:
+            with _progress(console) as progress:
+                _run_stages(paths, inputs, result, progress, ingest_options or {}, skip_ingest, quality_thresholds)
+        except StageFailed as exc:
+            _record_build_end(paths, result, status="failed", stage=exc.stage, message=exc.reason)
+            raise
+        _record_build_end(paths, result, status="success")
+    return result
+
+
+def _run_stages(
+    paths: Paths,
+    inputs: list[Path],
+    result: RunResult,
+    progress: Progress,
+    ingest_options: dict,
+    skip_ingest: bool,
+    quality_thresholds: dict | None,
+) -> None:
+    from .annotate.offline import OFFLINE_ANNOTATOR, OFFLINE_ANNOTATOR_VERSION, annotate_pending
+    from .ingest import ingest_paths
+
+    tasks = {name: progress.add_task(name, total=None, note="waiting", start=False) for name in STAGES}
+
+    def start(name: str, total: int | None = None) -> Callable[[int, int | None], None]:
+        task = tasks[name]
+        progress.start_task(task)
+        progress.update(task, total=total, note="")
+
+        def update(done: int, total_: int | None = None) -> None:
+            progress.update(task, completed=done, total=total_ if total_ is not None else progress.tasks[task].total)
+
+        return update
+
+    def finish(name: str, note: str) -> None:
+        task = tasks[name]
+        total = progress.tasks[task].total or 1
+        progress.update(task, total=total, completed=total, note=note)
+        progress.stop_task(task)
+
+    if skip_ingest:
+        finish("ingest", "skipped")
+    else:
+        with _stage(result, "ingest"):
+            start("ingest", total=len(inputs))
+            con = connect(paths.build_db)
+            try:
+                summary = ingest_paths(con, [Path(p) for p in inputs], **ingest_options)
+            finally:
+                con.close()
+            result.ingest = summary
+            finish("ingest", _ingest_note(summary))
+
+    with _stage(result, "annotate"):
+        update = start("annotate")
+        con = connect(paths.build_db)
+        try:
+            result.annotated_items = annotate_pending(con, progress=update)
+            n_items = con.execute("select count(*) from raw.items").fetchall()[0][0]
+        finally:
+            con.close()
+        reused = n_items - result.annotated_items
+        finish("annotate", f"{result.annotated_items} new items, {reused} reused")
+
+    dbt_vars = {"annotator": OFFLINE_ANNOTATOR, "annotator_version": OFFLINE_ANNOTATOR_VERSION}
+    for key, value in dbt_vars.items():
+        if not _SAFE_VAR.match(value):
+            raise StageFailed("dbt build", f"unsafe value for dbt var {key}: {value!r}")
+    vars_arg = ["--vars", _yaml_inline(dbt_vars)]
+
+    with _stage(result, "dbt build"):
+        update = start("dbt build")
+        done = {"n": 0}
+
+        def on_node(_name: str, _status: str, total: int) -> None:
+            done["n"] += 1
+            update(done["n"], total or None)
+
+        res = run_dbt(["build", "--exclude", "int_hmdr_fits+", *vars_arg], paths, result.build_id, on_node=on_node)
+        finish("dbt build", _dbt_note(res.counts))
+
+    with _stage(result, "fit"):
+        update = start("fit")
+        done = {"n": 0}
+        res = run_dbt(["build", "--select", "int_hmdr_fits+", *vars_arg], paths, result.build_id, on_node=on_node)
+        finish("fit", _dbt_note(res.counts))
+
+    from .quality import run_quality_checks
+    from .publish import publish
+
+    with _stage(result, "checks"):
+        start("checks")
+        report = run_quality_checks(paths.build_db, thresholds=quality_thresholds)
+        result.quality = report
+        _store_quality(paths, result.build_id, report)
+        if not report.success:
+            finish("checks", "FAILED")
+            raise StageFailed("checks", "quality gate failed, not published:\n" + report.format_failures())
+        finish("checks", f"{len(report.results)} expectations passed")
+
+    with _stage(result, "publish"):
+        start("publish")
+        pub = publish(paths.build_db, paths.serve_db, paths.exports_dir)
+        result.published = True
+        finish("publish", str(paths.serve_db))
+
+
+def _yaml_inline(mapping: dict[str, str]) -> str:
+    return "{" + ", ".join(f"{k}: '{v}'" for k, v in mapping.items()) + "}"
+
+
+def _ingest_note(summary: object) -> str:
+    s = summary  # IngestSummary
+    return f"{s.loaded} loaded, {s.duplicates} duplicate, {s.quarantined} quarantined"  # type: ignore[attr-defined]
+
+
+def _dbt_note(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
+def _record_build_start(paths: Paths, build_id: str) -> None:
+    con = connect(paths.build_db)
+    try:
+        con.execute(
+            "insert into raw.builds (build_id, started_at, status, package_version) values (?, now(), 'running', ?)",
+            [build_id, __version__],
+        )
+    finally:
+        con.close()
+
+
+def _record_build_end(paths: Paths, result: RunResult, *, status: str, stage: str | None = None, message: str | None = None) -> None:
+    from importlib.metadata import version
+
+    from .annotate.offline import OFFLINE_ANNOTATOR, OFFLINE_ANNOTATOR_VERSION
+
+    con = connect(paths.build_db)
+    try:
+        counts = con.execute(
+            "select (select count(*) from raw.items), (select count(*) from raw.labels), (select count(*) from raw.annotations)"
+        ).fetchall()[0]
+        con.execute(
+            """update raw.builds set finished_at = now(), status = ?, failed_stage = ?, message = ?,
+                   n_items = ?, n_labels = ?, n_annotations = ?, annotator = ?, annotator_version = ?,
+                   dbt_version = ?, quality_success = ?, published = ?
+               where build_id = ?""",
+            [
+                status,
+                stage,
+                (message or "")[:2000] or None,
+                *counts,
+                OFFLINE_ANNOTATOR,
+                OFFLINE_ANNOTATOR_VERSION,
+                version("dbt-core"),
+                getattr(result.quality, "success", None),
+                result.published,
+                result.build_id,
+            ],
+        )
+    finally:
+        con.close()
+
+
+def _store_quality(paths: Paths, build_id: str, report: object) -> None:
+    frame = report.to_frame()  # type: ignore[attr-defined]
+    frame.insert(0, "build_id", build_id)
+    con = connect(paths.build_db)
+    try:
+        con.register("quality_frame", frame)
+        con.execute("create table if not exists raw.quality_results as select * from quality_frame limit 0")
+        con.execute("insert into raw.quality_results by name select * from quality_frame")
+        con.unregister("quality_frame")
+    finally:
+        con.close()

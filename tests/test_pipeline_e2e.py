@@ -1,0 +1,87 @@
+"""The main job end to end through the real `preflens` console script, on the bundled sample."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import env_with, venv_bin
+
+pytestmark = pytest.mark.slow
+
+
+def preflens(warehouse: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [venv_bin("preflens"), *args],
+        env=env_with(PREFLENS_WAREHOUSE=str(warehouse), COLUMNS="200"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def counts(db: Path) -> dict[str, int]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {t: con.execute(f"select count(*) from raw.{t}").fetchone()[0] for t in ("items", "labels", "annotations")}
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    wh = tmp_path_factory.mktemp("e2e")
+    proc = preflens(wh, "run")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return wh, proc
+
+
+def test_run_publishes_served_copy_and_summary(first_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    wh, proc = first_run
+    serve = wh / "serve" / "preflens.duckdb"
+    assert serve.exists()
+    con = duckdb.connect(str(serve), read_only=True)
+    try:
+        mechs = con.execute("select count(distinct mechanism) from marts.fct_model_metrics").fetchone()[0]
+        types = {r[0] for r in con.execute("select distinct mechanism_type from marts.fct_model_metrics").fetchall()}
+        n_domains = con.execute("select count(*) from marts.dim_domains").fetchone()[0]
+        acc = con.execute(
+            "select min(accuracy), max(accuracy) from marts.fct_model_metrics where domain = '__all__'"
+        ).fetchone()
+    finally:
+        con.close()
+    assert mechs >= 15 and types == {"human", "judge", "reward"} and n_domains >= 6
+    assert 0.0 <= acc[0] <= acc[1] <= 1.0
+    assert (wh / "serve" / "parquet" / "fct_concept_effects.parquet").exists()
+    out = proc.stdout
+    assert "held-out" in out.lower() and "judge:gpt-4" in out and "Done in" in out
+
+
+def test_rerun_is_idempotent_and_reuses_annotations(first_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    wh, _ = first_run
+    before = counts(wh / "preflens.duckdb")
+    proc = preflens(wh, "run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert counts(wh / "preflens.duckdb") == before
+    assert "0 new items" in proc.stdout
+    assert "0 loaded" in proc.stdout
+
+
+def test_concurrent_build_is_refused(first_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    from pipelines.lock import BuildLock
+
+    wh, _ = first_run
+    with BuildLock(wh / ".build.lock"):
+        proc = preflens(wh, "build", timeout=120)
+    assert proc.returncode == 3
+    assert "build already running" in proc.stderr
+
+
+def test_summary_command_reads_the_served_copy(first_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    wh, _ = first_run
+    proc = preflens(wh, "summary", "--representation", "score")
+    assert proc.returncode == 0, proc.stderr
+    assert "score-rep" in proc.stdout
