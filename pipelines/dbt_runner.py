@@ -96,8 +96,9 @@ def run_dbt(
     result.returncode = proc.wait()
     if result.returncode != 0:
         failed = [f"{n}: {s}" for n, s in result.node_status.items() if s in {"error", "fail", "runtime error"}]
-        detail = "; ".join(failed) or "; ".join(errors[-3:]) or "see warehouse/dbt_target/logs/dbt.log"
-        result.failures = failed or errors[-3:]
+        first_error = next((e.splitlines()[0] for e in errors if e.strip()), "")
+        detail = "; ".join(failed + ([first_error] if first_error else [])) or "see dbt.log in the target folder"
+        result.failures = failed + errors
         raise DbtError(f"dbt {args[0]} failed: {detail}")
     return result
 

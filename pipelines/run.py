@@ -72,6 +72,7 @@ def _stage(result: RunResult, name: str) -> Iterator[None]:
         raise
     except Exception as exc:  # noqa: BLE001 - turned into a one-line stage failure
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first_line = first_line.removeprefix(f"{name} failed: ").removeprefix(f"dbt {name.split()[-1]} failed: ")
         raise StageFailed(name, first_line) from exc
     finally:
         result.stage_seconds[name] = time.perf_counter() - t0
@@ -96,9 +97,9 @@ def run_pipeline(
             with _progress(console) as progress:
                 _run_stages(paths, inputs, result, progress, ingest_options or {}, skip_ingest, quality_thresholds)
         except StageFailed as exc:
+            result.published = False
             _record_build_end(paths, result, status="failed", stage=exc.stage, message=exc.reason)
             raise
-        _record_build_end(paths, result, status="success")
     return result
 
 
@@ -194,6 +195,8 @@ def _run_stages(
 
     with _stage(result, "publish"):
         start("publish")
+        result.published = True  # recorded before the copy so the served fct_builds shows this build
+        _record_build_end(paths, result, status="success")
         pub = publish(paths.build_db, paths.serve_db, paths.exports_dir)
         result.published = True
         finish("publish", str(paths.serve_db))
@@ -261,7 +264,6 @@ def _store_quality(paths: Paths, build_id: str, report: object) -> None:
     con = connect(paths.build_db)
     try:
         con.register("quality_frame", frame)
-        con.execute("create table if not exists raw.quality_results as select * from quality_frame limit 0")
         con.execute("insert into raw.quality_results by name select * from quality_frame")
         con.unregister("quality_frame")
     finally:

@@ -122,6 +122,133 @@ RAW_DDL: dict[str, str] = {
             quality_success  boolean,
             published        boolean
         )""",
+    # One row per expectation per build: the Great Expectations results behind each publication decision.
+    "quality_results": """
+        create table if not exists raw.quality_results (
+            build_id         varchar not null,
+            suite            varchar not null,
+            "table"          varchar not null,
+            expectation_type varchar not null,
+            "column"         varchar,
+            success          boolean not null,
+            expected         varchar,
+            observed         varchar,
+            unexpected_count bigint,
+            unexpected_percent double,
+            error            varchar,
+            checked_at       timestamp default current_timestamp
+        )""",
+    # ---- LLM method (pipelines/llm, pipelines/annotate/llm.py, pipelines/discover) ----
+    # One row per distinct LLM request: key = sha256(model, sampling params, template, template version,
+    # rendered messages). Written as soon as the call finishes (ok or failed), so a killed run loses
+    # only the calls in flight. A failed row keeps the raw text and is retried on the next run.
+    "llm_cache": """
+        create table if not exists raw.llm_cache (
+            cache_key        varchar primary key,
+            stage            varchar not null,      -- relevance | comp | score | tag | propose | dedup | define ...
+            template         varchar not null,
+            template_version varchar not null,
+            model            varchar not null,
+            params_json      varchar not null,      -- sampling parameters (hashed into the key)
+            item_id          varchar,
+            status           varchar not null,      -- ok | failed
+            raw_response     varchar,               -- the model's text (also for failures)
+            parsed_json      varchar,               -- the validated answer (ok only)
+            error            varchar,
+            prompt_tokens    bigint not null,       -- summed over every attempt
+            completion_tokens bigint not null,
+            latency_ms       double,
+            attempts         integer not null,
+            run_id           varchar,
+            created_at       timestamp not null
+        )""",
+    # The cost ledger: one row per HTTP attempt (retries included), with the tokens the server reported.
+    "llm_ledger": """
+        create table if not exists raw.llm_ledger (
+            run_id           varchar not null,
+            cache_key        varchar not null,
+            stage            varchar not null,
+            chunk_id         varchar,               -- hash of the concept chunk (names in `concepts`)
+            concepts         varchar[],
+            model            varchar not null,
+            attempt          integer not null,
+            outcome          varchar not null,      -- ok | http_429 | http_5xx | timeout | connection | malformed | truncated | incomplete | refusal
+            http_status      integer,
+            prompt_tokens    bigint not null,
+            completion_tokens bigint not null,
+            cost_usd         double not null,
+            price_known      boolean not null,
+            latency_ms       double,
+            backoff_s        double,                -- wait before the next attempt (Retry-After honoured)
+            created_at       timestamp not null
+        )""",
+    "llm_runs": """
+        create table if not exists raw.llm_runs (
+            run_id           varchar primary key,
+            command          varchar not null,      -- annotate | discover
+            model            varchar not null,
+            base_url_host    varchar,
+            started_at       timestamp not null,
+            finished_at      timestamp,
+            status           varchar not null,      -- running | completed | budget_stopped | failed | dry_run
+            budget_usd       double,
+            calls            bigint,
+            cache_hits       bigint,
+            failed_calls     bigint,
+            prompt_tokens    bigint,
+            completion_tokens bigint,
+            cost_usd         double,
+            message          varchar
+        )""",
+    # Per-cell LLM verdicts with the raw votes of both comp-rep orders; raw.annotations (annotator 'llm')
+    # is projected from here for the active catalog. Keyed by the concept's definition hash, so a reworded
+    # concept is re-annotated and an unchanged one never is.
+    "annotation_votes": """
+        create table if not exists raw.annotation_votes (
+            item_id          varchar not null,
+            concept          varchar not null,
+            definition_hash  varchar not null,
+            annotator_version varchar not null,
+            is_relevant      boolean not null,
+            vote_ab          integer,               -- comp answer, original order, mapped to +1/-1/0
+            vote_ba          integer,               -- comp answer with responses swapped, un-flipped to +1/-1/0
+            comp_value       integer not null,      -- the vote if both orders agree, else 0
+            is_consistent    boolean,
+            score_a          integer not null,      -- 1..7, 0 = not relevant
+            score_b          integer not null,
+            relevance_key    varchar,
+            comp_key_ab      varchar,
+            comp_key_ba      varchar,
+            score_key        varchar,
+            annotated_at     timestamp not null,
+            primary key (item_id, concept, definition_hash, annotator_version)
+        )""",
+    # Versioned concept catalogs (discovered, fixed, user); the active one is copied into raw.concepts.
+    "concept_catalog": """
+        create table if not exists raw.concept_catalog (
+            catalog_version  varchar not null,
+            concept          varchar not null,
+            description      varchar not null,
+            definition       varchar not null,
+            origin           varchar not null,      -- discovered | fixed | user
+            is_shared        boolean not null,
+            domains          varchar[],
+            n_domains        integer,
+            n_batches        integer,
+            merged_from      varchar[],
+            definition_hash  varchar not null,
+            created_at       timestamp not null,
+            primary key (catalog_version, concept)
+        )""",
+    "query_tags": """
+        create table if not exists raw.query_tags (
+            item_id          varchar not null,
+            tag_version      varchar not null,
+            domain           varchar not null,
+            subdomains       varchar[],
+            tasks            varchar[],
+            primary key (item_id, tag_version)
+        )""",
 }
 
 

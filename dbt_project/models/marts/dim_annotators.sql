@@ -1,0 +1,32 @@
+-- Annotators (offline catalog or an LLM model + prompt version) and what they have annotated.
+with annotations as (
+    select annotator, annotator_version,
+           count(distinct item_id) as n_items,
+           count(*) as n_annotations,
+           avg(case when is_relevant then 1.0 else 0.0 end) as relevance_rate,
+           min(annotated_at) as first_annotated_at,
+           max(annotated_at) as last_annotated_at
+    from {{ ref('stg_raw__annotations') }}
+    group by annotator, annotator_version
+),
+
+concepts as (
+    select annotator, annotator_version, count(*) as n_concepts
+    from {{ ref('stg_raw__concepts') }}
+    group by annotator, annotator_version
+)
+
+select
+    annotations.annotator,
+    annotations.annotator_version,
+    case when annotations.annotator = 'offline' then 'offline' else 'llm' end as annotator_kind,
+    cast(coalesce(concepts.n_concepts, 0) as bigint) as n_concepts,
+    cast(annotations.n_items as bigint) as n_items,
+    cast(annotations.n_annotations as bigint) as n_annotations,
+    annotations.relevance_rate,
+    annotations.first_annotated_at,
+    annotations.last_annotated_at
+from annotations
+left join concepts
+    on concepts.annotator = annotations.annotator
+    and concepts.annotator_version = annotations.annotator_version

@@ -1,0 +1,26 @@
+with source as (
+    select * from {{ source('raw', 'quality_results') }}
+),
+
+renamed as (
+    select
+        -- ids
+        build_id,
+        suite,
+        "table" as table_name,
+        expectation_type,
+        "column" as column_name,
+        -- attributes
+        success,
+        expected,
+        observed,
+        error,
+        -- measures
+        unexpected_count,
+        unexpected_percent,
+        -- timestamps
+        checked_at
+    from source
+)
+
+select * from renamed
