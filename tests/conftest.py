@@ -27,7 +27,7 @@ def planted_concepts() -> list[str]:
     return ["Clarity", "Verbosity", "Hedging", "Politeness", "Robert'); drop table raw.items; --"]
 
 
-def write_planted_raw(db_path: Path, n_items: int = 240, seed: int = 7) -> dict[str, object]:
+def write_planted_raw(db_path: Path, n_items: int = 240, seed: int = 7, start: int = 0) -> dict[str, object]:
     """Fill the raw tables with synthetic items whose labels follow known concept weights.
 
     Two mechanisms: 'human:planted' prefers higher Clarity everywhere and lower Verbosity in domain
@@ -40,7 +40,7 @@ def write_planted_raw(db_path: Path, n_items: int = 240, seed: int = 7) -> dict[
     domains = ["general", "legal", "coding"]
     con = connect(db_path)
     items, labels, annotations = [], [], []
-    for i in range(n_items):
+    for i in range(start, start + n_items):
         item_id = hashlib.sha256(f"item{i}".encode()).hexdigest()[:16]
         domain = domains[i % 3]
         x = rng.choice([-1, 0, 1], size=len(concepts))
@@ -60,9 +60,12 @@ def write_planted_raw(db_path: Path, n_items: int = 240, seed: int = 7) -> dict[
     con.executemany(
         "insert into raw.labels values (?, ?, ?, ?, ?, null, null, 'fixture.jsonl', 1, 'ing0', now())", labels
     )
-    con.executemany("insert into raw.domains values (?, 'fixture', 'ing0')", [(d,) for d in domains])
     con.executemany(
-        "insert into raw.concepts values (?, 'offline', 'test-1', 'd', ?, 'offline', true, null, 'h')",
+        "insert into raw.domains select ?, 'fixture', 'ing0' where ? not in (select domain from raw.domains)",
+        [(d, d) for d in domains],
+    )
+    con.executemany(
+        "insert or ignore into raw.concepts values (?, 'offline', 'test-1', 'd', ?, 'offline', true, null, 'h')",
         [(c, f"A high score indicates {c}; A low score indicates not {c}.") for c in concepts],
     )
     con.executemany(

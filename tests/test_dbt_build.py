@@ -10,6 +10,7 @@ import pytest
 
 from pipelines.config import Paths
 from pipelines.dbt_runner import DbtError, run_dbt
+from pipelines.config import DBT_PROJECT_DIR as REPO_DBT
 from tests.conftest import planted_concepts, write_planted_raw
 
 pytestmark = pytest.mark.slow
@@ -121,3 +122,40 @@ def test_a_failing_dbt_test_fails_the_build(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(DbtError, match="accepted_values"):
         run_dbt(["build", "--select", "stg_raw__annotations", *VARS], paths, build_id="bad")
+
+
+def _snapshot(paths: Paths, tables: list[str]) -> dict[str, list[tuple]]:
+    con = duckdb.connect(str(paths.build_db), read_only=True)
+    try:
+        out = {}
+        for t in tables:
+            cols = [r[0] for r in con.execute(f"describe {t}").fetchall() if r[0] not in {"fit_id", "annotated_at"}]
+            select = ", ".join(f'"{c}"' for c in cols)
+            out[t] = con.execute(f"select {select} from {t} order by all").fetchall()
+        return out
+    finally:
+        con.close()
+
+
+def test_incremental_build_equals_full_refresh(tmp_path: Path) -> None:
+    paths = Paths(warehouse=tmp_path)
+    write_planted_raw(paths.build_db, n_items=90)
+    run_dbt(["build", "--exclude", "int_hmdr_fits+", *VARS], paths, build_id="b1")
+    write_planted_raw(paths.build_db, n_items=30, seed=8, start=90)  # new pairs arrive
+    run_dbt(["build", "--exclude", "int_hmdr_fits+", *VARS], paths, build_id="b2")
+    tables = ["intermediate.int_item_concepts", "intermediate.int_labelled_pairs",
+              "marts.fct_pair_concepts", "marts.fct_pair_features_comp"]
+    incremental = _snapshot(paths, tables)
+    assert len(incremental["intermediate.int_labelled_pairs"]) == 240
+    run_dbt(["build", "--full-refresh", "--exclude", "int_hmdr_fits+", *VARS], paths, build_id="b3")
+    assert _snapshot(paths, tables) == incremental
+
+
+def test_dbt_docs_generate_includes_marts_and_exposures(built: Paths) -> None:
+    run_dbt(["docs", "generate"], paths=built, build_id="docs")
+    catalog = json.loads((built.dbt_target_dir / "catalog.json").read_text())
+    names = {n.split(".")[-1] for n in catalog["nodes"]}
+    assert {"fct_concept_effects", "rpt_top_concepts", "dim_concepts"} <= names
+    manifest = json.loads((built.dbt_target_dir / "manifest.json").read_text())
+    assert any(k.startswith("exposure.") for k in manifest["exposures"])
+    assert "nightly" in manifest.get("selectors", {}) or (REPO_DBT / "selectors.yml").exists()
