@@ -20,6 +20,10 @@ EPILOG = """examples:
   preflens ingest prefs.parquet --format hf --domain legal --mechanism judge:my-judge
   preflens build                             # annotate new items, dbt build, fit, checks, publish (cron-safe)
   preflens summary                           # print the summary of the published copy
+  preflens report                            # self-contained HTML report -> warehouse/reports/
+  preflens explain 1a59513dce4437dd          # why the model predicts this verdict (label_id or item_id)
+  preflens evaluate --splits 25 --seeds 5    # in-domain + OOD protocols for HMDR and baselines (Table 1)
+  preflens annotate --annotator llm --dry-run # projected LLM calls, tokens and $ (see README, "The LLM method")
 """
 
 
@@ -38,7 +42,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     inputs = [Path(p) for p in args.paths] if args.paths else [SAMPLE_PATH]
     console.print(f"[bold]preflens {__version__}[/] main job on {', '.join(str(p) for p in inputs)}")
     t0 = time.perf_counter()
-    result = run_pipeline(paths, inputs, console=console)
+    result = run_pipeline(paths, inputs, console=console, annotator=args.annotator, llm_options=_llm_options(args))
+    _print_llm_report(result.llm_report, console)
     render_summary(load_summary(paths.serve_db), console)
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())
     console.print(f"Done in {time.perf_counter() - t0:.1f}s ({stages}). Build {result.build_id}.")
@@ -84,14 +89,31 @@ def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _llm_options(args: argparse.Namespace) -> dict:
+    opts: dict = {}
+    if getattr(args, "budget", None) is not None:
+        opts["budget_usd"] = args.budget
+    if getattr(args, "concepts", None):
+        opts["concepts_file"] = Path(args.concepts)
+    return opts
+
+
+def _print_llm_report(report: object, console: Console) -> None:
+    if report is not None and hasattr(report, "lines"):
+        for line in report.lines():  # type: ignore[attr-defined]
+            console.print(line, markup=False, highlight=False)
+
+
 def cmd_annotate(args: argparse.Namespace, console: Console) -> int:
     """Annotate items that have no annotations for the current annotator version."""
     from .annotate.offline import annotate_pending
     from .lock import BuildLock
     from .warehouse import connect
 
+    if args.annotator == "llm":
+        return _cmd_annotate_llm(args, console)
     if args.annotator != "offline":
-        console.print(f"[red]annotator {args.annotator!r} is not available yet; use 'offline'[/]")
+        console.print(f"[red]unknown annotator {args.annotator!r}; use 'offline' or 'llm'[/]")
         return 2
     paths = _paths(args)
     with BuildLock(paths.lock_file):
@@ -101,6 +123,54 @@ def cmd_annotate(args: argparse.Namespace, console: Console) -> int:
         finally:
             con.close()
     console.print(f"annotated {n} new items with the offline annotator")
+    return 0
+
+
+def _cmd_annotate_llm(args: argparse.Namespace, console: Console) -> int:
+    from .annotate.llm import annotate_llm
+    from .llm.config import load_llm_config
+    from .lock import BuildLock
+    from .warehouse import connect
+
+    paths = _paths(args)
+    config = load_llm_config(warehouse=paths.warehouse)
+    if not config.model:
+        console.print("[red]no LLM configured: set PREFLENS_LLM_MODEL (and PREFLENS_LLM_BASE_URL for a non-OpenAI "
+                      "endpoint) or an [llm] table in preflens.toml[/]")
+        return 2
+    with BuildLock(paths.lock_file):
+        con = connect(paths.build_db)
+        try:
+            report = annotate_llm(con, config, dry_run=args.dry_run, **_llm_options(args))
+        finally:
+            con.close()
+    _print_llm_report(report, console)
+    return 0
+
+
+def cmd_discover(args: argparse.Namespace, console: Console) -> int:
+    """Discover concepts with the LLM (paper §2) and store a new catalog version."""
+    from .discover.run import discover
+    from .llm.config import load_llm_config
+    from .lock import BuildLock
+    from .warehouse import connect
+
+    paths = _paths(args)
+    config = load_llm_config(warehouse=paths.warehouse)
+    if not config.model:
+        console.print("[red]no LLM configured: set PREFLENS_LLM_MODEL / PREFLENS_LLM_BASE_URL or preflens.toml[/]")
+        return 2
+    with BuildLock(paths.lock_file):
+        con = connect(paths.build_db)
+        try:
+            report = discover(
+                con, config, mechanism=args.mechanism, max_batches=args.max_batches,
+                batches_per_domain=args.batches_per_domain, shared_threshold=args.shared_threshold,
+                dry_run=args.dry_run, budget_usd=args.budget, seed=args.seed,
+            )
+        finally:
+            con.close()
+    _print_llm_report(report, console)
     return 0
 
 
@@ -129,6 +199,75 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
+    """In-domain and out-of-domain protocols for HMDR and its baselines; results to raw.eval_results + marts."""
+    from .evaluate import comparison_table, run_evaluation
+    from .lock import BuildLock
+    from .warehouse import connect
+
+    paths = _paths(args)
+    if not paths.build_db.exists():
+        console.print(f"[red]no build warehouse at {paths.build_db}; run `preflens run` first[/]")
+        return 1
+    reps = ["comp", "score"] if args.representation == "both" else [args.representation]
+    with BuildLock(paths.lock_file):
+        ev = run_evaluation(
+            paths, representations=reps, mechanisms=args.mechanism or None, n_splits=args.splits,
+            n_seeds=args.seeds, n_jobs=args.jobs, seed=args.seed,
+            protocols=["in_domain", "ood"] if args.protocol == "both" else [args.protocol],
+        )
+    con = connect(paths.build_db, read_only=True)
+    try:
+        for rep in reps:
+            table = comparison_table(con, ev.eval_id, rep)
+            console.print(f"[bold]Mean accuracy % ({rep}-rep), eval {ev.eval_id}[/]")
+            console.print(table.to_string(), markup=False, highlight=False, soft_wrap=True)
+    finally:
+        con.close()
+    console.print(f"{len(ev.results)} result rows in {ev.seconds:.1f}s -> raw.eval_results, marts.fct_eval_results, "
+                  f"marts.rpt_model_comparison of {paths.build_db}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    """Write the visual report (one self-contained HTML file) from the served copy; prints its path."""
+    from .report import ReportDataError, build_report
+
+    paths = _paths(args)
+    try:
+        out = build_report(
+            paths.serve_db, paths.warehouse / "reports", representation=args.representation,
+            max_domains=args.max_domains, top_k=args.top, contrast_domains=args.contrast_domains,
+            output=Path(args.output) if args.output else None,
+            progress=lambda step: console.print(f"  {step}", markup=False, highlight=False),
+        )
+    except ReportDataError as exc:
+        Console(stderr=True).print(f"preflens: {exc}", markup=False, highlight=False)
+        return 1
+    console.print(f"report written to {out}", markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace, console: Console) -> int:
+    """Explain one verdict: the pair, P(A wins), the actual winner and the concepts that pushed each way."""
+    import json
+
+    from .explain import ExplainError, load_explanation, render_explanation
+
+    paths = _paths(args)
+    try:
+        exp = load_explanation(paths.serve_db, args.pair_id, mechanism=args.mechanism,
+                               representation=args.representation)
+    except ExplainError as exc:
+        Console(stderr=True).print(f"preflens: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 1
+    if args.json:
+        print(json.dumps(exp, indent=2, ensure_ascii=False, default=str))
+    else:
+        render_explanation(exp, console, limit=args.top)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="preflens",
@@ -142,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help=cmd_run.__doc__, description=cmd_run.__doc__)
     p.add_argument("paths", nargs="*", help=f"input files (default: the bundled sample {SAMPLE_PATH.name})")
+    p.add_argument("--annotator", choices=["offline", "llm"], default=None,
+                   help="default: llm when an LLM is configured (PREFLENS_LLM_* or preflens.toml), else offline")
+    p.add_argument("--budget", type=float, metavar="USD", help="llm: stop before spending more than this")
+    p.add_argument("--concepts", metavar="YAML", help="llm: user concepts to add / reword / remove")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("ingest", help=cmd_ingest.__doc__, description=cmd_ingest.__doc__)
@@ -153,8 +296,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("annotate", help=cmd_annotate.__doc__, description=cmd_annotate.__doc__)
-    p.add_argument("--annotator", default="offline", help="offline (default; the embedded deterministic annotator)")
+    p.add_argument("--annotator", default="offline",
+                   help="offline (default; the embedded deterministic annotator) or llm (the configured endpoint)")
+    p.add_argument("--dry-run", action="store_true", help="llm: print projected calls, tokens and $; call nothing")
+    p.add_argument("--budget", type=float, metavar="USD", help="llm: stop cleanly before spending more than this")
+    p.add_argument("--concepts", metavar="YAML", help="llm: user concepts to add / reword / remove")
     p.set_defaults(func=cmd_annotate)
+
+    p = sub.add_parser("discover", help=cmd_discover.__doc__, description=cmd_discover.__doc__)
+    p.add_argument("--mechanism", default=None, help="whose labels drive discovery (default: the first human mechanism)")
+    p.add_argument("--max-batches", type=int, default=None, help="cap on proposal batches in total (cheap trial runs)")
+    p.add_argument("--batches-per-domain", type=int, default=300, help="paper: 300")
+    p.add_argument("--shared-threshold", type=float, default=0.5, help="share of domains to be shared (paper: 0.5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dry-run", action="store_true", help="print projected calls, tokens and $; call nothing")
+    p.add_argument("--budget", type=float, metavar="USD", help="stop cleanly before spending more than this")
+    p.set_defaults(func=cmd_discover)
 
     p = sub.add_parser("build", help=cmd_build.__doc__, description=cmd_build.__doc__)
     p.set_defaults(func=cmd_build)
@@ -162,9 +319,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help=cmd_check.__doc__, description=cmd_check.__doc__)
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("evaluate", help=cmd_evaluate.__doc__, description=cmd_evaluate.__doc__)
+    p.add_argument("--representation", choices=["comp", "score", "both"], default="comp")
+    p.add_argument("--protocol", choices=["in_domain", "ood", "both"], default="both")
+    p.add_argument("--splits", type=int, default=25, help="in-domain random splits (default 25)")
+    p.add_argument("--seeds", type=int, default=5, help="OOD seeds per held-out domain (default 5)")
+    p.add_argument("--mechanism", action="append", help="only this mechanism (repeatable; default all)")
+    p.add_argument("--jobs", type=int, default=2, help="parallel processes over mechanisms (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_evaluate)
+
     p = sub.add_parser("summary", help=cmd_summary.__doc__, description=cmd_summary.__doc__)
     p.add_argument("--representation", choices=["comp", "score"], default="comp")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
+    p.add_argument("--representation", choices=["comp", "score"], default="comp")
+    p.add_argument("--max-domains", type=int, default=5, help="domain panels per mechanism (largest first; default 5)")
+    p.add_argument("--top", type=int, default=8, help="concepts per panel, by |global lift| (default 8)")
+    p.add_argument("--contrast-domains", type=int, default=3,
+                   help="domains with a concept x mechanism heat map besides the shared one (default 3)")
+    p.add_argument("--output", metavar="HTML", help="file to write (default: <warehouse>/reports/preflens_report_<build>_<rep>.html)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("explain", help=cmd_explain.__doc__, description=cmd_explain.__doc__)
+    p.add_argument("pair_id", metavar="PAIR_ID", help="a label_id (one verdict) or an item_id (every mechanism that judged it)")
+    p.add_argument("--mechanism", help="only this mechanism's verdict (for an item_id)")
+    p.add_argument("--representation", choices=["comp", "score"], default="comp")
+    p.add_argument("--top", type=int, default=8, help="concepts shown per direction (default 8; --json has all)")
+    p.add_argument("--json", action="store_true", help="print the explanation as JSON (full texts, all concepts)")
+    p.set_defaults(func=cmd_explain)
     return parser
 
 

@@ -41,6 +41,9 @@ class RunResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     ingest: object | None = None
     annotated_items: int = 0
+    annotator: str = "offline"
+    annotator_version: str = ""
+    llm_report: object | None = None
     quality: object | None = None
     published: bool = False
 
@@ -86,11 +89,20 @@ def run_pipeline(
     ingest_options: dict | None = None,
     skip_ingest: bool = False,
     quality_thresholds: dict | None = None,
+    annotator: str | None = None,
+    llm_options: dict | None = None,
 ) -> RunResult:
-    """Run every stage under the build lock. Raises StageFailed (and records the build as failed)."""
+    """Run every stage under the build lock. Raises StageFailed (and records the build as failed).
+
+    ``annotator``: ``offline`` or ``llm``; default ``llm`` when an LLM endpoint/model is configured
+    (``PREFLENS_LLM_*`` or ``preflens.toml``), else ``offline``. ``llm_options`` go to ``annotate_llm``
+    (``budget_usd``, ``concepts_file``, ``config``).
+    """
     console = console or Console()
     inputs = list(inputs) if inputs is not None else [SAMPLE_PATH]
     result = RunResult(build_id=new_build_id())
+    result.annotator = resolve_annotator(annotator, paths)
+    result.llm_report = llm_options or {}
     with BuildLock(paths.lock_file):
         _record_build_start(paths, result.build_id)
         try:
@@ -99,6 +111,10 @@ def run_pipeline(
         except StageFailed as exc:
             result.published = False
             _record_build_end(paths, result, status="failed", stage=exc.stage, message=exc.reason)
+            raise
+        except KeyboardInterrupt:
+            result.published = False
+            _record_build_end(paths, result, status="failed", message="interrupted by the user")
             raise
     return result
 
@@ -112,7 +128,6 @@ def _run_stages(
     skip_ingest: bool,
     quality_thresholds: dict | None,
 ) -> None:
-    from .annotate.offline import OFFLINE_ANNOTATOR, OFFLINE_ANNOTATOR_VERSION, annotate_pending
     from .ingest import ingest_paths
 
     tasks = {name: progress.add_task(name, total=None, note="waiting", start=False) for name in STAGES}
@@ -148,16 +163,10 @@ def _run_stages(
 
     with _stage(result, "annotate"):
         update = start("annotate")
-        con = connect(paths.build_db)
-        try:
-            result.annotated_items = annotate_pending(con, progress=update)
-            n_items = con.execute("select count(*) from raw.items").fetchall()[0][0]
-        finally:
-            con.close()
-        reused = n_items - result.annotated_items
-        finish("annotate", f"{result.annotated_items} new items, {reused} reused")
+        note = _annotate_stage(paths, result, update)
+        finish("annotate", note)
 
-    dbt_vars = {"annotator": OFFLINE_ANNOTATOR, "annotator_version": OFFLINE_ANNOTATOR_VERSION}
+    dbt_vars = {"annotator": result.annotator, "annotator_version": result.annotator_version}
     for key, value in dbt_vars.items():
         if not _SAFE_VAR.match(value):
             raise StageFailed("dbt build", f"unsafe value for dbt var {key}: {value!r}")
@@ -202,6 +211,47 @@ def _run_stages(
         finish("publish", str(paths.serve_db))
 
 
+def resolve_annotator(annotator: str | None, paths: Paths) -> str:
+    """``offline`` | ``llm``; None means ``llm`` if an LLM is configured, else ``offline``."""
+    if annotator is None:
+        from .llm.config import llm_configured
+
+        return "llm" if llm_configured(paths.warehouse) else "offline"
+    if annotator not in ("offline", "llm"):
+        raise StageFailed("annotate", f"unknown annotator {annotator!r} (offline or llm)")
+    return annotator
+
+
+def _annotate_stage(paths: Paths, result: RunResult, update: Callable[[int, int | None], None]) -> str:
+    """Annotate pending items with the chosen annotator; sets result.annotator_version; returns the note."""
+    con = connect(paths.build_db)
+    try:
+        if result.annotator == "llm":
+            from .annotate.llm import annotate_llm
+            from .llm.config import load_llm_config
+
+            opts = dict(result.llm_report or {})
+            config = opts.pop("config", None) or load_llm_config(warehouse=paths.warehouse)
+            report = annotate_llm(con, config, progress=update, **opts)
+            result.llm_report = report
+            result.annotator_version = report.annotator_version
+            result.annotated_items = report.items_completed
+            if report.budget_stopped:
+                raise StageFailed("annotate", "LLM budget reached before every item was annotated; work so far "
+                                  "is saved (raw.llm_cache, raw.annotation_votes); re-run with a larger --budget")
+            s = report.stats
+            return (f"{report.items_completed} items, {s.calls} calls, {s.cache_hits} cached, "
+                    f"{s.failed} failed, ${s.cost_usd:.4f}")
+        from .annotate.offline import OFFLINE_ANNOTATOR_VERSION, annotate_pending
+
+        result.annotated_items = annotate_pending(con, progress=update)
+        result.annotator_version = OFFLINE_ANNOTATOR_VERSION
+        n_items = con.execute("select count(*) from raw.items").fetchall()[0][0]
+    finally:
+        con.close()
+    return f"{result.annotated_items} new items, {n_items - result.annotated_items} reused"
+
+
 def _yaml_inline(mapping: dict[str, str]) -> str:
     return "{" + ", ".join(f"{k}: '{v}'" for k, v in mapping.items()) + "}"
 
@@ -218,6 +268,12 @@ def _dbt_note(counts: dict[str, int]) -> str:
 def _record_build_start(paths: Paths, build_id: str) -> None:
     con = connect(paths.build_db)
     try:
+        # We hold the build lock, so any build still marked running died without cleaning up (kill -9, power).
+        con.execute(
+            """update raw.builds set status = 'failed', message = 'interrupted: the process died mid-build',
+                   published = false
+               where status = 'running'"""
+        )
         con.execute(
             "insert into raw.builds (build_id, started_at, status, package_version) values (?, now(), 'running', ?)",
             [build_id, __version__],
@@ -228,8 +284,6 @@ def _record_build_start(paths: Paths, build_id: str) -> None:
 
 def _record_build_end(paths: Paths, result: RunResult, *, status: str, stage: str | None = None, message: str | None = None) -> None:
     from importlib.metadata import version
-
-    from .annotate.offline import OFFLINE_ANNOTATOR, OFFLINE_ANNOTATOR_VERSION
 
     con = connect(paths.build_db)
     try:
@@ -246,8 +300,8 @@ def _record_build_end(paths: Paths, result: RunResult, *, status: str, stage: st
                 stage,
                 (message or "")[:2000] or None,
                 *counts,
-                OFFLINE_ANNOTATOR,
-                OFFLINE_ANNOTATOR_VERSION,
+                result.annotator,
+                result.annotator_version or None,
                 version("dbt-core"),
                 getattr(result.quality, "success", None),
                 result.published,
