@@ -176,14 +176,19 @@ def cmd_discover(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     """Run the Great Expectations suites on the build warehouse."""
-    from .quality import run_quality_checks
+    from .quality import run_quality_checks, write_quality_report
 
     paths = _paths(args)
+    if not paths.build_db.exists():
+        console.print(f"[red]no build warehouse at {paths.build_db}; run `preflens run` first[/]")
+        return 1
     report = run_quality_checks(paths.build_db)
+    page = write_quality_report(report, paths.quality_report)
     if report.success:
-        console.print(f"all {len(report.results)} expectations passed")
+        console.print(f"all {len(report.results)} expectations passed; report: {page}")
         return 0
-    console.print(report.format_failures())
+    console.print(report.format_failures(), markup=False, highlight=False)
+    console.print(f"report: {page}")
     return 1
 
 

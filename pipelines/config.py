@@ -39,6 +39,15 @@ class Paths:
         return self.warehouse / "dbt_target"
 
     @property
+    def quality_dir(self) -> Path:
+        """The HTML page of the last quality run (``index.html``), beside the build file."""
+        return self.warehouse / "quality"
+
+    @property
+    def quality_report(self) -> Path:
+        return self.quality_dir / "index.html"
+
+    @property
     def lock_file(self) -> Path:
         return self.warehouse / ".build.lock"
 

@@ -189,14 +189,20 @@ def _run_stages(
         res = run_dbt(["build", "--select", "int_hmdr_fits+", *vars_arg], paths, result.build_id, on_node=on_node)
         finish("fit", _dbt_note(res.counts))
 
-    from .quality import run_quality_checks
+    from .quality import run_quality_checks, write_quality_report
     from .publish import publish
 
     with _stage(result, "checks"):
         start("checks")
-        report = run_quality_checks(paths.build_db, thresholds=quality_thresholds)
+        thresholds = {
+            **(quality_thresholds or {}),
+            "annotator": result.annotator,
+            "annotator_version": result.annotator_version or None,
+        }
+        report = run_quality_checks(paths.build_db, thresholds=thresholds)
         result.quality = report
         _store_quality(paths, result.build_id, report)
+        write_quality_report(report, paths.quality_report, build_id=result.build_id)
         if not report.success:
             finish("checks", "FAILED")
             raise StageFailed("checks", "quality gate failed, not published:\n" + report.format_failures())

@@ -34,6 +34,9 @@ MARTS = {
     "fct_model_metrics",
     "fct_local_explanations",
     "rpt_accuracy",
+    "dim_concepts",
+    "rpt_top_concepts",
+    "fct_builds",
 }
 
 READER = textwrap.dedent(

@@ -25,7 +25,7 @@ insert into raw.labels (label_id, item_id, mechanism, mechanism_type, winner, so
   ('l1', 'i1', 'judge:gpt-4', 'judge', 'a', 'f', 1, 'ing1', now()),
   ('l2', 'i2', 'judge:gpt-4', 'judge', 'b', 'f', 2, 'ing1', now()),
   ('l3', 'i3', 'judge:gpt-4', 'judge', 'tie', 'f', 3, 'ing1', now()),   -- not decisive
-  ('l4', 'i6', 'judge:gpt-4', 'judge', 'a', 'f', 4, 'ing1', now()),     -- item without annotations
+  ('l4', 'i6', 'judge:gpt-4', 'judge', 'tie', 'f', 4, 'ing1', now()),   -- item without annotations (a tie: no features needed)
   ('l5', 'i1', 'human:crowd', 'human', 'b', 'f', 5, 'ing1', now()),
   ('l6', 'i4', 'human:crowd', 'human', 'a', 'f', 6, 'ing1', now()),
   ('l7', 'i5', 'human:crowd', 'human', 'b', 'f', 7, 'ing1', now());
@@ -67,8 +67,9 @@ on concept using first(score_diff);
 create table marts.fct_concept_effects as
 select 'fit1' as fit_id, m.mechanism, m.mechanism_type, r.representation, d.domain, c.concept,
        0.5::double as shared_weight, 0.1::double as domain_deviation, 0.6::double as total_weight,
-       12.5::double as shared_lift_pct, -3.0::double as deviation_lift_pct, 9.5::double as global_lift_pct,
-       10 as n_pairs, true as has_domain_weights
+       12.5::double as shared_lift_pct, -3.0::double as deviation_lift_pct,
+       case c.concept when 'clarity' then 20.0 when 'safety' then -12.0 else 9.5 end::double as global_lift_pct,
+       25 as n_pairs, true as has_domain_weights
 from (values ('judge:gpt-4', 'judge'), ('human:crowd', 'human')) m(mechanism, mechanism_type),
      (values ('comp'), ('score')) r(representation),
      (values ('code'), ('chat')) d(domain),
@@ -90,6 +91,30 @@ select p.fit_id, p.label_id, p.mechanism, p.representation, c.concept,
        1.0::double as value, 0.2::double as contribution,
        4.0::double as local_lift_pct
 from marts.fct_predictions p, (select distinct concept from marts.fct_pair_concepts) c;
+
+create table marts.dim_concepts as
+select concept, 'offline' as annotator, 'v1' as annotator_version, 'd' as description,
+       'A high score indicates more ' || concept || '; A low score indicates less ' || concept as definition,
+       'offline' as origin, 'shared' as scope, null::varchar[] as domains, md5(concept) as definition_hash,
+       count(*) as n_items, avg(is_relevant::int)::double as relevance_rate
+from marts.fct_pair_concepts group by concept;
+
+create view marts.rpt_top_concepts as
+select fit_id, mechanism, mechanism_type, representation, domain,
+       row_number() over (partition by fit_id, mechanism, representation, domain
+                          order by abs(global_lift_pct) desc, concept) as concept_rank,
+       concept, case when global_lift_pct > 0 then 'rewards' else 'penalises' end as direction,
+       global_lift_pct, shared_lift_pct, deviation_lift_pct, n_pairs, has_domain_weights
+from preflens.marts.fct_concept_effects;
+
+insert into raw.builds (build_id, started_at, finished_at, status, n_items, n_labels, n_annotations)
+values ('b1', now() - interval 5 minute, now() - interval 4 minute, 'success', 6, 7, 17),
+       ('fit1', now(), null, 'running', null, null, null);
+create view marts.fct_builds as
+select build_id, status, failed_stage, message, quality_success, published, n_items, n_labels, n_annotations,
+       annotator, annotator_version, package_version, dbt_version, started_at, finished_at,
+       date_diff('second', started_at, finished_at) as duration_seconds
+from preflens.raw.builds;
 
 -- a view, catalog-qualified like dbt writes them: must be materialised when published
 create view marts.rpt_accuracy as select mechanism, avg(accuracy) as accuracy
@@ -194,7 +219,7 @@ VIOLATIONS: list[tuple[str, str, str, str | None, str]] = [
     ("rowcount_features_vs_raw",
      "insert into raw.labels values ('l9', 'i2', 'human:crowd', 'human', 'a', null, null, 'f', 9, 'ing2', now())",
      "marts.fct_pair_features_score", None, "expect_table_row_count_to_equal"),
-    ("lift_out_of_bounds", "update marts.fct_concept_effects set global_lift_pct = 150 where concept = 'clarity'",
+    ("lift_out_of_bounds", "update marts.fct_concept_effects set global_lift_pct = 650 where concept = 'clarity'",
      "marts.fct_concept_effects", "global_lift_pct", "expect_column_values_to_be_between"),
     ("accuracy_above_1", "update marts.fct_model_metrics set accuracy = 1.2",
      "marts.fct_model_metrics", "accuracy", "expect_column_values_to_be_between"),
@@ -237,9 +262,9 @@ def test_message_shows_observed_values(build_db: Path) -> None:
 
 
 def test_lift_bound_is_configurable(build_db: Path) -> None:
-    mutate(build_db, "update marts.fct_concept_effects set global_lift_pct = 150 where concept = 'clarity'")
+    mutate(build_db, "update marts.fct_concept_effects set global_lift_pct = 650 where concept = 'clarity'")
     assert not run_quality_checks(build_db).success
-    report = run_quality_checks(build_db, thresholds=QualityThresholds(max_abs_lift_pct=200))
+    report = run_quality_checks(build_db, thresholds=QualityThresholds(max_abs_lift_pct=700))
     assert report.success, report.format_failures()
     assert run_quality_checks(build_db, thresholds={"max_abs_lift_pct": None}).success  # a dict works too
     with pytest.raises(ValueError, match="bogus"):
@@ -270,7 +295,10 @@ def test_optional_missing_table_is_skipped(build_db: Path) -> None:
     mutate(build_db, "drop table marts.fct_local_explanations")
     report = run_quality_checks(build_db, optional=["local_explanations"])
     assert report.success, report.format_failures()
-    assert report.skipped == ["local_explanations"]
+    assert "local_explanations" in report.skipped
+    assert report.skip_reasons["local_explanations"] == "table marts.fct_local_explanations does not exist"
+    row = next(r for r in report.results if r.suite == "local_explanations")
+    assert row.skipped and row.success and row.expectation_type == "suite_skipped"
 
 
 def test_other_annotator_rows_in_mart_fail(build_db: Path) -> None:

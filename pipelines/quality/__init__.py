@@ -1,8 +1,10 @@
 """Quality gates on the marts: Great Expectations suites defined in code, run on pandas frames.
 
 Importing this package does not import Great Expectations (that happens on the first run).
+:func:`write_quality_report` renders a run as a self-contained HTML page (``warehouse/quality/index.html``).
 """
 
+from pipelines.quality.docs import render_quality_report, write_quality_report
 from pipelines.quality.runner import QualityReport, QualityResult, run_quality_checks
 from pipelines.quality.suites import SUITES, QualityThresholds, quote_ident
 
@@ -12,5 +14,7 @@ __all__ = [
     "QualityResult",
     "QualityThresholds",
     "quote_ident",
+    "render_quality_report",
     "run_quality_checks",
+    "write_quality_report",
 ]

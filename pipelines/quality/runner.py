@@ -11,7 +11,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,9 @@ import pandas as pd
 from pipelines.quality.suites import (
     SUITES,
     ExpectationSpec,
+    FrameQuery,
     QualityThresholds,
+    Skip,
     SuiteDefinition,
     SuiteSpec,
     coerce_thresholds,
@@ -60,11 +62,14 @@ class QualityResult:
     unexpected_count: int | None = None
     unexpected_percent: float | None = None
     error: str | None = None
+    #: the suite did not apply (reason in ``observed``); counts as passed. Not a column of :meth:`to_frame`
+    #: (there ``observed`` starts with ``skipped:``).
+    skipped: bool = False
 
     def describe(self) -> str:
         """One readable line, e.g. ``marts.fct_predictions.prob_a: expect_column_values_to_be_between ...``."""
         where = self.table + (f".{self.column}" if self.column else "")
-        status = "ok" if self.success else "FAILED"
+        status = "skipped" if self.skipped else "ok" if self.success else "FAILED"
         parts = [f"[{self.suite}] {where}: {self.expectation_type} {status}"]
         if self.expected:
             parts.append(f"expected {self.expected}")
@@ -81,7 +86,18 @@ class QualityReport:
 
     results: list[QualityResult] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: suite name -> why it was skipped (missing optional table, gate disabled, nothing to check)
+    skip_reasons: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    thresholds: QualityThresholds | None = None
+
+    def skip(self, suite: str, table: str, reason: str) -> None:
+        """Record a suite that did not apply: listed in ``skipped`` and as a passing ``suite_skipped`` row."""
+        self.skipped.append(suite)
+        self.skip_reasons[suite] = reason
+        self.results.append(
+            QualityResult(suite, table, "suite_skipped", None, True, observed=f"skipped: {reason}", skipped=True)
+        )
 
     @property
     def success(self) -> bool:
@@ -91,17 +107,21 @@ class QualityReport:
         return [r for r in self.results if not r.success]
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per expectation, typed so DuckDB infers VARCHAR/BOOLEAN/BIGINT/DOUBLE even when all null."""
+        """One row per expectation, typed so DuckDB infers VARCHAR/BOOLEAN/BIGINT/DOUBLE even when all null.
+
+        The columns are those of ``raw.quality_results`` (minus ``build_id``/``checked_at``); a skipped
+        suite is one passing row of type ``suite_skipped`` whose ``observed`` is ``skipped: <reason>``.
+        """
         df = pd.DataFrame([asdict(r) for r in self.results], columns=list(_FRAME_DTYPES))
         return df.astype(_FRAME_DTYPES)
 
     def format_failures(self) -> str:
         """Readable summary of what failed, on which table/column, with the observed values."""
         fails = self.failures()
+        n = sum(not r.skipped for r in self.results)
         if not fails:
-            n = len(self.results)
             return f"all {n} expectations passed" + (f" (skipped: {', '.join(self.skipped)})" if self.skipped else "")
-        lines = [f"{len(fails)} of {len(self.results)} expectations failed:"]
+        lines = [f"{len(fails)} of {n} expectations failed:"]
         lines += [f"  - {r.describe()}" for r in fails]
         return "\n".join(lines)
 
@@ -173,6 +193,46 @@ def _from_gx(suite: SuiteSpec, r: Any) -> QualityResult:
     )
 
 
+def _offending_rows(etype: str, kwargs: dict[str, Any], df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``df`` that violate one failed expectation (empty when it cannot tell)."""
+    none = df.iloc[0:0]
+    if etype.startswith("expect_table_"):
+        return df
+    col = kwargs.get("column")
+    if col is not None and col in df.columns:
+        s = df[col]
+        if etype == "expect_column_values_to_be_in_set":
+            return df[~s.isin(list(kwargs.get("value_set") or [])) & s.notna()]
+        if etype == "expect_column_values_to_be_between":
+            num = pd.to_numeric(s, errors="coerce")
+            mask = pd.Series(False, index=df.index)
+            if kwargs.get("min_value") is not None:
+                mask |= num < kwargs["min_value"]
+            if kwargs.get("max_value") is not None:
+                mask |= num > kwargs["max_value"]
+            return df[mask.fillna(False)]
+        if etype == "expect_column_values_to_not_be_null":
+            return df[s.isna()]
+        return none
+    a, b = kwargs.get("column_A"), kwargs.get("column_B")
+    if etype == "expect_column_pair_values_to_be_equal" and a in df.columns and b in df.columns:
+        return df[df[a] != df[b]]
+    return none
+
+
+def _with_row_labels(r: QualityResult, kwargs: dict[str, Any], df: pd.DataFrame, label_col: str) -> QualityResult:
+    """Append the labels of the offending rows (a few) to a failed result on a derived frame."""
+    if r.success or r.error or df.empty or label_col not in df.columns:
+        return r
+    bad = _offending_rows(r.expectation_type, kwargs, df)
+    if bad.empty:
+        return r
+    labels = [str(x) for x in bad[label_col].head(_SAMPLE_MAX).tolist()]
+    more = f" (+{len(bad) - len(labels)} more)" if len(bad) > len(labels) else ""
+    observed = (r.observed + "; " if r.observed else "") + "rows: " + "; ".join(labels) + more
+    return replace(r, observed=observed)
+
+
 def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
@@ -186,14 +246,20 @@ class _GxRunner:
         self.ctx.variables.progress_bars = {"globally": False, "metric_calculations": False}
         self.ds = self.ctx.data_sources.add_pandas("preflens_marts")
 
-    def validate(self, spec: SuiteSpec, df: pd.DataFrame) -> list[QualityResult]:
+    def validate(self, spec: SuiteSpec, df: pd.DataFrame, row_label: str | None = None) -> list[QualityResult]:
         asset = self.ds.add_dataframe_asset(spec.name)
         batch_def = asset.add_batch_definition_whole_dataframe(f"{spec.name}_whole")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             batch = batch_def.get_batch(batch_parameters={"dataframe": df})
             out = batch.validate(to_gx_suite(spec), result_format="SUMMARY")
-        return [_from_gx(spec, r) for r in out.results]
+        results = []
+        for r in out.results:
+            res = _from_gx(spec, r)
+            if row_label is not None:
+                res = _with_row_labels(res, dict(r.expectation_config.kwargs), df, row_label)
+            results.append(res)
+        return results
 
 
 # ---------------------------------------------------------------------------------------------- public
@@ -218,7 +284,7 @@ def run_quality_checks(
     th = coerce_thresholds(thresholds)
     optional_set = set(optional)
     only_set = set(only) if only is not None else None
-    report = QualityReport()
+    report = QualityReport(thresholds=th)
     t0 = time.perf_counter()
 
     own = not isinstance(db, duckdb.DuckDBPyConnection)
@@ -231,26 +297,43 @@ def run_quality_checks(
             table = f"{sdef.schema}.{sdef.table}"
             columns = table_columns(con, sdef.schema, sdef.table)
             if columns is None:
-                if {sdef.name, sdef.table, table} & optional_set:
-                    report.skipped.append(sdef.name)
+                if sdef.optional_table or {sdef.name, sdef.table, table} & optional_set:
+                    report.skip(sdef.name, table, f"table {table} does not exist")
                 else:
                     report.results.append(
                         QualityResult(sdef.name, table, "table_exists", None, False, "table exists", "missing")
                     )
                 continue
             t = time.perf_counter()
-            spec = sdef.spec(con, columns, th)
+            try:
+                query = sdef.frame(con, th) if sdef.frame is not None else None
+                if isinstance(query, Skip):
+                    report.skip(sdef.name, table, query.reason)
+                    continue
+                if isinstance(query, FrameQuery):
+                    df = con.execute(query.sql, list(query.params)).df()
+                    columns = list(df.columns)
+                else:
+                    df = None
+                spec = sdef.spec(con, columns, th)
+                if df is None:
+                    df = con.sql(f"select * from {qualified(sdef.schema, sdef.table)}").df()
+            except duckdb.Error as exc:
+                report.results.append(
+                    QualityResult(sdef.name, table, "suite_error", None, False,
+                                  error=f"could not build the checked frame: {str(exc).splitlines()[0]}")
+                )
+                continue
             for e in spec.expectations:
                 if e.error is not None:
                     report.results.append(
                         QualityResult(sdef.name, table, _snake(e.type), e.column, False, error=e.error)
                     )
-            df = con.sql(f"select * from {qualified(sdef.schema, sdef.table)}").df()
             if runner is None:
                 ti = time.perf_counter()
                 runner = _GxRunner()
                 report.timings["gx_setup"] = time.perf_counter() - ti
-            report.results.extend(runner.validate(spec, df))
+            report.results.extend(runner.validate(spec, df, sdef.row_label))
             report.timings[sdef.name] = time.perf_counter() - t
     finally:
         if own:
