@@ -1,0 +1,170 @@
+"""`preflens report`: the self-contained HTML report (fixture copies, the real sample, a Chromium screenshot)."""
+
+from __future__ import annotations
+
+import html
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from pipelines.report import build_report
+from pipelines.report.data import ReportDataError, wilson_interval
+from tests.conftest import HOSTILE_CONCEPT, HOSTILE_MECHANISM, env_with, venv_bin, write_mini_served
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+class _Page(HTMLParser):
+    """Collects tags, attributes and ids of a page (escaped text never becomes a tag here)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.urls: list[str] = []
+        self.ids: set[str] = set()
+        self.images: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        a = {k: v or "" for k, v in attrs}
+        self.urls += [a[k] for k in ("src", "href", "action", "data") if k in a]
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "img":
+            self.images.append(a.get("src", ""))
+
+
+def parse(text: str) -> _Page:
+    p = _Page()
+    p.feed(text)
+    return p
+
+
+def assert_offline(page: _Page) -> None:
+    external = [u for u in page.urls if u.lower().startswith(("http:", "https:", "//", "ftp:"))]
+    assert not external, external
+    assert "script" not in page.tags and "link" not in page.tags and "iframe" not in page.tags
+    assert page.images and all(s.startswith("data:image/png;base64,") for s in page.images)
+
+
+def test_wilson_interval() -> None:
+    lo, hi = wilson_interval(60, 100)
+    assert 0.50 < lo < 0.6 < hi < 0.70
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert all(np.isnan(wilson_interval(0, 0)))
+
+
+def test_report_escapes_hostile_names_and_is_self_contained(tmp_path: Path) -> None:
+    db = tmp_path / "serve.duckdb"
+    meta = write_mini_served(db, with_ci=True, with_comparison=True)
+    out = build_report(db, tmp_path / "reports")
+    assert out.parent == tmp_path / "reports" and out.suffix == ".html"
+    text = out.read_text(encoding="utf-8")
+    page = parse(text)
+    assert_offline(page)
+    # hostile names appear only escaped
+    assert HOSTILE_CONCEPT not in text and HOSTILE_MECHANISM not in text
+    assert html.escape(HOSTILE_MECHANISM) in text
+    assert "<img src=http://evil" not in text and "<script>" not in text
+    for mech in meta["mechanisms"]:
+        assert html.escape(mech) in text
+    assert {"global", "contrast", "human-judge", "data", "pairs", "agreement", "annotation", "model", "accuracy",
+            "comparison"} <= page.ids
+    assert "Whiskers are 95% bootstrap intervals" in text
+    assert "shared b only" in text  # 'legal' has no own weights in the fixture
+    assert "in_domain · hmdr" in text  # the Table-1-style comparison was rendered
+    assert meta["fit_id"] in text
+
+
+def test_report_without_optional_columns_and_tables(tmp_path: Path) -> None:
+    db = tmp_path / "serve.duckdb"
+    write_mini_served(db, with_ci=False, with_comparison=False)
+    text = build_report(db, tmp_path / "reports").read_text(encoding="utf-8")
+    assert_offline(parse(text))
+    assert "No bootstrap intervals in this build" in text
+    assert "rpt_model_comparison is not in this served copy" in text
+
+
+def test_report_clear_error_without_served_copy(tmp_path: Path) -> None:
+    with pytest.raises(ReportDataError, match="run `preflens run` first"):
+        build_report(tmp_path / "missing.duckdb", tmp_path / "reports")
+    proc = subprocess.run([venv_bin("preflens"), "--warehouse", str(tmp_path), "report"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1 and "no served copy" in proc.stderr
+
+
+# ----------------------------------------------------------------------------------------- the real sample
+
+
+def run_report(wh: Path, *args: str) -> Path:
+    proc = subprocess.run([venv_bin("preflens"), "report", *args], env=env_with(PREFLENS_WAREHOUSE=str(wh)),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("report written to "))
+    out = Path(line.removeprefix("report written to ").strip())
+    assert out.exists() and out.parent == wh / "reports"
+    return out
+
+
+@pytest.fixture(scope="module")
+def sample_report(sample_served: Path) -> tuple[Path, Path]:
+    return sample_served, run_report(sample_served)
+
+
+@pytest.mark.slow
+def test_report_on_the_sample(sample_report: tuple[Path, Path]) -> None:
+    wh, out = sample_report
+    text = out.read_text(encoding="utf-8")
+    page = parse(text)
+    assert_offline(page)
+    con = duckdb.connect(str(wh / "serve" / "preflens.duckdb"), read_only=True)
+    try:
+        mechs = [r[0] for r in con.execute("select distinct mechanism from marts.fct_concept_effects").fetchall()]
+        build_id = con.execute("select build_id from marts.fct_builds order by started_at desc limit 1").fetchone()[0]
+    finally:
+        con.close()
+    assert len(mechs) >= 15
+    for m in mechs:
+        assert html.escape(m) in text, m
+    for title in ("Global explanations per mechanism", "Mechanism contrast", "Human minus judge",
+                  "Data and quality", "Agreement between mechanisms", "Annotation quality per concept",
+                  "Model quality", "Held-out accuracy", "How to read lift", "Contents"):
+        assert title in text, title
+    assert build_id in text
+    # one Figure 1 per mechanism with a non-zero lift, plus contrast, data and model figures
+    assert len(page.images) >= 15
+    assert 100_000 < out.stat().st_size < 15_000_000
+
+
+@pytest.mark.slow
+def test_report_options(sample_report: tuple[Path, Path], tmp_path: Path) -> None:
+    wh, _ = sample_report
+    out = run_report(wh, "--max-domains", "2", "--top", "3", "--representation", "score")
+    text = " ".join(out.read_text(encoding="utf-8").split())
+    assert "score-rep" in text and "its 2 largest domains" in text and "top 3 concepts" in text
+
+
+@pytest.mark.slow
+@pytest.mark.chromium
+def test_report_screenshot_in_headless_chromium(sample_report: tuple[Path, Path], tmp_path: Path) -> None:
+    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
+        pytest.skip("headless Chromium not installed (apt-get install chromium)")
+    from PIL import Image
+
+    _, out = sample_report
+    png = tmp_path / "shot.png"
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={png}", "--window-size=1400,2400",
+           out.resolve().as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert png.exists(), proc.stderr[-2000:]
+    img = np.asarray(Image.open(png).convert("L"), dtype=float)
+    assert img.shape == (2400, 1400)
+    assert img.std() > 20  # not a blank page
+    assert (img < 128).mean() > 0.01  # a real share of dark pixels: text and bars
