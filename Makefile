@@ -33,6 +33,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_offline_annotator.py
+	$(BIN)/python benchmarks/hmdr_bench.py
 
 docs: $(STAMP)
 	PREFLENS_BUILD_DB=$(CURDIR)/warehouse/preflens.duckdb $(BIN)/dbt docs generate \
@@ -41,3 +42,10 @@ docs: $(STAMP)
 
 clean-warehouse:
 	rm -rf warehouse/preflens.duckdb warehouse/preflens.duckdb.wal warehouse/serve warehouse/dbt_target warehouse/.build.lock
+
+# Scale-out check (docs/scaling.md): installs the optional `spark` extra (dbt-spark + local PySpark, ~490 MB,
+# Java 17+) into .venv, builds the planted fixture on Spark and compares every mart with the DuckDB build.
+.PHONY: test-spark
+test-spark: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,spark]'
+	$(BIN)/python -m pytest -m spark tests/test_spark.py

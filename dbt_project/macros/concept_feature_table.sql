@@ -1,9 +1,14 @@
 {#-
   Wide concept-by-pair feature table: one row per decisive labelled pair, one column per concept holding
-  `value_column` of int_item_concepts. Column names come from concept names through DuckDB PIVOT, which
-  quotes them; concept names are never spliced into SQL text.
+  `value_column` of int_item_concepts. Concept names are data: they become column names only through quoting
+  (DuckDB PIVOT, or quote_identifier), never spliced into SQL text as code.
 -#}
 {% macro concept_feature_table(value_column) %}
+    {{- return(adapter.dispatch('concept_feature_table')(value_column)) -}}
+{% endmacro %}
+
+{#- DuckDB: PIVOT quotes the column names itself. -#}
+{% macro duckdb__concept_feature_table(value_column) %}
 with pairs as (
     select * from {{ ref('int_labelled_pairs') }}
 ),
@@ -24,6 +29,56 @@ select
     pairs.domain,
     pairs.winner,
     wide.* exclude (item_id)
+from pairs
+inner join wide on wide.item_id = pairs.item_id
+{% endmacro %}
+
+{#-
+  Other engines (Spark, Trino, ...): conditional aggregation over the concept list, read from
+  int_item_concepts when the model executes. The concepts are matched by their rank in name order (a number),
+  so a concept name only ever appears in SQL as a quoted identifier, never as a string literal.
+-#}
+{% macro default__concept_feature_table(value_column) %}
+{%- set concepts = [] -%}
+{%- if execute -%}
+    {%- set result = run_query('select distinct concept from ' ~ ref('int_item_concepts') ~ ' order by concept') -%}
+    {%- set concepts = result.columns[0].values() | list -%}
+{%- endif %}
+with pairs as (
+    select * from {{ ref('int_labelled_pairs') }}
+),
+
+concept_index as (
+    select concept, row_number() over (order by concept) as concept_index
+    from (select distinct concept from {{ ref('int_item_concepts') }}) as distinct_concepts
+),
+
+item_concepts as (
+    select item_concepts.item_id, concept_index.concept_index, item_concepts.{{ value_column }} as value
+    from {{ ref('int_item_concepts') }} as item_concepts
+    inner join concept_index on concept_index.concept = item_concepts.concept
+),
+
+wide as (
+    select
+        item_id
+        {%- for concept in concepts %},
+        max(case when concept_index = {{ loop.index }} then value end) as {{ quote_identifier(concept) }}
+        {%- endfor %}
+    from item_concepts
+    group by item_id
+)
+
+select
+    pairs.label_id,
+    pairs.item_id,
+    pairs.mechanism,
+    pairs.mechanism_type,
+    pairs.domain,
+    pairs.winner
+    {%- for concept in concepts %},
+    wide.{{ quote_identifier(concept) }}
+    {%- endfor %}
 from pairs
 inner join wide on wide.item_id = pairs.item_id
 {% endmacro %}

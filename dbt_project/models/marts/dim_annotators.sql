@@ -3,7 +3,7 @@ with annotations as (
     select annotator, annotator_version,
            count(distinct item_id) as n_items,
            count(*) as n_annotations,
-           avg(case when is_relevant then 1.0 else 0.0 end) as relevance_rate,
+           avg({{ indicator('is_relevant') }}) as relevance_rate,
            min(annotated_at) as first_annotated_at,
            max(annotated_at) as last_annotated_at
     from {{ ref('stg_raw__annotations') }}

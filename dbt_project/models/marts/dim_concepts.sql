@@ -4,7 +4,7 @@ with concepts as (
 ),
 
 used as (
-    select concept, count(*) as n_items, avg(case when is_relevant then 1.0 else 0.0 end) as relevance_rate
+    select concept, count(*) as n_items, avg({{ indicator('is_relevant') }}) as relevance_rate
     from {{ ref('int_item_concepts') }}
     group by concept
 )

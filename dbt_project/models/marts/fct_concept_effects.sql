@@ -1,5 +1,6 @@
 -- HMDR weights per mechanism x representation x domain x concept, with the paper's global lift.
--- domain = '__shared__' rows carry the shared vector b alone.
+-- domain = '__shared__' rows carry the shared vector b alone. CIs and selection frequency: within-domain
+-- bootstrap (var hmdr_n_bootstrap; null when 0).
 select
     fit_id,
     mechanism,
@@ -14,6 +15,12 @@ select
     deviation_lift_pct,
     global_lift_pct,
     cast(n_pairs as bigint) as n_pairs,
-    cast(has_domain_weights as boolean) as has_domain_weights
-from {{ ref('int_hmdr_fits') }}
+    cast(has_domain_weights as boolean) as has_domain_weights,
+    total_weight_ci_low,
+    total_weight_ci_high,
+    global_lift_ci_low,
+    global_lift_ci_high,
+    selection_frequency,
+    cast(n_bootstrap as bigint) as n_bootstrap
+from {{ hmdr_fits() }}
 where record_type = 'coefficients'

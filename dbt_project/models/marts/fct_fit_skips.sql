@@ -4,5 +4,5 @@ select
     mechanism,
     representation,
     reason
-from {{ ref('int_hmdr_fits') }}
+from {{ hmdr_fits() }}
 where record_type = 'skipped'

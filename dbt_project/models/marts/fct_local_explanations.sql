@@ -8,5 +8,5 @@ select
     value,
     contribution,
     local_lift_pct
-from {{ ref('int_hmdr_fits') }}
+from {{ hmdr_fits() }}
 where record_type = 'local_explanations'

@@ -9,5 +9,5 @@ select
     cast(n_pairs as bigint) as n_pairs,
     accuracy,
     log_loss
-from {{ ref('int_hmdr_fits') }}
+from {{ hmdr_fits() }}
 where record_type = 'metrics'

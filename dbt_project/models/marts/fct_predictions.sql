@@ -12,5 +12,5 @@ select
     actual_winner,
     cast(is_correct as boolean) as is_correct,
     cast(used_domain_weights as boolean) as used_domain_weights
-from {{ ref('int_hmdr_fits') }}
+from {{ hmdr_fits() }}
 where record_type = 'predictions'

@@ -17,5 +17,5 @@ select
     dbt_version,
     started_at,
     finished_at,
-    date_diff('second', started_at, finished_at) as duration_seconds
+    {{ seconds_between('started_at', 'finished_at') }} as duration_seconds
 from {{ ref('stg_raw__builds') }}

@@ -10,7 +10,7 @@ select
     b.mechanism_type as mechanism_type_b,
     cast(count(*) as bigint) as n_shared_items,
     cast(count(*) filter (where a.winner <> 'tie' and b.winner <> 'tie') as bigint) as n_both_decisive,
-    avg(case when a.winner = b.winner then 1.0 else 0.0 end)
+    avg({{ indicator('a.winner = b.winner') }})
         filter (where a.winner <> 'tie' and b.winner <> 'tie') as agreement_rate
 from labels as a
 inner join labels as b on a.item_id = b.item_id and a.mechanism <> b.mechanism

@@ -7,9 +7,9 @@ renamed as (
         -- ids
         build_id,
         suite,
-        "table" as table_name,
+        {{ adapter.quote('table') }} as table_name,
         expectation_type,
-        "column" as column_name,
+        {{ adapter.quote('column') }} as column_name,
         -- attributes
         success,
         expected,

@@ -1,0 +1,167 @@
+"""The scale-out path: the same dbt project built on Apache Spark (dbt-spark, method session) gives the same marts.
+
+Runs only with the optional extra installed (`make test-spark` installs it): skipped when pyspark or Java is
+missing, so the default install and `make test` are unaffected. One DuckDB build and one Spark build of the
+planted fixture (raw tables exported to Parquet), then every mart is compared: same columns, same rows,
+floats within a tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.config import Paths
+from pipelines.dbt_runner import run_dbt
+from tests.conftest import planted_concepts, write_planted_raw
+
+pytest.importorskip("pyspark", reason="the spark extra is not installed (pip install -e '.[spark]')")
+pytest.importorskip("dbt.adapters.spark", reason="dbt-spark is not installed (pip install -e '.[spark]')")
+if shutil.which("java") is None:
+    pytest.skip("Java 17+ is required by PySpark", allow_module_level=True)
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+BUILD_ID = "parity-build"
+# a handful of bootstrap resamples keeps the fit quick; everything else is the project default
+VARS = "{annotator: 'offline', annotator_version: 'test-1', hmdr_n_bootstrap: 10}"
+RTOL, ATOL = 1e-6, 1e-9
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from pipelines.spark_flow import build_on_spark, export_raw_parquet
+
+    root = tmp_path_factory.mktemp("spark_parity")
+    duck = Paths(warehouse=root / "duckdb")
+    duck.warehouse.mkdir()
+    write_planted_raw(duck.build_db)
+    landing = root / "raw_parquet"
+    counts = export_raw_parquet(duck.build_db, landing)
+    assert counts["items"] == 240 and counts["labels"] == 480
+    run_dbt(["build", "--vars", VARS], duck, BUILD_ID)
+    spark_dir = root / "spark"
+    build_on_spark(spark_dir, landing, BUILD_ID, VARS)
+    dump = root / "spark_marts"
+    _dump_spark_marts(spark_dir, landing, dump)
+    return {"duckdb": duck.build_db, "spark_dir": spark_dir, "dump": dump}
+
+
+def _dump_spark_marts(spark_dir: Path, landing: Path, out: Path) -> None:
+    """Read the Spark marts in a separate process (the Derby metastore admits one JVM at a time)."""
+    import subprocess
+    import sys
+
+    from pipelines.config import REPO_ROOT
+
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.spark_flow", "--spark-dir", str(spark_dir), "--landing", str(landing),
+         "--dump", str(out)],
+        cwd=str(REPO_ROOT), check=True, capture_output=True, text=True,
+    )
+
+
+def _duckdb_marts(db: Path) -> dict[str, pd.DataFrame]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        names = [r[0] for r in con.execute(
+            """select table_name from duckdb_tables() where schema_name = 'marts'
+               union all select view_name from duckdb_views() where schema_name = 'marts' and not internal""").fetchall()]
+        return {n: con.execute(f'select * from marts."{n}"').df() for n in names}
+    finally:
+        con.close()
+
+
+def _spark_marts(dump: Path) -> dict[str, pd.DataFrame]:
+    return {p.name[len("marts."):-len(".parquet")]: pd.read_parquet(p) for p in dump.glob("marts.*.parquet")}
+
+
+def _plain(v: object) -> object:
+    """A comparable Python value: nulls -> None, numbers -> int/float, timestamps -> ISO text, arrays -> tuples."""
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return tuple(_plain(x) for x in v)
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating, Decimal)):
+        f = float(v)
+        return None if math.isnan(f) else f
+    if isinstance(v, (pd.Timestamp, datetime, date)):
+        return pd.Timestamp(v).tz_localize(None).isoformat() if pd.Timestamp(v).tzinfo else pd.Timestamp(v).isoformat()
+    return v
+
+
+def _rows(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
+    rows = [tuple(_plain(v) for v in rec) for rec in frame[columns].itertuples(index=False, name=None)]
+    # floats may differ in the last digits between engines: order by the exact columns, then rounded floats
+    def key(row: tuple) -> tuple:
+        return tuple((0, "") if v is None else (1, round(v, 6) if isinstance(v, float) else v) for v in row)
+    return sorted(rows, key=lambda r: tuple(str(k) for k in key(r)))
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=RTOL, abs_tol=ATOL)
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_every_mart_is_built_on_spark(builds: dict[str, Path]) -> None:
+    duck, spark = _duckdb_marts(builds["duckdb"]), _spark_marts(builds["dump"])
+    assert set(spark) == set(duck)
+    for name in ["fct_concept_effects", "fct_predictions", "fct_model_metrics", "fct_local_explanations",
+                 "fct_pair_features_comp", "rpt_top_concepts"]:
+        assert len(spark[name]) > 0, name
+
+
+@pytest.mark.parametrize(
+    "mart",
+    ["dim_concepts", "dim_domains", "dim_items", "dim_mechanisms", "dim_annotators", "fct_pair_concepts",
+     "fct_pair_features_comp", "fct_pair_features_score", "fct_concept_effects", "fct_predictions",
+     "fct_model_metrics", "fct_local_explanations", "fct_fit_skips", "rpt_top_concepts", "rpt_mechanism_contrast",
+     "rpt_domain_specificity", "rpt_annotation_quality", "rpt_mechanism_agreement"],
+)
+def test_mart_contents_match_duckdb(builds: dict[str, Path], mart: str) -> None:
+    duck, spark = _duckdb_marts(builds["duckdb"])[mart], _spark_marts(builds["dump"])[mart]
+    assert sorted(spark.columns) == sorted(duck.columns)
+    columns = sorted(duck.columns)
+    left, right = _rows(duck, columns), _rows(spark, columns)
+    assert len(left) == len(right), f"{mart}: {len(left)} rows on DuckDB, {len(right)} on Spark"
+    for i, (a, b) in enumerate(zip(left, right)):
+        diff = [(c, x, y) for c, x, y in zip(columns, a, b) if not _same(x, y)]
+        assert not diff, f"{mart} row {i}: {diff[:4]}"
+
+
+def test_remaining_marts_match_in_row_count(builds: dict[str, Path]) -> None:
+    duck, spark = _duckdb_marts(builds["duckdb"]), _spark_marts(builds["dump"])
+    for name in sorted(duck):
+        assert len(spark[name]) == len(duck[name]), name
+
+
+def test_hostile_concept_name_is_a_column_on_spark_too(builds: dict[str, Path]) -> None:
+    spark = _spark_marts(builds["dump"])
+    assert planted_concepts()[-1] in spark["fct_pair_features_comp"].columns
+    assert len(spark["dim_items"]) == 240  # the 'drop table' text did nothing
+    assert sorted(spark["fct_pair_features_comp"]["Clarity"].unique().tolist()) == [-1, 0, 1]
+
+
+def test_fit_ran_outside_dbt_on_spark(builds: dict[str, Path]) -> None:
+    import json
+
+    manifest = json.loads((builds["spark_dir"] / "dbt_target" / "manifest.json").read_text())
+    assert "model.preflens.int_hmdr_fits" not in manifest["nodes"]  # disabled on Spark
+    assert "source.preflens.hmdr.int_hmdr_fits" in manifest["sources"]
+    effects = _spark_marts(builds["dump"])["fct_concept_effects"]
+    assert set(effects["fit_id"]) == {BUILD_ID}
