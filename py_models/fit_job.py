@@ -34,8 +34,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .bootstrap import BOOTSTRAP_COLUMNS, bootstrap_hmdr
 from .explain import concept_contributions
 from .hmdr import HMDRClassifier, default_hyperparameters
+from .selection import PAPER_GRID_DOMAINS, fit_hmdr_selected
 
 __all__ = ["fit_mechanisms", "assign_folds", "FRAME_COLUMNS"]
 
@@ -49,6 +51,8 @@ FRAME_COLUMNS: dict[str, list[str]] = {
         "mechanism", "mechanism_type", "representation", "domain", "concept",
         "shared_weight", "domain_deviation", "total_weight", "shared_lift_pct",
         "deviation_lift_pct", "global_lift_pct", "n_pairs", "has_domain_weights",
+        "total_weight_ci_low", "total_weight_ci_high", "global_lift_ci_low", "global_lift_ci_high",
+        "selection_frequency", "n_bootstrap",
     ],
     "predictions": [
         "label_id", "item_id", "mechanism", "domain", "representation", "fold", "prob_a",
@@ -67,6 +71,7 @@ FRAME_COLUMNS: dict[str, list[str]] = {
         "mechanism", "mechanism_type", "representation", "alpha", "lambda_shared",
         "lambda_domain", "min_domain_samples", "n_train", "n_ties_dropped", "n_domains",
         "n_domains_with_weights", "n_nonzero_shared", "n_nonzero_domain", "n_folds", "seed",
+        "selection", "n_bootstrap", "duality_gap",
     ],
 }
 
@@ -131,6 +136,9 @@ def fit_mechanisms(
     n_folds: int = 5,
     seed: int = 0,
     min_pairs: int = 20,
+    select: bool = False,
+    grid_domains: int | None = PAPER_GRID_DOMAINS,
+    n_bootstrap: int = 0,
     **hmdr_params: Any,
 ) -> dict[str, pd.DataFrame]:
     """Fit one HMDR per mechanism; return coefficients, predictions, metrics,
@@ -140,6 +148,13 @@ def fit_mechanisms(
     lambda_domain, shared_mask, domain_masks, min_domain_samples, symmetrize, tol,
     max_iter). Mechanisms with fewer than ``min_pairs`` decisive pairs or a single
     winning side are reported in ``skipped``.
+
+    ``select=True``: lambda_shared/lambda_domain are chosen per mechanism by 5-fold CV over the paper's
+    9-configuration grid (``selection.fit_hmdr_selected``, |D| of the grid = ``grid_domains``, None = the
+    mechanism's own |D|) on all its decisive pairs, and that configuration is used for the cross-fitting and
+    the refit (the OOF metrics are then slightly optimistic; ``preflens evaluate`` nests the selection).
+    ``n_bootstrap > 0``: within-domain bootstrap CIs and selection frequencies on the refit's configuration
+    (``bootstrap.bootstrap_hmdr``), merged into ``coefficients``.
     """
     concept_cols = list(concept_cols)
     data = _validate(df, concept_cols, n_folds)
@@ -171,7 +186,12 @@ def fit_mechanisms(
         dom = dec["domain"].to_numpy(dtype=object)
         n_dom = len(pd.unique(dom))
         params = {**default_hyperparameters(n_dom), **{k: v for k, v in hmdr_params.items() if v is not None}}
-        est = HMDRClassifier(**params)
+        if select:
+            sel_params = {k: v for k, v in params.items() if k not in ("lambda_shared", "lambda_domain")}
+            est = fit_hmdr_selected(X, y, dom, grid_domains=grid_domains, n_folds=n_folds, seed=seed, **sel_params)
+            params.update(est.selected_config_)
+        else:
+            est = HMDRClassifier(**params).fit(X, y, domains=dom)
 
         # ---- cross-fitting
         folds = assign_folds(dom, y, dec["label_id"].to_numpy(), n_folds, seed)
@@ -217,8 +237,7 @@ def fit_mechanisms(
                           "accuracy": float(score[s].mean()), "log_loss": _log_loss(y01[s], prob[s])})
         out["metrics"].append(pd.DataFrame(mrows))
 
-        # ---- full refit for coefficients and local explanations
-        est.fit(X, y, domains=dom)
+        # ---- full refit (done above) for coefficients and local explanations
         counts = est.domain_n_samples_
         ct = est.coef_table(concept_cols)
         b = est.coef_shared_
@@ -239,6 +258,12 @@ def fit_mechanisms(
         ct["n_pairs"] = [len(dec) if d == SHARED_DOMAIN else counts[d] for d in ct["domain"]]
         for kcol, v in base.items():
             ct[kcol] = v
+        if n_bootstrap > 0:
+            boot = bootstrap_hmdr(est, X, y, dom, concept_cols, n_bootstrap=n_bootstrap, seed=seed)
+            ct = ct.merge(boot, on=["domain", "concept"], how="left")
+        else:
+            for c in BOOTSTRAP_COLUMNS[2:]:
+                ct[c] = np.nan
         out["coefficients"].append(ct)
 
         W = est.effective_weights(dom)
@@ -265,6 +290,9 @@ def fit_mechanisms(
                 "n_nonzero_domain": int(np.count_nonzero(est.coef_domain_)),
                 "n_folds": n_folds,
                 "seed": seed,
+                "selection": "cv_paper_grid" if select else "fixed",
+                "n_bootstrap": int(n_bootstrap),
+                "duality_gap": est.duality_gap_,
             }
         )
 

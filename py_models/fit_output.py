@@ -41,6 +41,14 @@ TALL_SCHEMA: dict[str, str] = {
     "lambda_shared": "float64",
     "lambda_domain": "float64",
     "n_train": "float64",
+    "total_weight_ci_low": "float64",
+    "total_weight_ci_high": "float64",
+    "global_lift_ci_low": "float64",
+    "global_lift_ci_high": "float64",
+    "selection_frequency": "float64",
+    "n_bootstrap": "float64",
+    "selection": "string",
+    "duality_gap": "float64",
 }
 
 

@@ -34,9 +34,10 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._augment import build_design, encode_labels, hmdr_objective, sigmoid
+from ._augment import AugmentedDesign, encode_labels, hmdr_objective, rowwise_dot, sigmoid
 
 __all__ = ["HMDRClassifier", "default_hyperparameters"]
 
@@ -67,11 +68,20 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         Domains with fewer training pairs (rows with positive weight, before
         symmetrisation) get no s_d (they are fitted and predicted with b alone).
     symmetrize : bool
-        Augment every training instance (x, y) with (-x, -y) inside ``fit``
-        (split first, then fit). With no intercept and a mean-normalised loss the
-        mirror row carries the same loss, so this leaves the optimum unchanged; it
-        is kept for fidelity with the paper.
+        The paper augments every training instance (x, y) with (-x, -y) after the
+        split. With no intercept and a mean-normalised loss the mirror instance
+        carries exactly the same loss, so the objective and optimum are identical
+        with or without it; the fit applies it analytically (mirror rows are never
+        materialised). Kept as a parameter for fidelity; it does not change results.
+        Test sets are never augmented into training.
     tol, max_iter : liblinear stopping tolerance and maximum outer iterations.
+    warm_start : bool
+        Reuse the previous solution (same data, other lambdas) to screen columns
+        with the sequential strong rule; screened columns are KKT-checked and
+        re-added if needed, so the optimum is the same as a cold fit.
+
+    Attributes (besides coef_shared_, coef_domain_, domains_, ...): ``objective_``,
+    ``duality_gap_`` and ``kkt_violation_`` certify the optimum; ``n_iter_``.
 
     Labels: positive class = "response a wins" ('a' for {'a','b'}, 1 for {0,1}
     or {-1,+1}); ``classes_ = [negative, positive]`` so ``predict_proba[:, 1]`` is
@@ -89,6 +99,7 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         symmetrize: bool = True,
         tol: float = 1e-6,
         max_iter: int = 1000,
+        warm_start: bool = False,
     ) -> None:
         self.alpha = alpha
         self.lambda_shared = lambda_shared
@@ -99,6 +110,7 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         self.symmetrize = symmetrize
         self.tol = tol
         self.max_iter = max_iter
+        self.warm_start = warm_start
 
     # ------------------------------------------------------------------ fit
     def _resolve_hyperparameters(self, n_domains: int) -> tuple[float, float, float]:
@@ -121,19 +133,17 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"{what} must be a bool array of shape ({p},), got {m.dtype} {m.shape}")
         return m.copy()
 
-    def fit(
-        self,
-        X: ArrayLike,
-        y: ArrayLike,
-        *,
-        domains: ArrayLike,
-        sample_weight: ArrayLike | None = None,
-    ) -> "HMDRClassifier":
-        """Fit b and s_d on pairs X (n, p) with labels y and per-row domain names."""
-        X = validate_data(self, X, reset=True, dtype=np.float64, ensure_min_samples=2)
+    def _prepare(
+        self, X: ArrayLike, y: ArrayLike, domains: ArrayLike, sample_weight: ArrayLike | None
+    ) -> tuple[AugmentedDesign, NDArray[np.float64], dict[str, Any]]:
+        """Validate, resolve hyperparameters and masks, build the augmented design (no solve)."""
+        if y is None:
+            raise ValueError("requires y to be passed, but the target y is None")
+        X = validate_data(self, X, reset=True, dtype=np.float64, ensure_min_samples=2, accept_sparse="csr")
+        check_classification_targets(y)
         n, p = X.shape
         y_arr = np.asarray(y).ravel()
-        dom = np.asarray(domains, dtype=object).ravel()
+        dom = np.full(n, "__all__", dtype=object) if domains is None else np.asarray(domains, dtype=object).ravel()
         if len(y_arr) != n or len(dom) != n:
             raise ValueError(f"X, y and domains lengths differ: {n}, {len(y_arr)}, {len(dom)}")
         if sample_weight is None:
@@ -141,7 +151,7 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         else:
             w = np.asarray(sample_weight, dtype=np.float64).ravel()
             if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-                raise ValueError("sample_weight must be finite, >= 0, length n, with positive sum")
+                raise ValueError("sample_weight must be finite, >= 0, length n, with a positive sum (not all weights zero)")
         if not isinstance(self.min_domain_samples, (int, np.integer)) or self.min_domain_samples < 0:
             raise ValueError("min_domain_samples must be an int >= 0")
         if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
@@ -164,49 +174,54 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         self.domain_n_samples_ = dict(zip(domains_.tolist(), counts.tolist()))
         weighted = counts >= max(int(self.min_domain_samples), 1)
         self.domains_with_weights_ = domains_[weighted]
-        # map domain index -> weighted index (or -1)
+        self.has_domain_weights_ = weighted
         widx = np.full(n_dom, -1, dtype=np.intp)
         widx[weighted] = np.arange(int(weighted.sum()))
         domain_cols = [
             np.flatnonzero(self._check_mask(masks.get(d), p, f"domain_masks[{d!r}]"))
             for d in domains_[weighted]
         ]
-        shared_cols = np.flatnonzero(shared)
-        dom_idx = widx[inv]
+        design = AugmentedDesign(X, y_pm, widx[inv], np.flatnonzero(shared), domain_cols, alpha)
+        meta = {"weighted_rows": np.flatnonzero(weighted), "n_domains": n_dom, "inv": inv}
+        return design, w, meta
 
-        # drop zero-weight rows, then symmetrise the training part
-        Xf, yf, wf, df = X[pos], y_pm[pos], w[pos], dom_idx[pos]
-        if self.symmetrize:
-            Xf, yf = np.vstack([Xf, -Xf]), np.concatenate([yf, -yf])
-            wf, df = np.concatenate([wf, wf]), np.concatenate([df, df])
-        N = float(wf.sum())
-        scale = lam_s / lam_b
-        A, ya, wa, offsets = build_design(Xf, yf, wf, df, shared_cols, domain_cols, scale, alpha)
-
-        b = np.zeros(p)
-        S = np.zeros((n_dom, p))
-        self.n_iter_ = 0
-        if A.shape[1] > 0 and len(np.unique(ya)) == 2:
-            lr = LogisticRegression(
-                l1_ratio=1.0,
-                C=1.0 / (lam_s * N),
-                solver="liblinear",
-                fit_intercept=False,
-                tol=float(self.tol),
-                max_iter=int(self.max_iter),
-                random_state=0,
-            )
-            lr.fit(A, ya, sample_weight=wa)
-            theta = lr.coef_.ravel()
-            if lr.classes_[1] != 1.0:  # liblinear's positive class is classes_[1]
-                theta = -theta
-            self.n_iter_ = int(np.max(lr.n_iter_))
-            b[shared_cols] = scale * theta[: offsets[0]]
-            for k, d_i in enumerate(np.flatnonzero(weighted)):
-                S[d_i, domain_cols[k]] = theta[offsets[k] : offsets[k + 1]]
+    def _store_solution(self, design: AugmentedDesign, res: dict[str, Any], meta: dict[str, Any]) -> None:
+        b, S = design.unpack(res["beta"], meta["n_domains"], meta["weighted_rows"])
         self.coef_shared_ = b
         self.coef_domain_ = S
-        self.has_domain_weights_ = weighted
+        self.n_iter_ = int(res["n_iter"])
+        self.objective_ = float(res["objective"])
+        self.duality_gap_ = float(res["duality_gap"])
+        self.kkt_violation_ = float(res["kkt_violation"])
+        self.n_screened_ = int(res["n_screened"])
+        self._solution = res
+
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        domains: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
+    ) -> "HMDRClassifier":
+        """Fit b and s_d on pairs X (n, p; dense or sparse) with labels y and per-row domain names
+        (None: one domain, i.e. a plain L1 logistic regression with the shared loss).
+
+        After fitting, ``objective_`` is Eq. 1 at the solution, ``duality_gap_`` a certified upper bound
+        on its suboptimality (Fenchel dual of the augmented L1 logistic problem) and ``kkt_violation_`` the
+        largest violation of the optimality conditions relative to the coordinate's lambda (0 = optimal).
+        With ``warm_start=True`` a previous solution on the same data screens columns (strong rule,
+        KKT-checked, so the optimum is unchanged) -- this is how the grid search reuses solutions.
+        """
+        prev = getattr(self, "_solution", None) if self.warm_start else None
+        prev_shape = getattr(self, "_warm_key", None)
+        design, w, meta = self._prepare(X, y, domains, sample_weight)
+        key = (design.n, design.width, float(w.sum()))
+        warm = prev if (prev is not None and prev_shape == key) else None
+        res = design.solve(self.lambda_shared_, self.lambda_domain_, w, warm=warm, tol=float(self.tol),
+                           max_iter=int(self.max_iter))
+        self._store_solution(design, res, meta)
+        self._warm_key = key
         return self
 
     # ------------------------------------------------------------ predict
@@ -225,7 +240,7 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_X(self, X: ArrayLike) -> NDArray[np.float64]:
         check_is_fitted(self, "coef_shared_")
-        return validate_data(self, X, reset=False, dtype=np.float64)
+        return validate_data(self, X, reset=False, dtype=np.float64, accept_sparse="csr")
 
     def uses_domain_weights(self, domains: ArrayLike) -> NDArray[np.bool_]:
         """True where the domain was fitted with its own deviation s_d."""
@@ -246,8 +261,8 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
     def decision_function(self, X: ArrayLike, domains: ArrayLike | None = None) -> NDArray[np.float64]:
         """Logit z = (b + s_d)'x of "a wins"; b alone for unseen domains or domains=None."""
         X = self._check_X(X)
-        W = self.effective_weights(domains, X.shape[0])
-        return np.einsum("ij,ij->i", X, W)
+        idx = self._domain_index(domains, X.shape[0])
+        return np.asarray(X @ self.coef_shared_).ravel() + rowwise_dot(X, self.coef_domain_, idx)
 
     def predict_proba(self, X: ArrayLike, domains: ArrayLike | None = None) -> NDArray[np.float64]:
         """Columns follow classes_: [:, 1] = P(a wins)."""
@@ -258,6 +273,12 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         """classes_[1] (a wins) where z > 0, else classes_[0] (z == 0 -> negative, as sklearn)."""
         z = self.decision_function(X, domains)
         return self.classes_[(z > 0).astype(int)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False  # binary: "response a wins" or not
+        tags.input_tags.sparse = True
+        return tags
 
     # ---------------------------------------------------------- objective
     def objective(

@@ -22,9 +22,17 @@ def model(dbt, session):
         "lambda_shared": float(dbt.config.get("hmdr_lambda_shared")),
         "lambda_domain": float(dbt.config.get("hmdr_lambda_domain")),
     }
-    alpha = str(dbt.config.get("hmdr_alpha") or "").strip()
+    # bare dbt.config.get() calls: dbt only passes keys its AST parser finds, and it does not look inside `x or y`
+    alpha = dbt.config.get("hmdr_alpha")
+    alpha = str(alpha or "").strip()
     if alpha:
         params["alpha"] = float(alpha)
+    # model selection over the paper's 9-config grid (then the fixed lambdas above are ignored)
+    select = str(dbt.config.get("hmdr_select")).strip().lower() in ("true", "1", "yes")
+    grid_domains = dbt.config.get("hmdr_grid_domains")
+    grid_domains = str(grid_domains or "").strip()
+    grid_domains = int(grid_domains) if grid_domains else None
+    n_bootstrap = int(dbt.config.get("hmdr_n_bootstrap"))
     results = {}
     for representation in str(dbt.config.get("representations")).split(","):
         representation = representation.strip()
@@ -34,6 +42,9 @@ def model(dbt, session):
             concept_cols,
             representation=representation,
             n_folds=int(dbt.config.get("cv_folds")),
+            select=select,
+            grid_domains=grid_domains,
+            n_bootstrap=n_bootstrap,
             **params,
         )
     return to_tall(results, fit_id=str(dbt.config.get("build_id")))
