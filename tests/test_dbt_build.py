@@ -159,3 +159,28 @@ def test_dbt_docs_generate_includes_marts_and_exposures(built: Paths) -> None:
     manifest = json.loads((built.dbt_target_dir / "manifest.json").read_text())
     assert any(k.startswith("exposure.") for k in manifest["exposures"])
     assert "nightly" in manifest.get("selectors", {}) or (REPO_DBT / "selectors.yml").exists()
+
+
+def test_earlier_fits_stay_queryable(tmp_path: Path) -> None:
+    paths = Paths(warehouse=tmp_path)
+    write_planted_raw(paths.build_db, n_items=60)
+    run_dbt(["build", *VARS], paths, build_id="20260101T000000Z-aaaaaa")
+    write_planted_raw(paths.build_db, n_items=60, seed=9, start=60)  # a new data release
+    run_dbt(["build", *VARS], paths, build_id="20260201T000000Z-bbbbbb")
+    run_dbt(["build", *VARS], paths, build_id="20260201T000000Z-bbbbbb")  # re-running a build replaces it
+    fits = q(paths, "select fit_id, count(*) from marts.fct_concept_effects group by 1 order by 1")
+    assert [f for f, _ in fits] == ["20260101T000000Z-aaaaaa", "20260201T000000Z-bbbbbb"]
+    assert fits[0][1] == fits[1][1]  # same grid of (mechanism, representation, domain, concept)
+    n_metric_fits = q(paths, "select count(distinct fit_id) from marts.fct_model_metrics")[0][0]
+    assert n_metric_fits == 2
+    # the weight of one concept across the two releases, as a README query does
+    moved = q(
+        paths,
+        """select count(*) from (
+               select concept, domain, mechanism, representation, count(distinct fit_id) as n
+               from marts.fct_concept_effects group by all having n = 2)""",
+    )[0][0]
+    assert moved == fits[0][1]
+    latest = q(paths, "select distinct fit_id from marts.rpt_top_concepts")
+    assert latest == [("20260201T000000Z-bbbbbb",)]
+    assert q(paths, "select count(distinct fit_id) from marts.fct_predictions")[0][0] == 1

@@ -1,3 +1,12 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy=fit_history_strategy(),
+        unique_key='fit_id',
+        on_schema_change='append_new_columns'
+    )
+}}
+-- History: one block of rows per fit_id; earlier fits stay (incremental on fit_id).
 -- HMDR weights per mechanism x representation x domain x concept, with the paper's global lift.
 -- domain = '__shared__' rows carry the shared vector b alone. CIs and selection frequency: within-domain
 -- bootstrap (var hmdr_n_bootstrap; null when 0).
