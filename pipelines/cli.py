@@ -24,6 +24,9 @@ EPILOG = """examples:
   preflens explain 1a59513dce4437dd          # why the model predicts this verdict (label_id or item_id)
   preflens evaluate --splits 25 --seeds 5    # in-domain + OOD protocols for HMDR and baselines (Table 1)
   preflens annotate --annotator llm --dry-run # projected LLM calls, tokens and $ (see README, "The LLM method")
+  preflens judge --model gpt-4o-mini         # an LLM judge becomes mechanism judge:gpt-4o-mini (both orders)
+  preflens apply guide --judge gpt-4o-mini --domain legal   # Judge Hack: top-k concepts vs random ones
+  preflens apply tiebreak --judge gpt-4o-mini --reference human  # Tie Break (Table 3)
 """
 
 
@@ -273,6 +276,72 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _judge_config(args: argparse.Namespace, model: str | None):
+    from .llm.config import load_llm_config
+
+    config = load_llm_config(warehouse=_paths(args).warehouse)
+    return config.with_overrides(model=model) if model else config
+
+
+def cmd_judge(args: argparse.Namespace, console: Console) -> int:
+    """Have an LLM judge the pairs (both orders; order-inconsistent = tie) and store it as a mechanism."""
+    from .judge import judge_items
+    from .lock import BuildLock
+    from .warehouse import connect
+
+    paths = _paths(args)
+    config = _judge_config(args, args.model)
+    if not config.model:
+        console.print("[red]no judge model: give --model or set PREFLENS_LLM_MODEL[/]")
+        return 2
+    with BuildLock(paths.lock_file):
+        con = connect(paths.build_db)
+        try:
+            report = judge_items(con, config, mechanism=args.mechanism_name, cot=args.cot, shots=args.shots,
+                                 ensemble=args.ensemble, shots_from=args.shots_from, limit=args.limit,
+                                 dry_run=args.dry_run, budget_usd=args.budget, seed=args.seed)
+        except ValueError as exc:
+            Console(stderr=True).print(f"preflens: {exc}", markup=False, highlight=False)
+            return 2
+        finally:
+            con.close()
+    _print_llm_report(report, console)
+    if not args.dry_run and report.items_judged:
+        console.print("run `preflens build` to explain the new mechanism", markup=False, highlight=False)
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace, console: Console) -> int:
+    """The paper's applications: `guide` (Judge Hack, §8) and `tiebreak` (Tie Break, §9)."""
+    from .apply.common import ApplyError, judge_model
+    from .lock import BuildLock
+    from .warehouse import connect
+
+    paths = _paths(args)
+    config = _judge_config(args, judge_model(args.judge))
+    with BuildLock(paths.lock_file):
+        con = connect(paths.build_db)
+        try:
+            if args.application == "guide":
+                from .apply.guide import run_guide
+
+                report = run_guide(con, paths.serve_db, config, judge=args.judge, domain=args.domain, k=args.k,
+                                   generator=args.generator, n_prompts=args.n_prompts, seed=args.seed,
+                                   dry_run=args.dry_run, budget_usd=args.budget)
+            else:
+                from .apply.tiebreak import run_tiebreak
+
+                report = run_tiebreak(con, paths.serve_db, config, judge=args.judge, reference=args.reference,
+                                      k=args.k, seed=args.seed, dry_run=args.dry_run, budget_usd=args.budget)
+        except ApplyError as exc:
+            Console(stderr=True).print(f"preflens: {exc}", markup=False, highlight=False, soft_wrap=True)
+            return 1
+        finally:
+            con.close()
+    _print_llm_report(report, console)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="preflens",
@@ -354,6 +423,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=8, help="concepts shown per direction (default 8; --json has all)")
     p.add_argument("--json", action="store_true", help="print the explanation as JSON (full texts, all concepts)")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("judge", help=cmd_judge.__doc__, description=cmd_judge.__doc__)
+    p.add_argument("--model", help="the judge model (default: PREFLENS_LLM_MODEL); endpoint from PREFLENS_LLM_BASE_URL")
+    p.add_argument("--mechanism-name", help="mechanism to write (default judge:<model>[+cot][+<K>shotx<N>])")
+    p.add_argument("--cot", action="store_true", help="chain of thought: a short explanation before the answer")
+    p.add_argument("--shots", type=int, default=0, help="k-shot demonstrations per call (default 0: zero-shot)")
+    p.add_argument("--ensemble", type=int, default=1, help="with --shots: N demonstration sets, majority vote")
+    p.add_argument("--shots-from", help="mechanism whose decisive labels give the demonstrations (default: largest human)")
+    p.add_argument("--limit", type=int, help="judge at most N pending items")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dry-run", action="store_true", help="print projected calls, tokens and $; call nothing")
+    p.add_argument("--budget", type=float, metavar="USD", help="stop cleanly before spending more than this")
+    p.set_defaults(func=cmd_judge)
+
+    p = sub.add_parser("apply", help=cmd_apply.__doc__, description=cmd_apply.__doc__)
+    app = p.add_subparsers(dest="application", required=True)
+    for name, helptext in [("guide", "Judge Hack: generate with the judge's top-k concepts vs k random ones"),
+                           ("tiebreak", "Tie Break: re-ask the judge's ties with concepts from four sources")]:
+        q = app.add_parser(name, help=helptext, description=helptext)
+        q.add_argument("--judge", required=True, help="judge model M (mechanism judge:M) or a full mechanism name")
+        q.add_argument("--k", type=int, default=4, help="concepts per prompt (paper: 4)")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--dry-run", action="store_true", help="print projected calls and $; call nothing")
+        q.add_argument("--budget", type=float, metavar="USD", help="stop cleanly before spending more than this")
+        if name == "guide":
+            q.add_argument("--domain", required=True, help="the domain whose top-k concepts guide generation")
+            q.add_argument("--generator", help="generator model (default: the judge model)")
+            q.add_argument("--n-prompts", type=int, default=50, help="queries of the domain (paper: 50)")
+        else:
+            q.add_argument("--reference", default="human",
+                           help="reference mechanism: 'human' (largest human mechanism) or a full name, e.g. human:experts")
+        q.set_defaults(func=cmd_apply)
     return parser
 
 
@@ -380,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("PREFLENS_DEBUG"):
             raise
         name = type(exc).__name__
-        err.print(f"preflens: {name}: {exc}", markup=False)
+        err.print(f"preflens: {name}: {exc}", markup=False, soft_wrap=True)
         return 1
 
 

@@ -20,6 +20,11 @@ concept gets a known verdict and a planted concept can be recovered end to end.
   (finish_reason=length), missing (one entry dropped), refusal. ``json_schema=False`` rejects
   ``response_format`` json_schema with HTTP 400 (an endpoint with JSON mode only).
 
+* Judging (``judge*`` tags, keys RESPONSE_A / RESPONSE_B): a *planted judge* preferring the response with more
+  list items; equal counts always answer "A" (position bias, so the two orders disagree: a tie).
+  ``tiebreak*``: the response with the larger sum of naive concept scores over the CONCEPTS block, equal -> "A".
+  ``generate*``: a bulleted list when a concept mentions lists, else one line of prose.
+
 Admin: ``GET /admin/stats``, ``POST /admin/reset``, ``POST /admin/config`` (JSON of settings).
 Run standalone: ``python tests/llm_server.py --port 0 --latency 0.3`` prints ``PORT <n>``.
 """
@@ -53,6 +58,14 @@ def concept_word(name: str) -> str:
 def naive_score(text: str, concept: str) -> int:
     w = concept_word(concept)
     return min(7, 1 + 2 * len(re.findall(rf"\b{re.escape(w)}\b", text.lower())))
+
+
+LIST_RE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+", re.M)
+
+
+def list_items(text: str) -> int:
+    """Lines that are list items (bullets or numbered): the planted judge's one concept."""
+    return len(LIST_RE.findall(text))
 
 
 def _h(*parts: str) -> int:
@@ -157,6 +170,22 @@ def answer(tag: str, blocks: dict[str, str], steered: bool, st: State) -> dict[s
             {"id": c["id"], "definition": f"A high score indicates the response shows strong {c['name'].lower()}; "
                                           f"A low score indicates the response lacks {c['name'].lower()}."}
             for c in concepts]}
+    if tag.startswith("judge"):
+        # planted judge: prefers the response with more list items; equal counts -> always "A" (position bias,
+        # so the two orders disagree: an order-inconsistent pair)
+        a, b = list_items(blocks.get("RESPONSE_A", "")), list_items(blocks.get("RESPONSE_B", ""))
+        return {"explanation": f"list items {a} vs {b}", "final_answer": "B" if b > a else "A"}
+    if tag.startswith("tiebreak"):
+        # planted resolver: sums the naive concept scores of the listed concepts; equal -> "A" (position bias)
+        ra, rb = blocks.get("RESPONSE_A", ""), blocks.get("RESPONSE_B", "")
+        d = sum(naive_score(ra, c["name"]) - naive_score(rb, c["name"]) for c in concepts)
+        return {"explanation": f"concept score difference {d}", "final_answer": "B" if d < 0 else "A"}
+    if tag.startswith("generate"):
+        # planted generator: a bulleted list when asked to consider a concept about lists, else prose
+        words = " ".join(concept_word(c["name"]) for c in concepts)
+        if any(re.search(r"\blists?\b", (c["name"] + " " + c.get("definition", "")).lower()) for c in concepts):
+            return {"response": "Here is the answer:\n- first point\n- second point\n- third point\n- " + words}
+        return {"response": f"Here is the answer in prose about {words or 'the query'}."}
     return {"error": f"unknown task {tag}"}
 
 
