@@ -67,8 +67,7 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
 def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
     """Load preference pairs into raw tables; bad rows go to raw.quarantine."""
     from .ingest import IngestError, ingest_paths
-    from .lock import BuildLock
-    from .warehouse import connect
+    from .lock import locked_build_db
 
     paths = _paths(args)
     options = {
@@ -77,16 +76,13 @@ def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
         "mechanism": args.mechanism,
         "mechanism_type": args.mechanism_type,
     }
-    with BuildLock(paths.lock_file):
-        con = connect(paths.build_db)
+    with locked_build_db(paths) as con:
         try:
             summary = ingest_paths(con, [Path(p) for p in args.paths], **options)
         except IngestError as exc:
             if exc.summary is not None:
                 console.print("\n".join(exc.summary.lines()), markup=False, highlight=False)
             raise
-        finally:
-            con.close()
     console.print("\n".join(summary.lines()), markup=False, highlight=False)
     console.print(f"quarantined rows are in raw.quarantine of {paths.build_db}", markup=False)
     return 0
@@ -110,8 +106,7 @@ def _print_llm_report(report: object, console: Console) -> None:
 def cmd_annotate(args: argparse.Namespace, console: Console) -> int:
     """Annotate items that have no annotations for the current annotator version."""
     from .annotate.offline import annotate_pending
-    from .lock import BuildLock
-    from .warehouse import connect
+    from .lock import locked_build_db
 
     if args.annotator == "llm":
         return _cmd_annotate_llm(args, console)
@@ -119,12 +114,8 @@ def cmd_annotate(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]unknown annotator {args.annotator!r}; use 'offline' or 'llm'[/]")
         return 2
     paths = _paths(args)
-    with BuildLock(paths.lock_file):
-        con = connect(paths.build_db)
-        try:
-            n = annotate_pending(con)
-        finally:
-            con.close()
+    with locked_build_db(paths) as con:
+        n = annotate_pending(con)
     console.print(f"annotated {n} new items with the offline annotator")
     return 0
 
@@ -132,8 +123,7 @@ def cmd_annotate(args: argparse.Namespace, console: Console) -> int:
 def _cmd_annotate_llm(args: argparse.Namespace, console: Console) -> int:
     from .annotate.llm import annotate_llm
     from .llm.config import load_llm_config
-    from .lock import BuildLock
-    from .warehouse import connect
+    from .lock import locked_build_db
 
     paths = _paths(args)
     config = load_llm_config(warehouse=paths.warehouse)
@@ -141,12 +131,8 @@ def _cmd_annotate_llm(args: argparse.Namespace, console: Console) -> int:
         console.print("[red]no LLM configured: set PREFLENS_LLM_MODEL (and PREFLENS_LLM_BASE_URL for a non-OpenAI "
                       "endpoint) or an [llm] table in preflens.toml[/]")
         return 2
-    with BuildLock(paths.lock_file):
-        con = connect(paths.build_db)
-        try:
-            report = annotate_llm(con, config, dry_run=args.dry_run, **_llm_options(args))
-        finally:
-            con.close()
+    with locked_build_db(paths) as con:
+        report = annotate_llm(con, config, dry_run=args.dry_run, **_llm_options(args))
     _print_llm_report(report, console)
     return 0
 
@@ -155,24 +141,19 @@ def cmd_discover(args: argparse.Namespace, console: Console) -> int:
     """Discover concepts with the LLM (paper §2) and store a new catalog version."""
     from .discover.run import discover
     from .llm.config import load_llm_config
-    from .lock import BuildLock
-    from .warehouse import connect
+    from .lock import locked_build_db
 
     paths = _paths(args)
     config = load_llm_config(warehouse=paths.warehouse)
     if not config.model:
         console.print("[red]no LLM configured: set PREFLENS_LLM_MODEL / PREFLENS_LLM_BASE_URL or preflens.toml[/]")
         return 2
-    with BuildLock(paths.lock_file):
-        con = connect(paths.build_db)
-        try:
-            report = discover(
-                con, config, mechanism=args.mechanism, max_batches=args.max_batches,
-                batches_per_domain=args.batches_per_domain, shared_threshold=args.shared_threshold,
-                dry_run=args.dry_run, budget_usd=args.budget, seed=args.seed,
-            )
-        finally:
-            con.close()
+    with locked_build_db(paths) as con:
+        report = discover(
+            con, config, mechanism=args.mechanism, max_batches=args.max_batches,
+            batches_per_domain=args.batches_per_domain, shared_threshold=args.shared_threshold,
+            dry_run=args.dry_run, budget_usd=args.budget, seed=args.seed,
+        )
     _print_llm_report(report, console)
     return 0
 
@@ -286,16 +267,14 @@ def _judge_config(args: argparse.Namespace, model: str | None):
 def cmd_judge(args: argparse.Namespace, console: Console) -> int:
     """Have an LLM judge the pairs (both orders; order-inconsistent = tie) and store it as a mechanism."""
     from .judge import judge_items
-    from .lock import BuildLock
-    from .warehouse import connect
+    from .lock import locked_build_db
 
     paths = _paths(args)
     config = _judge_config(args, args.model)
     if not config.model:
         console.print("[red]no judge model: give --model or set PREFLENS_LLM_MODEL[/]")
         return 2
-    with BuildLock(paths.lock_file):
-        con = connect(paths.build_db)
+    with locked_build_db(paths) as con:
         try:
             report = judge_items(con, config, mechanism=args.mechanism_name, cot=args.cot, shots=args.shots,
                                  ensemble=args.ensemble, shots_from=args.shots_from, limit=args.limit,
@@ -303,8 +282,6 @@ def cmd_judge(args: argparse.Namespace, console: Console) -> int:
         except ValueError as exc:
             Console(stderr=True).print(f"preflens: {exc}", markup=False, highlight=False)
             return 2
-        finally:
-            con.close()
     _print_llm_report(report, console)
     if not args.dry_run and report.items_judged:
         console.print("run `preflens build` to explain the new mechanism", markup=False, highlight=False)
@@ -314,13 +291,11 @@ def cmd_judge(args: argparse.Namespace, console: Console) -> int:
 def cmd_apply(args: argparse.Namespace, console: Console) -> int:
     """The paper's applications: `guide` (Judge Hack, §8) and `tiebreak` (Tie Break, §9)."""
     from .apply.common import ApplyError, judge_model
-    from .lock import BuildLock
-    from .warehouse import connect
+    from .lock import locked_build_db
 
     paths = _paths(args)
     config = _judge_config(args, judge_model(args.judge))
-    with BuildLock(paths.lock_file):
-        con = connect(paths.build_db)
+    with locked_build_db(paths) as con:
         try:
             if args.application == "guide":
                 from .apply.guide import run_guide
@@ -336,8 +311,6 @@ def cmd_apply(args: argparse.Namespace, console: Console) -> int:
         except ApplyError as exc:
             Console(stderr=True).print(f"preflens: {exc}", markup=False, highlight=False, soft_wrap=True)
             return 1
-        finally:
-            con.close()
     _print_llm_report(report, console)
     return 0
 

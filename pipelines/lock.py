@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+import duckdb
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import Paths
 
 
 class BuildAlreadyRunning(RuntimeError):
@@ -41,3 +49,16 @@ class BuildLock:
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None
+
+
+@contextmanager
+def locked_build_db(paths: "Paths") -> Iterator[duckdb.DuckDBPyConnection]:
+    """Hold the build lock and a read-write connection to the build DB; release both on exit."""
+    from .warehouse import connect
+
+    with BuildLock(paths.lock_file):
+        con = connect(paths.build_db)
+        try:
+            yield con
+        finally:
+            con.close()

@@ -212,8 +212,7 @@ def _run_stages(
         start("publish")
         result.published = True  # recorded before the copy so the served fct_builds shows this build
         _record_build_end(paths, result, status="success")
-        pub = publish(paths.build_db, paths.serve_db, paths.exports_dir)
-        result.published = True
+        publish(paths.build_db, paths.serve_db, paths.exports_dir)
         finish("publish", str(paths.serve_db))
 
 
