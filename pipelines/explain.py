@@ -21,6 +21,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .report.data import table_columns
+
 MIN_PREFIX = 6
 
 
@@ -33,12 +35,6 @@ class _Query:
     con: duckdb.DuckDBPyConnection
     fit_id: str
     representation: str
-
-
-def _cols(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    return [r[0] for r in con.execute(
-        "select column_name from information_schema.columns where table_schema = 'marts' and table_name = ? "
-        "order by ordinal_position", [table]).fetchall()]
 
 
 def _resolve(con: duckdb.DuckDBPyConnection, pair_id: str) -> tuple[str, str]:
@@ -136,7 +132,7 @@ def load_explanation(
 
 
 def _item(con: duckdb.DuckDBPyConnection, item_id: str) -> dict[str, Any]:
-    if not _cols(con, "dim_items"):
+    if not table_columns(con, "dim_items"):
         return {"item_id": item_id, "prompt": None, "response_a": None, "response_b": None}
     row = con.execute(
         "select item_id, domain, source, prompt, response_a, response_b, model_a, model_b "

@@ -102,12 +102,14 @@ def run_pipeline(
     inputs = list(inputs) if inputs is not None else [SAMPLE_PATH]
     result = RunResult(build_id=new_build_id())
     result.annotator = resolve_annotator(annotator, paths)
-    result.llm_report = llm_options or {}
     with BuildLock(paths.lock_file):
         _record_build_start(paths, result.build_id)
         try:
             with _progress(console) as progress:
-                _run_stages(paths, inputs, result, progress, ingest_options or {}, skip_ingest, quality_thresholds)
+                _run_stages(
+                    paths, inputs, result, progress, ingest_options or {}, skip_ingest, quality_thresholds,
+                    llm_options or {},
+                )
         except StageFailed as exc:
             result.published = False
             _record_build_end(paths, result, status="failed", stage=exc.stage, message=exc.reason)
@@ -127,6 +129,7 @@ def _run_stages(
     ingest_options: dict,
     skip_ingest: bool,
     quality_thresholds: dict | None,
+    llm_options: dict,
 ) -> None:
     from .ingest import ingest_paths
 
@@ -163,7 +166,7 @@ def _run_stages(
 
     with _stage(result, "annotate"):
         update = start("annotate")
-        note = _annotate_stage(paths, result, update)
+        note = _annotate_stage(paths, result, update, llm_options)
         finish("annotate", note)
 
     dbt_vars = {"annotator": result.annotator, "annotator_version": result.annotator_version}
@@ -172,22 +175,11 @@ def _run_stages(
             raise StageFailed("dbt build", f"unsafe value for dbt var {key}: {value!r}")
     vars_arg = ["--vars", _yaml_inline(dbt_vars)]
 
-    with _stage(result, "dbt build"):
-        update = start("dbt build")
-        done = {"n": 0}
-
-        def on_node(_name: str, _status: str, total: int) -> None:
-            done["n"] += 1
-            update(done["n"], total or None)
-
-        res = run_dbt(["build", "--exclude", "int_hmdr_fits+", *vars_arg], paths, result.build_id, on_node=on_node)
-        finish("dbt build", _dbt_note(res.counts))
-
-    with _stage(result, "fit"):
-        update = start("fit")
-        done = {"n": 0}
-        res = run_dbt(["build", "--select", "int_hmdr_fits+", *vars_arg], paths, result.build_id, on_node=on_node)
-        finish("fit", _dbt_note(res.counts))
+    for stage, selection in (("dbt build", ["--exclude", "int_hmdr_fits+"]), ("fit", ["--select", "int_hmdr_fits+"])):
+        with _stage(result, stage):
+            on_node = _node_counter(start(stage))
+            res = run_dbt(["build", *selection, *vars_arg], paths, result.build_id, on_node=on_node)
+            finish(stage, _dbt_note(res.counts))
 
     from .quality import run_quality_checks, write_quality_report
     from .publish import publish
@@ -227,7 +219,9 @@ def resolve_annotator(annotator: str | None, paths: Paths) -> str:
     return annotator
 
 
-def _annotate_stage(paths: Paths, result: RunResult, update: Callable[[int, int | None], None]) -> str:
+def _annotate_stage(
+    paths: Paths, result: RunResult, update: Callable[[int, int | None], None], llm_options: dict
+) -> str:
     """Annotate pending items with the chosen annotator; sets result.annotator_version; returns the note."""
     con = connect(paths.build_db)
     try:
@@ -235,7 +229,7 @@ def _annotate_stage(paths: Paths, result: RunResult, update: Callable[[int, int 
             from .annotate.llm import annotate_llm
             from .llm.config import load_llm_config
 
-            opts = dict(result.llm_report or {})
+            opts = dict(llm_options)
             config = opts.pop("config", None) or load_llm_config(warehouse=paths.warehouse)
             report = annotate_llm(con, config, progress=update, **opts)
             result.llm_report = report
@@ -255,6 +249,17 @@ def _annotate_stage(paths: Paths, result: RunResult, update: Callable[[int, int 
     finally:
         con.close()
     return f"{result.annotated_items} new items, {n_items - result.annotated_items} reused"
+
+
+def _node_counter(update: Callable[[int, int | None], None]) -> Callable[[str, str, int], None]:
+    """A fresh dbt node callback that advances one stage's progress bar."""
+    done = [0]
+
+    def on_node(_name: str, _status: str, total: int) -> None:
+        done[0] += 1
+        update(done[0], total or None)
+
+    return on_node
 
 
 def _yaml_inline(mapping: dict[str, str]) -> str:

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import expit
 
-__all__ = ["encode_labels", "hmdr_objective", "build_design", "sigmoid", "AugmentedDesign"]
+__all__ = ["encode_labels", "hmdr_objective", "sigmoid", "AugmentedDesign"]
 
 
 def sigmoid(z: ArrayLike) -> NDArray[np.float64]:
@@ -110,62 +110,6 @@ def rowwise_dot(X, S: NDArray[np.float64], dom_idx: NDArray[np.intp]) -> NDArray
     return z
 
 
-def build_design(
-    X: NDArray[np.float64],
-    y_pm: NDArray[np.float64],
-    w: NDArray[np.float64],
-    dom_idx: NDArray[np.intp],
-    shared_cols: NDArray[np.intp],
-    domain_cols: Sequence[NDArray[np.intp]],
-    scale_shared: float,
-    alpha: float,
-) -> tuple[sp.csr_matrix, NDArray[np.float64], NDArray[np.float64], NDArray[np.intp]]:
-    """Build the augmented (rows, columns) design. See module docstring.
-
-    ``dom_idx[i]`` in ``0..K-1`` indexes ``domain_cols`` (weighted domains) or is
-    -1. Returns ``(A, y, weights, offsets)``; ``offsets[k]`` is the first column
-    of block k+1 (``offsets[0]`` = width of the b-block), ``offsets[-1]`` = width.
-    """
-    n = X.shape[0]
-    has_dom = dom_idx >= 0
-    widths = [len(shared_cols)] + [len(c) for c in domain_cols]
-    offsets = np.cumsum(widths).astype(np.intp)
-    n_cols = int(offsets[-1])
-
-    Xb = sp.csr_matrix(X[:, shared_cols] * scale_shared)
-    rows_l, cols_l, vals_l = [], [], []
-    for k, cols in enumerate(domain_cols):
-        idx = np.flatnonzero(dom_idx == k)
-        if idx.size == 0 or len(cols) == 0:
-            continue
-        sub = X[np.ix_(idx, cols)]
-        r, c = np.nonzero(sub)
-        rows_l.append(idx[r])
-        cols_l.append(offsets[k] + c)
-        vals_l.append(sub[r, c])
-    n_dom_cols = n_cols - int(offsets[0])
-    if rows_l:
-        Sblk = sp.csr_matrix(
-            (np.concatenate(vals_l), (np.concatenate(rows_l), np.concatenate(cols_l) - offsets[0])),
-            shape=(n, n_dom_cols),
-        )
-    else:
-        Sblk = sp.csr_matrix((n, n_dom_cols))
-    top = sp.hstack([Xb, Sblk], format="csr")
-    w_top = np.where(has_dom, w, (1.0 + alpha) * w)
-    blocks, ys, ws = [top], [y_pm], [w_top]
-    if alpha > 0 and has_dom.any():
-        bottom = sp.hstack([Xb[has_dom], sp.csr_matrix((int(has_dom.sum()), n_dom_cols))], format="csr")
-        blocks.append(bottom)
-        ys.append(y_pm[has_dom])
-        ws.append(alpha * w[has_dom])
-    A = sp.vstack(blocks, format="csr")
-    return A, np.concatenate(ys), np.concatenate(ws), offsets
-
-
-# --------------------------------------------------------------------------------------------------
-# Fast sparse augmented design, built once and reused across folds, grid points and bootstrap resamples
-# --------------------------------------------------------------------------------------------------
 def _binary_entropy(r: NDArray[np.float64]) -> NDArray[np.float64]:
     r = np.clip(r, 1e-300, 1.0)
     q = np.clip(1.0 - r, 1e-300, 1.0)

@@ -222,18 +222,3 @@ def run_protocols(
     rows = [r for p in parts for r in p]
     out = pd.DataFrame(rows, columns=EVAL_COLUMNS)
     return out
-
-
-def summarise(results: pd.DataFrame) -> pd.DataFrame:
-    """Table-1 style: mean overall accuracy per (mechanism, variant, protocol) with a t 95% interval over splits."""
-    from scipy import stats
-
-    r = results[results["domain"] == ALL] if "in_domain" in set(results["protocol"]) else results
-    r = pd.concat([results[(results.protocol == "in_domain") & (results.domain == ALL)],
-                   results[results.protocol == "ood"]])
-    g = r.groupby(["mechanism", "representation", "variant", "protocol"])["accuracy"]
-    out = g.agg(["mean", "std", "count"]).reset_index()
-    t = stats.t.ppf(0.975, np.maximum(out["count"] - 1, 1))
-    half = t * out["std"].fillna(0) / np.sqrt(out["count"])
-    out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
-    return out

@@ -245,9 +245,9 @@ async def _discover(client: LLMClient, pool: list[dict], report: DiscoverReport,
             tks = [x for x in (e.tasks if e else []) if x in options[t["domain"]]["tasks"]]
             tags[t["item_id"]] = (["None", *doms], ["None", *tks])
     if not client.dry_run:
+        domain_of = {t["item_id"]: t["domain"] for t in pool}
         con.executemany("insert or replace into raw.query_tags values (?, ?, ?, ?, ?)",
-                        [(iid, TAG_VERSION, next(t["domain"] for t in pool if t["item_id"] == iid), v[0], v[1])
-                         for iid, v in tags.items()])
+                        [(iid, TAG_VERSION, domain_of[iid], v[0], v[1]) for iid, v in tags.items()])
     # 2. batches and proposals
     per_domain = batches_per_domain
     if max_batches is not None:

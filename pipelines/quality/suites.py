@@ -18,6 +18,7 @@ lives in :class:`QualityThresholds`; ``None`` disables a gate.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -701,6 +702,7 @@ def _without_unusable_spark_connect() -> Iterator[None]:
             del sys.modules[name]
 
 
+@functools.cache
 def import_gx() -> Any:
     """Import Great Expectations quietly (no analytics, no INFO logs)."""
     import logging
