@@ -1,14 +1,25 @@
-"""preflens py_models: pure estimators and explanation maths (no I/O)."""
+"""preflens py_models: pure estimators and explanation maths (no I/O).
 
-from .explain import concept_contributions, global_lift_pct, local_lift
-from .fit_job import fit_mechanisms
-from .hmdr import HMDRClassifier, default_hyperparameters
+Public names are imported lazily, so light modules (``py_models.representations``) load without scikit-learn.
+"""
 
-__all__ = [
-    "HMDRClassifier",
-    "default_hyperparameters",
-    "local_lift",
-    "global_lift_pct",
-    "concept_contributions",
-    "fit_mechanisms",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "HMDRClassifier": "hmdr",
+    "default_hyperparameters": "hmdr",
+    "local_lift": "explain",
+    "global_lift_pct": "explain",
+    "concept_contributions": "explain",
+    "fit_mechanisms": "fit_job",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,7 +27,11 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import expit
 
-__all__ = ["encode_labels", "hmdr_objective", "sigmoid", "AugmentedDesign"]
+__all__ = ["encode_labels", "hmdr_objective", "sigmoid", "AugmentedDesign", "UNPENALIZED_FACTOR"]
+
+# Penalty factor of an "unpenalised" covariate: the solver scales columns by lambda_domain / lambda_j, so a factor
+# of exactly 0 is not representable; 1e-4 leaves 0.01% of the penalty (far below the solver's tolerance effect).
+UNPENALIZED_FACTOR = 1e-4
 
 
 def sigmoid(z: ArrayLike) -> NDArray[np.float64]:
@@ -79,6 +83,7 @@ def hmdr_objective(
     lambda_domain: float,
     sample_weight: NDArray[np.float64] | None = None,
     symmetrize: bool = False,
+    shared_penalty_factor: NDArray[np.float64] | None = None,
 ) -> float:
     """Mean-normalised Eq. 1.
 
@@ -98,7 +103,8 @@ def hmdr_objective(
     z_full = z_shared + rowwise_dot(X, S, dom_idx)
     loss = np.logaddexp(0.0, -y_pm * z_full) + alpha * np.logaddexp(0.0, -y_pm * z_shared)
     data = float(np.dot(w, loss) / w.sum())
-    return data + lambda_shared * float(np.abs(b).sum()) + lambda_domain * float(np.abs(S).sum())
+    fb = np.ones(len(b)) if shared_penalty_factor is None else np.asarray(shared_penalty_factor, dtype=np.float64)
+    return data + lambda_shared * float(np.dot(fb, np.abs(b))) + lambda_domain * float(np.abs(S).sum())
 
 
 def rowwise_dot(X, S: NDArray[np.float64], dom_idx: NDArray[np.intp]) -> NDArray[np.float64]:
@@ -142,6 +148,7 @@ class AugmentedDesign:
         shared_cols: NDArray[np.intp],
         domain_cols: Sequence[NDArray[np.intp]],
         alpha: float,
+        shared_penalty_factor: NDArray[np.float64] | None = None,
     ) -> None:
         X = sp.csr_matrix(X, dtype=np.float64)
         X.eliminate_zeros()
@@ -156,6 +163,12 @@ class AugmentedDesign:
         self.starts = np.concatenate([[0], np.cumsum(widths)]).astype(np.intp)
         self.width = int(self.starts[-1])
         self.n_shared_cols = widths[0]
+        # per-column factor on lambda_shared for the b-block (1 = penalised as usual; UNPENALIZED_FACTOR = a control
+        # covariate such as length, which the L1 penalty must leave alone)
+        self.shared_penalty_factor = (
+            np.ones(widths[0]) if shared_penalty_factor is None
+            else np.asarray(shared_penalty_factor, dtype=np.float64)[self.shared_cols]
+        )
         # column bookkeeping: concept index and block (-1 = b) of every design column
         self.col_concept = np.concatenate([self.shared_cols, *self.domain_cols]) if self.width else np.zeros(0, np.intp)
         self.col_block = np.concatenate(
@@ -216,7 +229,7 @@ class AugmentedDesign:
 
     def penalties(self, lambda_shared: float, lambda_domain: float) -> NDArray[np.float64]:
         lam = np.full(self.width, float(lambda_domain))
-        lam[: self.n_shared_cols] = float(lambda_shared)
+        lam[: self.n_shared_cols] = float(lambda_shared) * self.shared_penalty_factor
         return lam
 
     def diagnostics(

@@ -46,8 +46,10 @@ def bootstrap_hmdr(
     """
     if n_bootstrap <= 0:
         return pd.DataFrame(columns=BOOTSTRAP_COLUMNS)
-    params: dict[str, Any] = {**est.get_params(), "alpha": est.alpha_, "lambda_shared": est.lambda_shared_,
-                              "lambda_domain": est.lambda_domain_, "warm_start": False}
+    own = set(HMDRClassifier._get_param_names())  # est may be a subclass (HMDRClassifierCV) with more params
+    params: dict[str, Any] = {**{k: v for k, v in est.get_params().items() if k in own}, "alpha": est.alpha_,
+                              "lambda_shared": est.lambda_shared_, "lambda_domain": est.lambda_domain_,
+                              "warm_start": False}
     m = HMDRClassifier(**params)
     design, w, meta = m._prepare(X, y, domains, sample_weight)
     inv = meta["inv"]

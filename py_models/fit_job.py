@@ -24,6 +24,21 @@ Conventions (see method.md §4, §5, §14):
   ``predictions``; ``weight`` = b_j + s_dj of the pair's domain).
 * A mechanism whose rows carry several mechanism_type values gets them joined
   with '|' (upstream should make this impossible).
+* ``select=True`` (the default): hyperparameters are chosen per mechanism by
+  :class:`~py_models.selection.HMDRClassifierCV` on the same folds as the
+  cross-fitting, and the out-of-fold predictions are those of the chosen
+  configuration's fold models (selection saw every pair, so they are slightly
+  optimistic; ``preflens evaluate`` nests it).
+* ``standardize=True`` (measure-rep): each concept column is divided by its
+  root-mean-square on the training part (no centring, so the model stays
+  antisymmetric); weights then read "per standard deviation of the difference"
+  and ``feature_scale`` in the coefficients converts them back.
+* ``reference``: a frame of per-pair style differences (index item_id, the
+  columns of ``style_baseline.STYLE_FEATURES``). With it, every mechanism also
+  gets the length-only and style reference models on the same folds (metrics
+  rows with ``variant`` 'length_only' / 'style'), and ``control='length'`` adds
+  a length-controlled refit: log word-count ratio as an unpenalised covariate
+  (coefficients with ``control`` = 'length', concept LENGTH_CONTROL_CONCEPT).
 """
 
 from __future__ import annotations
@@ -37,7 +52,8 @@ import pandas as pd
 from .bootstrap import BOOTSTRAP_COLUMNS, bootstrap_hmdr
 from .explain import concept_contributions
 from .hmdr import HMDRClassifier, default_hyperparameters
-from .selection import PAPER_GRID_DOMAINS, fit_hmdr_selected
+from .selection import PAPER_GRID_DOMAINS, HMDRClassifierCV
+from .style_baseline import LENGTH_FEATURE, REFERENCE_MODELS, fit_reference_oof
 
 __all__ = ["fit_mechanisms", "assign_folds", "FRAME_COLUMNS"]
 
@@ -45,6 +61,11 @@ REQUIRED_COLUMNS = ("label_id", "item_id", "mechanism", "mechanism_type", "domai
 SHARED_DOMAIN = "__shared__"
 ALL_DOMAINS = "__all__"
 PROTOCOL = "cv5_oof"
+MODEL_VARIANT = "hmdr"
+NO_CONTROL = "none"
+LENGTH_CONTROL = "length"
+CONTROLS = (NO_CONTROL, LENGTH_CONTROL)
+LENGTH_CONTROL_CONCEPT = "Length control (log word-count ratio)"
 
 FRAME_COLUMNS: dict[str, list[str]] = {
     "coefficients": [
@@ -52,14 +73,14 @@ FRAME_COLUMNS: dict[str, list[str]] = {
         "shared_weight", "domain_deviation", "total_weight", "shared_lift_pct",
         "deviation_lift_pct", "global_lift_pct", "n_pairs", "has_domain_weights",
         "total_weight_ci_low", "total_weight_ci_high", "global_lift_ci_low", "global_lift_ci_high",
-        "selection_frequency", "n_bootstrap",
+        "selection_frequency", "n_bootstrap", "control", "feature_scale",
     ],
     "predictions": [
         "label_id", "item_id", "mechanism", "domain", "representation", "fold", "prob_a",
         "predicted_winner", "actual_winner", "is_correct", "used_domain_weights",
     ],
     "metrics": [
-        "mechanism", "mechanism_type", "representation", "domain", "protocol",
+        "mechanism", "mechanism_type", "representation", "variant", "domain", "protocol",
         "n_pairs", "accuracy", "log_loss",
     ],
     "local_explanations": [
@@ -71,7 +92,7 @@ FRAME_COLUMNS: dict[str, list[str]] = {
         "mechanism", "mechanism_type", "representation", "alpha", "lambda_shared",
         "lambda_domain", "min_domain_samples", "n_train", "n_ties_dropped", "n_domains",
         "n_domains_with_weights", "n_nonzero_shared", "n_nonzero_domain", "n_folds", "seed",
-        "selection", "n_bootstrap", "duality_gap",
+        "selection", "n_bootstrap", "duality_gap", "control", "pooling", "cv_log_loss",
     ],
 }
 
@@ -101,6 +122,28 @@ def _log_loss(y01: np.ndarray, p: np.ndarray) -> float:
     return float(-np.mean(y01 * np.log(p) + (1 - y01) * np.log1p(-p)))
 
 
+def rms_scale(X: np.ndarray) -> np.ndarray:
+    """Per-column root-mean-square (1 where a column is all zero): the measure-rep standardisation."""
+    scale = np.sqrt(np.mean(np.square(X), axis=0)) if len(X) else np.ones(X.shape[1])
+    return np.where(scale > 0, scale, 1.0)
+
+
+def _metric_rows(base: dict[str, Any], variant: str, y: np.ndarray, prob: np.ndarray,
+                 dom: np.ndarray) -> list[dict[str, Any]]:
+    """Overall and per-domain accuracy (0.5 credit at prob 0.5) and log-loss of out-of-fold predictions."""
+    pred = np.where(prob > 0.5, "a", np.where(prob < 0.5, "b", "tie"))
+    score = np.where(pred == "tie", 0.5, (pred == y).astype(float))
+    y01 = (y == "a").astype(float)
+    head = {**base, "variant": variant, "protocol": PROTOCOL}
+    rows = [{**head, "domain": ALL_DOMAINS, "n_pairs": len(y), "accuracy": float(score.mean()),
+             "log_loss": _log_loss(y01, prob)}]
+    for d in sorted(set(dom.tolist()), key=str):
+        s = dom == d
+        rows.append({**head, "domain": d, "n_pairs": int(s.sum()), "accuracy": float(score[s].mean()),
+                     "log_loss": _log_loss(y01[s], prob[s])})
+    return rows
+
+
 def _empty(name: str) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in FRAME_COLUMNS[name]})
 
@@ -128,6 +171,222 @@ def _validate(df: pd.DataFrame, concept_cols: list[str], n_folds: int) -> pd.Dat
     return out
 
 
+def _coefficients(est: HMDRClassifier, names: np.ndarray, n_dec: int, base: dict[str, Any], control: str,
+                  scale: np.ndarray) -> pd.DataFrame:
+    """The refit's weights as coefficient rows: ``__shared__`` (b) plus one block per domain (b + s_d)."""
+    b = est.coef_shared_
+    shared = pd.DataFrame(
+        {
+            "domain": SHARED_DOMAIN,
+            "concept": names,
+            "shared_weight": b,
+            "domain_deviation": 0.0,
+            "total_weight": b,
+            "shared_lift_pct": 50.0 * b,
+            "deviation_lift_pct": 0.0,
+            "global_lift_pct": 50.0 * b,
+            "has_domain_weights": False,
+        }
+    )
+    ct = pd.concat([shared, est.coef_table(list(names))], ignore_index=True)
+    counts = est.domain_n_samples_
+    ct["n_pairs"] = [n_dec if d == SHARED_DOMAIN else counts[d] for d in ct["domain"]]
+    for kcol, v in base.items():
+        ct[kcol] = v
+    ct["control"] = control
+    ct["feature_scale"] = np.tile(scale, len(ct) // len(names))
+    return ct
+
+
+def _fit_one(
+    mech: str,
+    sub: pd.DataFrame,
+    *,
+    concept_cols: list[str],
+    representation: str,
+    n_folds: int,
+    seed: int,
+    min_pairs: int,
+    select: bool,
+    grid: str,
+    rule: str,
+    grid_domains: int | None,
+    n_bootstrap: int,
+    standardize: bool,
+    reference: pd.DataFrame | None,
+    control: str,
+    hmdr_params: dict[str, Any],
+) -> dict[str, list[Any]]:
+    """Everything fitted for one mechanism: frames (lists of parts) keyed like FRAME_COLUMNS."""
+    names = np.asarray(concept_cols, dtype=object)
+    cv_keys = ("shared_mask", "domain_masks", "min_domain_samples", "symmetrize", "tol", "max_iter")
+    out: dict[str, list[Any]] = {k: [] for k in FRAME_COLUMNS}
+    mtypes = sub["mechanism_type"].unique().tolist()
+    mtype = mtypes[0] if len(mtypes) == 1 else "|".join(sorted(map(str, mtypes)))
+    dec = sub[sub["winner"] != "tie"].reset_index(drop=True)
+    n_ties = int(len(sub) - len(dec))
+    base = {"mechanism": mech, "mechanism_type": mtype, "representation": representation}
+    reason = None
+    if len(dec) < max(min_pairs, n_folds):
+        reason = f"too few decisive pairs: {len(dec)} < {max(min_pairs, n_folds)} ({n_ties} ties dropped)"
+    elif dec["winner"].nunique() < 2:
+        reason = f"one class only among decisive pairs: winner={dec['winner'].iloc[0]!r}"
+    if reason is not None:
+        return {"skipped": [{**base, "n_pairs": len(sub), "n_decisive": len(dec), "reason": reason}]}
+
+    X_raw = dec[concept_cols].to_numpy(dtype=np.float64)
+    y = dec["winner"].to_numpy(dtype=object)
+    dom = dec["domain"].to_numpy(dtype=object)
+    n_dom = len(pd.unique(dom))
+    folds = assign_folds(dom, y, dec["label_id"].to_numpy(), n_folds, seed)
+    scale = rms_scale(X_raw) if standardize else np.ones(len(concept_cols))
+    X = X_raw / scale
+    params = {**default_hyperparameters(n_dom), **{k: v for k, v in hmdr_params.items() if v is not None}}
+
+    def fold_scaled(tr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(X scaled on the training part, the scale) -- the measure-rep standardisation inside a fold."""
+        sc = rms_scale(X_raw[tr]) if standardize else np.ones(len(concept_cols))
+        return X_raw / sc, sc
+
+    # ---- model (and its out-of-fold predictions on the cross-fitting folds)
+    prob = np.full(len(dec), 0.5)
+    used = np.zeros(len(dec), dtype=bool)
+    if select:
+        est = HMDRClassifierCV(grid=grid, rule=rule, n_folds=n_folds, seed=seed, grid_domains=grid_domains,
+                               **{k: v for k, v in params.items() if k in cv_keys})
+        if standardize:  # fold models must be scaled on their own training part: select per fold scale
+            est.fit(X, y, domains=dom, folds=folds)
+            cfg = est.selected_config_
+            for k in range(n_folds):
+                te = folds == k
+                tr = ~te
+                if not te.any() or len(set(y[tr].tolist())) < 2:
+                    continue
+                Xf, _ = fold_scaled(tr)
+                m = _fixed(params, cfg, cv_keys).fit(Xf[tr], y[tr], domains=dom[tr])
+                prob[te] = m.predict_proba(Xf[te], dom[te])[:, 1]
+                used[te] = m.uses_domain_weights(dom[te])
+        else:
+            est.fit(X, y, domains=dom, folds=folds)
+            prob = est.oof_proba_.copy()
+            used = est.uses_domain_weights(dom) & np.isfinite(est.selected_config_["pooling"])
+        params.update({k: est.selected_config_[k] for k in ("alpha", "lambda_shared", "lambda_domain")})
+    else:
+        est = HMDRClassifier(**params).fit(X, y, domains=dom)
+        for k in range(n_folds):
+            te = folds == k
+            tr = ~te
+            if not te.any() or len(set(y[tr].tolist())) < 2:  # cannot fit: predict chance
+                continue
+            Xf, _ = fold_scaled(tr)
+            m = HMDRClassifier(**params).fit(Xf[tr], y[tr], domains=dom[tr])
+            prob[te] = m.predict_proba(Xf[te], dom[te])[:, 1]
+            used[te] = m.uses_domain_weights(dom[te])
+    pred = np.where(prob > 0.5, "a", np.where(prob < 0.5, "b", "tie"))
+    out["predictions"].append(
+        pd.DataFrame(
+            {
+                "label_id": dec["label_id"].to_numpy(),
+                "item_id": dec["item_id"].to_numpy(),
+                "mechanism": mech,
+                "domain": dom,
+                "representation": representation,
+                "fold": folds,
+                "prob_a": prob,
+                "predicted_winner": pred,
+                "actual_winner": y,
+                "is_correct": pred == y,
+                "used_domain_weights": used,
+            }
+        )
+    )
+    mrows = _metric_rows(base, MODEL_VARIANT, y, prob, dom)
+
+    # ---- reference models on the same folds: length only and the 15-feature style baseline
+    ref = None
+    if reference is not None:
+        ref = reference.reindex(dec["item_id"].to_numpy())
+        if ref.isna().any().any():
+            raise ValueError(f"reference style differences missing for some items of {mech!r}")
+        for variant, cols in REFERENCE_MODELS.items():
+            mrows += _metric_rows(base, variant, y, fit_reference_oof(ref, y, folds, cols), dom)
+    out["metrics"].append(pd.DataFrame(mrows))
+
+    # ---- full refit (done above) for coefficients and local explanations
+    ct = _coefficients(est, names, len(dec), base, NO_CONTROL, scale)
+    if n_bootstrap > 0:
+        boot = bootstrap_hmdr(est, X, y, dom, concept_cols, n_bootstrap=n_bootstrap, seed=seed)
+        ct = ct.merge(boot, on=["domain", "concept"], how="left")
+    else:
+        for c in BOOTSTRAP_COLUMNS[2:]:
+            ct[c] = np.nan
+    out["coefficients"].append(ct)
+
+    # ---- length-controlled refit: log word-count ratio as an unpenalised shared covariate
+    if control == LENGTH_CONTROL and ref is not None:
+        length = ref[LENGTH_FEATURE].to_numpy(dtype=np.float64)
+        ls = rms_scale(length[:, None])
+        Xc = np.column_stack([X, length / ls[0]])
+        free = np.zeros(Xc.shape[1], dtype=bool)
+        free[-1] = True
+        cparams = {k: v for k, v in params.items() if k in cv_keys}
+        if select:
+            cest = HMDRClassifierCV(grid=grid, rule=rule, n_folds=n_folds, seed=seed, grid_domains=grid_domains,
+                                    unpenalized_mask=free, **_extend_masks(cparams))
+            cest.fit(Xc, y, domains=dom, folds=folds)
+            cprob = cest.oof_proba_
+        else:
+            cest = HMDRClassifier(**{**_extend_masks(params), "unpenalized_mask": free}).fit(Xc, y, domains=dom)
+            cprob = np.full(len(dec), 0.5)
+            for k in range(n_folds):
+                te = folds == k
+                if te.any() and len(set(y[~te].tolist())) > 1:
+                    m = clone_hmdr(cest).fit(Xc[~te], y[~te], domains=dom[~te])
+                    cprob[te] = m.predict_proba(Xc[te], dom[te])[:, 1]
+        cnames = np.append(names, LENGTH_CONTROL_CONCEPT).astype(object)
+        cct = _coefficients(cest, cnames, len(dec), base, LENGTH_CONTROL, np.append(scale, ls))
+        for c in BOOTSTRAP_COLUMNS[2:]:
+            cct[c] = np.nan
+        out["coefficients"].append(cct)
+        out["metrics"].append(pd.DataFrame(_metric_rows(base, f"{MODEL_VARIANT}_length_control", y, cprob, dom)))
+
+    W = est.effective_weights(dom)
+    le = concept_contributions(X, W, concept_cols, row_ids=np.arange(len(dec)))
+    ridx = le["row_id"].to_numpy()
+    le.insert(0, "label_id", dec["label_id"].to_numpy()[ridx])
+    le["mechanism"] = mech
+    le["representation"] = representation
+    le["domain"] = dom[ridx]
+    out["local_explanations"].append(le)
+
+    cfg = getattr(est, "selected_config_", {})
+    out["params"].append(
+        {
+            **base,
+            "alpha": est.alpha_,
+            "lambda_shared": est.lambda_shared_,
+            "lambda_domain": est.lambda_domain_,
+            "min_domain_samples": est.min_domain_samples,
+            "n_train": len(dec),
+            "n_ties_dropped": n_ties,
+            "n_domains": n_dom,
+            "n_domains_with_weights": len(est.domains_with_weights_),
+            "n_nonzero_shared": int(np.count_nonzero(est.coef_shared_)),
+            "n_nonzero_domain": int(np.count_nonzero(est.coef_domain_)),
+            "n_folds": n_folds,
+            "seed": seed,
+            "selection": f"cv_{grid}_{rule}" if select else "fixed",
+            "n_bootstrap": int(n_bootstrap),
+            "duality_gap": est.duality_gap_,
+            "control": control,
+            "pooling": float(cfg.get("pooling", est.lambda_domain_ / est.lambda_shared_)),
+            "cv_log_loss": float(est.cv_results_.loc[est.cv_results_["chosen"], "cv_log_loss"].iloc[0])
+            if select else np.nan,
+        }
+    )
+    return out
+
+
 def fit_mechanisms(
     df: pd.DataFrame,
     concept_cols: list[str],
@@ -136,9 +395,15 @@ def fit_mechanisms(
     n_folds: int = 5,
     seed: int = 0,
     min_pairs: int = 20,
-    select: bool = False,
+    select: bool = True,
+    grid: str = "pooling",
+    rule: str = "one_se_pooling",
     grid_domains: int | None = PAPER_GRID_DOMAINS,
     n_bootstrap: int = 0,
+    standardize: bool = False,
+    reference: pd.DataFrame | None = None,
+    control: str = NO_CONTROL,
+    n_jobs: int = 1,
     **hmdr_params: Any,
 ) -> dict[str, pd.DataFrame]:
     """Fit one HMDR per mechanism; return coefficients, predictions, metrics,
@@ -149,152 +414,49 @@ def fit_mechanisms(
     max_iter). Mechanisms with fewer than ``min_pairs`` decisive pairs or a single
     winning side are reported in ``skipped``.
 
-    ``select=True``: lambda_shared/lambda_domain are chosen per mechanism by 5-fold CV over the paper's
-    9-configuration grid (``selection.fit_hmdr_selected``, |D| of the grid = ``grid_domains``, None = the
-    mechanism's own |D|) on all its decisive pairs, and that configuration is used for the cross-fitting and
-    the refit (the OOF metrics are then slightly optimistic; ``preflens evaluate`` nests the selection).
+    ``select=True``: alpha and the lambdas are chosen per mechanism by :class:`HMDRClassifierCV` (``grid``
+    'pooling' or 'paper', ``rule``; |D| of the paper grid = ``grid_domains``) on the cross-fitting folds; the
+    fixed alpha / lambda_* in ``hmdr_params`` are then ignored. ``select=False`` fits the fixed
+    hyperparameters (None -> the paper's defaults for the mechanism's |D|).
     ``n_bootstrap > 0``: within-domain bootstrap CIs and selection frequencies on the refit's configuration
     (``bootstrap.bootstrap_hmdr``), merged into ``coefficients``.
+    ``standardize``, ``reference`` and ``control``: see the module docstring. ``n_jobs`` > 1 fits mechanisms in
+    parallel processes (joblib); results do not depend on it.
     """
     concept_cols = list(concept_cols)
     data = _validate(df, concept_cols, n_folds)
+    if control not in CONTROLS:
+        raise ValueError(f"control must be one of {CONTROLS}, got {control!r}")
+    if control != NO_CONTROL and reference is None:
+        raise ValueError("control='length' needs the reference style differences (reference=...)")
+    if reference is not None:
+        missing = sorted({c for cols in REFERENCE_MODELS.values() for c in cols} - set(reference.columns))
+        if missing:
+            raise ValueError(f"reference frame lacks columns {missing}")
     HMDRClassifier(**hmdr_params)  # fail fast on unknown parameter names
-    names = np.asarray(concept_cols, dtype=object)
 
-    out: dict[str, list[pd.DataFrame]] = {k: [] for k in FRAME_COLUMNS}
-    skipped: list[dict[str, Any]] = []
-    params_rows: list[dict[str, Any]] = []
+    settings = {
+        "concept_cols": concept_cols, "representation": representation, "n_folds": n_folds, "seed": seed,
+        "min_pairs": min_pairs, "select": select, "grid": grid, "rule": rule, "grid_domains": grid_domains,
+        "n_bootstrap": n_bootstrap, "standardize": standardize, "reference": reference, "control": control,
+        "hmdr_params": hmdr_params,
+    }
+    mechs = sorted(data["mechanism"].unique().tolist(), key=str)
+    subs = [data[data["mechanism"] == m] for m in mechs]
+    if n_jobs == 1 or len(mechs) < 2:
+        parts = [_fit_one(m, sub, **settings) for m, sub in zip(mechs, subs)]
+    else:
+        from joblib import Parallel, delayed
 
-    for mech in sorted(data["mechanism"].unique().tolist(), key=str):
-        sub = data[data["mechanism"] == mech]
-        mtypes = sub["mechanism_type"].unique().tolist()
-        mtype = mtypes[0] if len(mtypes) == 1 else "|".join(sorted(map(str, mtypes)))
-        dec = sub[sub["winner"] != "tie"].reset_index(drop=True)
-        n_ties = int(len(sub) - len(dec))
-        base = {"mechanism": mech, "mechanism_type": mtype, "representation": representation}
-        reason = None
-        if len(dec) < max(min_pairs, n_folds):
-            reason = f"too few decisive pairs: {len(dec)} < {max(min_pairs, n_folds)} ({n_ties} ties dropped)"
-        elif dec["winner"].nunique() < 2:
-            reason = f"one class only among decisive pairs: winner={dec['winner'].iloc[0]!r}"
-        if reason is not None:
-            skipped.append({**base, "n_pairs": len(sub), "n_decisive": len(dec), "reason": reason})
-            continue
-
-        X = dec[concept_cols].to_numpy(dtype=np.float64)
-        y = dec["winner"].to_numpy(dtype=object)
-        dom = dec["domain"].to_numpy(dtype=object)
-        n_dom = len(pd.unique(dom))
-        params = {**default_hyperparameters(n_dom), **{k: v for k, v in hmdr_params.items() if v is not None}}
-        if select:
-            sel_params = {k: v for k, v in params.items() if k not in ("lambda_shared", "lambda_domain")}
-            est = fit_hmdr_selected(X, y, dom, grid_domains=grid_domains, n_folds=n_folds, seed=seed, **sel_params)
-            params.update(est.selected_config_)
-        else:
-            est = HMDRClassifier(**params).fit(X, y, domains=dom)
-
-        # ---- cross-fitting
-        folds = assign_folds(dom, y, dec["label_id"].to_numpy(), n_folds, seed)
-        prob = np.full(len(dec), np.nan)
-        used = np.zeros(len(dec), dtype=bool)
-        for k in range(n_folds):
-            te = folds == k
-            tr = ~te
-            if not te.any():
-                continue
-            if len(set(y[tr].tolist())) < 2:  # cannot fit: predict chance
-                prob[te] = 0.5
-                continue
-            m = HMDRClassifier(**params).fit(X[tr], y[tr], domains=dom[tr])
-            prob[te] = m.predict_proba(X[te], dom[te])[:, 1]
-            used[te] = m.uses_domain_weights(dom[te])
-        pred = np.where(prob > 0.5, "a", np.where(prob < 0.5, "b", "tie"))
-        correct = pred == y
-        score = np.where(pred == "tie", 0.5, correct.astype(float))
-        out["predictions"].append(
-            pd.DataFrame(
-                {
-                    "label_id": dec["label_id"].to_numpy(),
-                    "item_id": dec["item_id"].to_numpy(),
-                    "mechanism": mech,
-                    "domain": dom,
-                    "representation": representation,
-                    "fold": folds,
-                    "prob_a": prob,
-                    "predicted_winner": pred,
-                    "actual_winner": y,
-                    "is_correct": correct,
-                    "used_domain_weights": used,
-                }
-            )
-        )
-        y01 = (y == "a").astype(float)
-        mrows = [{**base, "domain": ALL_DOMAINS, "protocol": PROTOCOL, "n_pairs": len(dec),
-                  "accuracy": float(score.mean()), "log_loss": _log_loss(y01, prob)}]
-        for d in sorted(set(dom.tolist()), key=str):
-            s = dom == d
-            mrows.append({**base, "domain": d, "protocol": PROTOCOL, "n_pairs": int(s.sum()),
-                          "accuracy": float(score[s].mean()), "log_loss": _log_loss(y01[s], prob[s])})
-        out["metrics"].append(pd.DataFrame(mrows))
-
-        # ---- full refit (done above) for coefficients and local explanations
-        counts = est.domain_n_samples_
-        ct = est.coef_table(concept_cols)
-        b = est.coef_shared_
-        shared = pd.DataFrame(
-            {
-                "domain": SHARED_DOMAIN,
-                "concept": names,
-                "shared_weight": b,
-                "domain_deviation": 0.0,
-                "total_weight": b,
-                "shared_lift_pct": 50.0 * b,
-                "deviation_lift_pct": 0.0,
-                "global_lift_pct": 50.0 * b,
-                "has_domain_weights": False,
-            }
-        )
-        ct = pd.concat([shared, ct], ignore_index=True)
-        ct["n_pairs"] = [len(dec) if d == SHARED_DOMAIN else counts[d] for d in ct["domain"]]
-        for kcol, v in base.items():
-            ct[kcol] = v
-        if n_bootstrap > 0:
-            boot = bootstrap_hmdr(est, X, y, dom, concept_cols, n_bootstrap=n_bootstrap, seed=seed)
-            ct = ct.merge(boot, on=["domain", "concept"], how="left")
-        else:
-            for c in BOOTSTRAP_COLUMNS[2:]:
-                ct[c] = np.nan
-        out["coefficients"].append(ct)
-
-        W = est.effective_weights(dom)
-        le = concept_contributions(X, W, concept_cols, row_ids=np.arange(len(dec)))
-        ridx = le["row_id"].to_numpy()
-        le.insert(0, "label_id", dec["label_id"].to_numpy()[ridx])
-        le["mechanism"] = mech
-        le["representation"] = representation
-        le["domain"] = dom[ridx]
-        out["local_explanations"].append(le)
-
-        params_rows.append(
-            {
-                **base,
-                "alpha": est.alpha_,
-                "lambda_shared": est.lambda_shared_,
-                "lambda_domain": est.lambda_domain_,
-                "min_domain_samples": est.min_domain_samples,
-                "n_train": len(dec),
-                "n_ties_dropped": n_ties,
-                "n_domains": n_dom,
-                "n_domains_with_weights": len(est.domains_with_weights_),
-                "n_nonzero_shared": int(np.count_nonzero(b)),
-                "n_nonzero_domain": int(np.count_nonzero(est.coef_domain_)),
-                "n_folds": n_folds,
-                "seed": seed,
-                "selection": "cv_paper_grid" if select else "fixed",
-                "n_bootstrap": int(n_bootstrap),
-                "duality_gap": est.duality_gap_,
-            }
-        )
+        # largest first, so the longest fits start early; results come back in submission order
+        order = sorted(range(len(mechs)), key=lambda i: -len(subs[i]))
+        done = Parallel(n_jobs=n_jobs)(delayed(_fit_one)(mechs[i], subs[i], **settings) for i in order)
+        parts = [p for _, p in sorted(zip(order, done), key=lambda t: t[0])]
+    out: dict[str, list[Any]] = {k: [] for k in FRAME_COLUMNS}
+    for part in parts:
+        for k, v in part.items():
+            out[k].extend(v)
+    skipped, params_rows = out["skipped"], out["params"]
 
     result: dict[str, pd.DataFrame] = {}
     for name in ("coefficients", "predictions", "metrics", "local_explanations"):
@@ -305,3 +467,26 @@ def fit_mechanisms(
     result["skipped"] = pd.DataFrame(skipped, columns=FRAME_COLUMNS["skipped"]) if skipped else _empty("skipped")
     result["params"] = pd.DataFrame(params_rows, columns=FRAME_COLUMNS["params"]) if params_rows else _empty("params")
     return result
+
+
+def _fixed(params: dict[str, Any], cfg: dict[str, Any], keys: tuple[str, ...]) -> HMDRClassifier:
+    """An HMDRClassifier at the fixed hyperparameters ``params`` updated with a selected configuration."""
+    hyper = {k: params[k] for k in ("alpha", "lambda_shared", "lambda_domain")}
+    hyper.update({k: cfg[k] for k in ("alpha", "lambda_shared", "lambda_domain") if k in cfg})
+    return HMDRClassifier(**{k: v for k, v in params.items() if k in keys}, **hyper)
+
+
+def _extend_masks(params: dict[str, Any]) -> dict[str, Any]:
+    """Masks of p features extended by one (the control covariate: shared, no domain deviation)."""
+    out = dict(params)
+    if out.get("shared_mask") is not None:
+        out["shared_mask"] = np.append(np.asarray(out["shared_mask"], dtype=bool), True)
+    if out.get("domain_masks"):
+        out["domain_masks"] = {d: np.append(np.asarray(m, dtype=bool), False) for d, m in out["domain_masks"].items()}
+    return out
+
+
+def clone_hmdr(est: HMDRClassifier) -> HMDRClassifier:
+    """An unfitted copy with the fitted estimator's resolved hyperparameters."""
+    return HMDRClassifier(**{**est.get_params(), "alpha": est.alpha_, "lambda_shared": est.lambda_shared_,
+                             "lambda_domain": est.lambda_domain_})

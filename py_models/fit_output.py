@@ -49,7 +49,22 @@ TALL_SCHEMA: dict[str, str] = {
     "n_bootstrap": "float64",
     "selection": "string",
     "duality_gap": "float64",
+    "variant": "string",
+    "control": "string",
+    "feature_scale": "float64",
+    "pooling": "float64",
+    "cv_log_loss": "float64",
 }
+
+
+def skipped_representation(labels: pd.DataFrame, representation: str) -> dict[str, pd.DataFrame]:
+    """Fit-job frames for a representation with no concept column: one ``skipped`` row per mechanism."""
+    rows = (labels.groupby(["mechanism", "mechanism_type"], as_index=False).size()
+            .rename(columns={"size": "n_pairs"}))
+    rows["n_decisive"] = rows["n_pairs"]
+    rows["representation"] = representation
+    rows["reason"] = f"no concept has a {representation}-rep value (e.g. LLM annotations have no raw measurements)"
+    return {"skipped": rows}
 
 
 def to_tall(frames_by_representation: dict[str, dict[str, pd.DataFrame]], fit_id: str) -> pd.DataFrame:

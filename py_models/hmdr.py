@@ -37,7 +37,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._augment import AugmentedDesign, encode_labels, hmdr_objective, rowwise_dot, sigmoid
+from ._augment import UNPENALIZED_FACTOR, AugmentedDesign, encode_labels, hmdr_objective, rowwise_dot, sigmoid
 
 __all__ = ["HMDRClassifier", "default_hyperparameters"]
 
@@ -64,6 +64,10 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
     domain_masks : mapping domain -> bool array (n_features,) or None
         Features where s_d may be non-zero; domains missing from the mapping get
         all features.
+    unpenalized_mask : bool array (n_features,) or None
+        Control covariates (e.g. length, as in Arena's style control): their shared weight is left unpenalised
+        (penalty factor ``UNPENALIZED_FACTOR`` = 1e-4) and they get no domain deviation, so every other weight
+        reads "with the covariates held fixed".
     min_domain_samples : int
         Domains with fewer training pairs (rows with positive weight, before
         symmetrisation) get no s_d (they are fitted and predicted with b alone).
@@ -95,6 +99,7 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         lambda_domain: float | None = None,
         shared_mask: ArrayLike | None = None,
         domain_masks: Mapping[Any, ArrayLike] | None = None,
+        unpenalized_mask: ArrayLike | None = None,
         min_domain_samples: int = 10,
         symmetrize: bool = True,
         tol: float = 1e-6,
@@ -106,6 +111,7 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         self.lambda_domain = lambda_domain
         self.shared_mask = shared_mask
         self.domain_masks = domain_masks
+        self.unpenalized_mask = unpenalized_mask
         self.min_domain_samples = min_domain_samples
         self.symmetrize = symmetrize
         self.tol = tol
@@ -168,6 +174,10 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         self.alpha_, self.lambda_shared_, self.lambda_domain_ = alpha, lam_b, lam_s
 
         shared = self._check_mask(self.shared_mask, p, "shared_mask")
+        free = (np.zeros(p, dtype=bool) if self.unpenalized_mask is None
+                else self._check_mask(self.unpenalized_mask, p, "unpenalized_mask"))
+        shared |= free
+        self.penalty_factor_ = np.where(free, UNPENALIZED_FACTOR, 1.0)
         masks = dict(self.domain_masks or {})
         pos = w > 0
         counts = np.bincount(inv[pos], minlength=n_dom)
@@ -178,10 +188,11 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         widx = np.full(n_dom, -1, dtype=np.intp)
         widx[weighted] = np.arange(int(weighted.sum()))
         domain_cols = [
-            np.flatnonzero(self._check_mask(masks.get(d), p, f"domain_masks[{d!r}]"))
+            np.flatnonzero(self._check_mask(masks.get(d), p, f"domain_masks[{d!r}]") & ~free)
             for d in domains_[weighted]
         ]
-        design = AugmentedDesign(X, y_pm, widx[inv], np.flatnonzero(shared), domain_cols, alpha)
+        design = AugmentedDesign(X, y_pm, widx[inv], np.flatnonzero(shared), domain_cols, alpha,
+                                 shared_penalty_factor=self.penalty_factor_)
         meta = {"weighted_rows": np.flatnonzero(weighted), "n_domains": n_dom, "inv": inv}
         return design, w, meta
 
@@ -308,7 +319,8 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         # penalty counts s_d of all fitted domains; weightless domains are zero by construction
         w = None if sample_weight is None else np.asarray(sample_weight, float)
         return hmdr_objective(
-            X, y_pm, idx, b, S, self.alpha_, self.lambda_shared_, self.lambda_domain_, w, self.symmetrize
+            X, y_pm, idx, b, S, self.alpha_, self.lambda_shared_, self.lambda_domain_, w, self.symmetrize,
+            shared_penalty_factor=self.penalty_factor_,
         )
 
     # -------------------------------------------------------- explanation

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,10 @@ from sklearn.base import clone
 from ._augment import rowwise_dot, sigmoid
 from .hmdr import HMDRClassifier
 
-__all__ = ["PAPER_GRID_DOMAINS", "paper_grid", "stratified_folds", "fit_hmdr_selected", "fit_selected", "score"]
+__all__ = [
+    "PAPER_GRID_DOMAINS", "paper_grid", "stratified_folds", "fit_hmdr_selected", "fit_selected", "score",
+    "HMDRClassifierCV", "choose_config", "lambda_max", "POOLING_RATIOS", "SELECTION_RULES", "GRIDS",
+]
 
 PAPER_GRID_DOMAINS = 8
 
@@ -169,3 +172,237 @@ def fit_selected(
     model = clone(proto).set_params(**best).fit(X, y_arr, domains=dom, sample_weight=w)
     model.selected_config_ = best
     return model
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# HMDRClassifierCV: selection that can choose more pooling than the paper's grid
+# ---------------------------------------------------------------------------------------------------------------
+
+POOLING_RATIOS: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5)  # lambda_domain / lambda_shared below "infinity" (pooled)
+N_LAMBDAS = 8                                             # lambda_shared = lambda_max * 2^-1 ... 2^-8
+SELECTION_RULES = ("one_se_pooling", "min_log_loss", "max_accuracy")
+GRIDS = ("pooling", "paper")
+POOLED = float("inf")
+
+
+def lambda_max(X: Any, y_pm: NDArray[np.float64], w: NDArray[np.float64], alpha: float,
+               penalized: NDArray[np.bool_] | None = None) -> float:
+    """Smallest lambda_shared at which the pooled model (s = 0) is all-zero: (1+alpha)/(2N) max_j |sum w y x_j|."""
+    g = np.abs(np.asarray(X.T @ (w * y_pm)).ravel()) * (1.0 + alpha) / (2.0 * w.sum())
+    if penalized is not None:
+        g = g[penalized]
+    return float(g.max()) if g.size else 0.0
+
+
+def _pair_log_loss(y_pos: NDArray[np.bool_], prob: NDArray[np.float64]) -> NDArray[np.float64]:
+    p = np.clip(prob, 1e-15, 1 - 1e-15)
+    return -np.where(y_pos, np.log(p), np.log1p(-p))
+
+
+def choose_config(table: pd.DataFrame, losses: NDArray[np.float64], rule: str) -> int:
+    """Index of the chosen row of ``table`` (one row per configuration, with ``pooling`` and ``cv_log_loss``,
+    ``cv_accuracy``); ``losses`` holds the per-pair out-of-fold log-losses (configs x pairs).
+
+    ``one_se_pooling``: the lowest mean log-loss, then the *most pooled* configuration (largest lambda_domain /
+    lambda_shared, inf = no deviations; then the larger alpha) whose mean log-loss is within one paired standard
+    error of the best (SE of the per-pair loss differences). Deviations must earn their place on held-out pairs.
+    """
+    if rule not in SELECTION_RULES:
+        raise ValueError(f"selection rule must be one of {SELECTION_RULES}, got {rule!r}")
+    ll = table["cv_log_loss"].to_numpy()
+    if rule == "max_accuracy":
+        order = np.lexsort((ll, -table["cv_accuracy"].to_numpy()))
+        return int(order[0])
+    best = int(np.argmin(ll))
+    if rule == "min_log_loss":
+        return best
+    diff = losses - losses[best][None, :]
+    se = diff.std(axis=1, ddof=1) / np.sqrt(max(losses.shape[1], 1)) if losses.shape[1] > 1 else np.zeros(len(ll))
+    ok = np.flatnonzero(ll <= ll[best] + se)
+    key = np.lexsort((ll[ok], -table["alpha"].to_numpy()[ok], -table["pooling"].to_numpy()[ok]))
+    return int(ok[key[0]])
+
+
+class HMDRClassifierCV(HMDRClassifier):
+    """HMDR with its hyperparameters chosen by k-fold cross-validation, then refitted on all pairs.
+
+    Parameters (besides :class:`HMDRClassifier`'s; its alpha / lambda_* are ignored and chosen here)
+    ----------
+    grid : "pooling" or "paper"
+        ``pooling`` (default): stage 1 fits the pooled model (every s_d = 0) along lambda_shared = lambda_max *
+        2^-k, k = 1..8, and keeps the best lambda_shared by CV log-loss; stage 2 adds domain deviations at that
+        lambda_shared with lambda_domain / lambda_shared in {4, 2, 1, 0.5} and alpha in {1/|D|, 1}. So the
+        selection can always fall back to full pooling (the paper's grid cannot: it has lambda_b >= lambda_s).
+        ``paper``: the 9 configurations of App. C.2 at alpha = 1/|D| (``paper_grid(grid_domains or |D|)``).
+    rule : "one_se_pooling", "min_log_loss" or "max_accuracy"
+        How a configuration is chosen from the CV table (see :func:`choose_config`).
+    n_folds, seed : CV folds, stratified by domain and label (:func:`stratified_folds`), unless ``fit`` gets
+        ``folds``.
+    grid_domains : |D| of the paper grid (default 8, the paper's values); None = the data's |D|.
+
+    Attributes
+    ----------
+    cv_results_ : DataFrame, one row per configuration tried: stage, alpha, lambda_shared, lambda_domain, pooling
+        (lambda_domain / lambda_shared, inf = pooled), cv_log_loss, cv_accuracy, chosen.
+    selected_config_ : dict, the chosen alpha, lambda_shared, lambda_domain and pooling.
+    oof_proba_ : (n,) out-of-fold P(a wins) of the chosen configuration (each pair predicted by the fold model
+        that did not see it; selection itself saw every pair, so these are slightly optimistic).
+    folds_ : (n,) fold id per pair.
+    """
+
+    def __init__(
+        self,
+        grid: str = "pooling",
+        rule: str = "one_se_pooling",
+        n_folds: int = 5,
+        seed: int = 0,
+        grid_domains: int | None = PAPER_GRID_DOMAINS,
+        shared_mask: ArrayLike | None = None,
+        domain_masks: Mapping[Any, ArrayLike] | None = None,
+        unpenalized_mask: ArrayLike | None = None,
+        min_domain_samples: int = 10,
+        symmetrize: bool = True,
+        tol: float = 1e-6,
+        max_iter: int = 1000,
+    ) -> None:
+        super().__init__(shared_mask=shared_mask, domain_masks=domain_masks, unpenalized_mask=unpenalized_mask,
+                         min_domain_samples=min_domain_samples, symmetrize=symmetrize, tol=tol, max_iter=max_iter)
+        self.grid = grid
+        self.rule = rule
+        self.n_folds = n_folds
+        self.seed = seed
+        self.grid_domains = grid_domains
+
+    def _base(self, **hyper: Any) -> HMDRClassifier:
+        keys = ("shared_mask", "domain_masks", "unpenalized_mask", "min_domain_samples", "symmetrize", "tol",
+                "max_iter")
+        return HMDRClassifier(**{**{k: getattr(self, k) for k in keys}, **hyper})
+
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        domains: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
+        folds: ArrayLike | None = None,
+    ) -> "HMDRClassifierCV":
+        """Select on CV folds (``folds``: one id per row, else stratified ``n_folds``), refit on all rows."""
+        if self.grid not in GRIDS:
+            raise ValueError(f"grid must be one of {GRIDS}, got {self.grid!r}")
+        if self.rule not in SELECTION_RULES:
+            raise ValueError(f"rule must be one of {SELECTION_RULES}, got {self.rule!r}")
+        if not (isinstance(self.n_folds, (int, np.integer)) and self.n_folds >= 2):
+            raise ValueError("n_folds must be an int >= 2")
+        n_rows = np.asarray(y).ravel().shape[0]
+        dom = np.full(n_rows, "__all__", dtype=object) if domains is None else np.asarray(domains, dtype=object)
+        probe = self._base(alpha=1.0, lambda_shared=1.0, lambda_domain=1.0)
+        design1, w, meta = probe._prepare(X, y, dom, sample_weight)
+        n_dom = meta["n_domains"]
+        Xc = sp.csr_matrix(X, dtype=np.float64) if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+        y_pm = design1.y_pm
+        y_pos = y_pm > 0
+        fold_ids = (stratified_folds(dom, y_pos, int(self.n_folds), int(self.seed)) if folds is None
+                    else np.asarray(folds).ravel())
+        if fold_ids.shape[0] != n_rows:
+            raise ValueError(f"folds has {fold_ids.shape[0]} entries, X has {n_rows} rows")
+        dom_row = np.full(n_dom, -1, dtype=np.intp)
+        dom_row[meta["weighted_rows"]] = meta["weighted_rows"]
+        idx = dom_row[meta["inv"]]
+        has_dev = bool(len(meta["weighted_rows"]))
+        a_data = 1.0 / n_dom
+        fold_list = [k for k in np.unique(fold_ids) if (fold_ids == k).any() and (w[fold_ids != k] > 0).any()]
+
+        designs: dict[tuple[float, bool], Any] = {}
+
+        def design_for(alpha: float, pooled: bool):
+            key = (alpha, pooled)
+            if key not in designs:
+                m = self._base(alpha=alpha, lambda_shared=1.0, lambda_domain=1.0)
+                if pooled:  # no domain has its own weights: every s_d = 0
+                    m.set_params(min_domain_samples=n_rows + 1)
+                designs[key] = m._prepare(X, y, dom, sample_weight)[0]
+            return designs[key]
+
+        rows: list[dict[str, Any]] = []
+        oof: list[NDArray[np.float64]] = []
+
+        def run_path(stage: str, alpha: float, configs: list[tuple[float, float]], pooled: bool) -> None:
+            design = design_for(alpha, pooled)
+            probs = np.full((len(configs), n_rows), 0.5)
+            for k in fold_list:
+                te = fold_ids == k
+                w_tr = np.where(te, 0.0, w)
+                sub = design.subset(w_tr)
+                warm = None
+                for c, (lb, ls) in enumerate(configs):
+                    res = design.solve(lb, ls if not pooled else lb, w_tr, warm=warm, tol=float(self.tol),
+                                       max_iter=int(self.max_iter), sub=sub)
+                    warm = res
+                    if pooled:
+                        b = np.zeros(design.p)
+                        b[design.shared_cols] = res["beta"][: design.n_shared_cols]
+                        z = np.asarray(Xc[te] @ b).ravel()
+                    else:
+                        b, S = design.unpack(res["beta"], n_dom, meta["weighted_rows"])
+                        z = np.asarray(Xc[te] @ b).ravel() + rowwise_dot(Xc[te], S, idx[te])
+                    probs[c, te] = sigmoid(z)
+            for c, (lb, ls) in enumerate(configs):
+                acc, ll = score(y_pos, probs[c])
+                rows.append({"stage": stage, "alpha": alpha, "lambda_shared": lb,
+                             "lambda_domain": POOLED if pooled else ls,
+                             "pooling": POOLED if pooled else ls / lb, "cv_log_loss": ll, "cv_accuracy": acc})
+                oof.append(probs[c])
+
+        if self.grid == "paper":
+            cfgs = paper_grid(self.grid_domains or n_dom)
+            run_path("paper", a_data, [(g["lambda_shared"], g["lambda_domain"]) for g in cfgs], pooled=not has_dev)
+        else:
+            penal = np.ones(design1.p, dtype=bool)
+            if self.unpenalized_mask is not None:
+                penal = ~np.asarray(self.unpenalized_mask, dtype=bool)
+            lmax = lambda_max(Xc, y_pm, w, a_data, penal)
+            lmax = lmax if lmax > 0 else 1.0
+            path = [lmax * 2.0 ** -(k + 1) for k in range(N_LAMBDAS)]
+            run_path("pooled", a_data, [(lb, lb) for lb in path], pooled=True)
+            if has_dev:
+                lb_star = path[int(np.argmin([r["cv_log_loss"] for r in rows]))]
+                for alpha in sorted({a_data, 1.0}):
+                    run_path("deviations", alpha, [(lb_star, r * lb_star) for r in POOLING_RATIOS], pooled=False)
+        table = pd.DataFrame(rows)
+        losses = np.vstack([_pair_log_loss(y_pos[w > 0], p[w > 0]) for p in oof]) if oof else np.zeros((0, 0))
+        best = choose_config(table, losses, self.rule) if len(table) else 0
+        table["chosen"] = np.arange(len(table)) == best
+        chosen = table.iloc[best].to_dict()
+        alpha, lb, ls = float(chosen["alpha"]), float(chosen["lambda_shared"]), float(chosen["lambda_domain"])
+        if not np.isfinite(ls):  # pooled: the smallest lambda_domain that keeps every s_d exactly zero (KKT), x2
+            ls = self._pooled_lambda_domain(X, y, dom, sample_weight, alpha, lb)
+        final = self._base(alpha=alpha, lambda_shared=lb, lambda_domain=ls)
+        design, w, meta = final._prepare(X, y, dom, sample_weight)
+        res = design.solve(lb, ls, w, tol=float(self.tol), max_iter=int(self.max_iter))
+        for attr in ("n_features_in_", "feature_names_in_", "classes_", "domains_", "domain_n_samples_",
+                     "domains_with_weights_", "has_domain_weights_", "penalty_factor_"):
+            if hasattr(final, attr):
+                setattr(self, attr, getattr(final, attr))
+        self.alpha_, self.lambda_shared_, self.lambda_domain_ = alpha, lb, ls
+        self._store_solution(design, res, meta)
+        self.cv_results_ = table
+        self.selected_config_ = {"alpha": alpha, "lambda_shared": lb, "lambda_domain": ls,
+                                 "pooling": float(chosen["pooling"])}
+        self.oof_proba_ = oof[best] if oof else np.full(n_rows, 0.5)
+        self.folds_ = fold_ids
+        return self
+
+    def _pooled_lambda_domain(self, X, y, dom, sample_weight, alpha: float, lb: float) -> float:
+        pooled = self._base(alpha=alpha, lambda_shared=lb, lambda_domain=lb, min_domain_samples=10**12)
+        pooled.fit(X, y, domains=dom, sample_weight=sample_weight)
+        probe = self._base(alpha=alpha, lambda_shared=lb, lambda_domain=lb)
+        design, w, meta = probe._prepare(X, y, dom, sample_weight)
+        if not len(meta["weighted_rows"]):
+            return 4.0 * lb
+        beta = np.zeros(design.width)
+        beta[: design.n_shared_cols] = pooled.coef_shared_[design.shared_cols]
+        A, ya, wa = design.subset(w)
+        g = design.diagnostics(A, ya, wa, float(w.sum()), beta, design.penalties(lb, lb))["gradient"]
+        g_s = np.abs(g[design.n_shared_cols:])
+        return float(max(2.0 * (g_s.max() if g_s.size else 0.0), 4.0 * lb))

@@ -363,7 +363,8 @@ def make_frame(seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
     return pd.concat(frames, ignore_index=True), cols
 
 
-JOB = {"lambda_shared": 0.02, "lambda_domain": 0.01}  # alpha left at its default 1/|D|
+HYPER = {"lambda_shared": 0.02, "lambda_domain": 0.01}  # fixed lambdas; alpha 1/|D|
+JOB = {**HYPER, "select": False}
 
 
 @pytest.fixture(scope="module")
@@ -448,7 +449,7 @@ def test_fit_job_coefficients_and_local_explanations(job):
     np.testing.assert_allclose(m.contribution, m.total_weight * m.value)
     # contributions add up to the logit of an independent full refit with the same params
     dec = df[(df.mechanism == "judge_planted") & (df.winner != "tie")]
-    ref = HMDRClassifier(**JOB).fit(dec[cols].to_numpy(float), dec.winner.to_numpy(object),
+    ref = HMDRClassifier(**HYPER).fit(dec[cols].to_numpy(float), dec.winner.to_numpy(object),
                                domains=dec.domain.to_numpy(object))
     z_ref = pd.Series(ref.decision_function(dec[cols].to_numpy(float), dec.domain.to_numpy(object)),
                       index=dec.label_id.to_numpy())
