@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from pipelines.annotate import catalog as cat
-from pipelines.annotate import offline
+from pipelines.annotate import offline, scorers
 from pipelines.annotate.catalog import CONCEPTS, CONCEPTS_BY_KEY, OFFLINE_ANNOTATOR, OFFLINE_ANNOTATOR_VERSION
 from pipelines.annotate.offline import annotate_items, annotate_pending, catalog_frame
 from pipelines.annotate.scorers import compare, likert
@@ -152,6 +152,112 @@ CASES: dict[str, tuple[str, str, str]] = {
         "Please note that you should consult a doctor; be careful with the dosage and make sure to read the label.",
         "Take two tablets with water.",
     ),
+    # ---- 2.0: prompt-aware
+    "instruction_following": (
+        "Answer in exactly 3 bullet points: what should I pack for a beach trip?",
+        "- Sunscreen\n- Towel\n- Swimsuit",
+        "- Sunscreen\n- Towel\n- Swimsuit\n- Hat\n- Water",
+    ),
+    "question_coverage": (
+        "What is the capital of France? Which currency does Japan use?",
+        "The capital of France is Paris. Japan uses the yen as its currency.",
+        "The capital of France is Paris, a city of museums.",
+    ),
+    "key_term_coverage": (
+        "Compare the Raspberry Pi and the Arduino for a robotics project.",
+        "The Raspberry Pi runs Linux, while the Arduino is a microcontroller that is great for robotics motors.",
+        "Both boards are popular, so pick the one that fits your needs and budget.",
+    ),
+    "language_match": (
+        "¿Cuál es la capital de Francia? Responde, por favor, con una frase completa.",
+        "La capital de Francia es París, una ciudad muy bonita y llena de historia.",
+        "The capital of France is Paris, a very beautiful city full of history.",
+    ),
+    "numeric_answer": (
+        "How many legs does a spider have?",
+        "A spider has 8 legs.",
+        "Spiders have several legs that help them move quickly.",
+    ),
+    "explicit_answer": (
+        "What is 12 times 11?",
+        "12 times 11 equals 132, so the answer is 132.",
+        "Multiply the tens and the units separately, then add them up.",
+    ),
+    "restatement": (
+        "Why is the sky blue?",
+        "Why is the sky blue? Because air scatters short wavelengths of sunlight more strongly.",
+        "Air molecules scatter short wavelengths of sunlight more strongly than long ones.",
+    ),
+    "prompt_copying": (
+        "Rewrite this sentence more formally: the cat sat on the mat all day long without moving.",
+        "The cat sat on the mat all day long without moving, in a most dignified manner.",
+        "The feline remained upon the rug throughout the entire day, entirely motionless.",
+    ),
+    "code_validity": (
+        "Write a Python function that adds two numbers.",
+        "```python\ndef add(a, b):\n    return a + b\n```",
+        "```python\ndef add(a, b)\n    return a + b\n```",
+    ),
+    # ---- 2.0: form, content and tone
+    "truncation": (
+        "Explain photosynthesis.",
+        "Photosynthesis is the process by which plants convert light energy into chemical energy and",
+        "Photosynthesis is the process by which plants convert light energy into chemical energy.",
+    ),
+    "lead_in": (
+        "What is the capital of France?",
+        "Sure! Great question. Here is the answer you are looking for. Paris is the capital of France.",
+        "Paris is the capital of France.",
+    ),
+    "tables": (
+        "Compare cats and dogs.",
+        "| Trait | Cats | Dogs |\n|---|---|---|\n| Size | Small | Varies |\n| Care | Low | High |",
+        "Cats are small and need little care; dogs vary in size and need more care.",
+    ),
+    "paragraphs": ("Tell me about rivers.", FILLER.replace(". ", ".\n\n"), FILLER),
+    "sentence_length": (
+        "Describe your day.",
+        "I woke up early and walked through the quiet park before breakfast while the city slowly came to life "
+        "around me.",
+        "I woke up. I walked. The park was quiet. I ate. The city woke. It was nice.",
+    ),
+    "complex_words": (
+        "Describe the research.",
+        "Notwithstanding considerable methodological heterogeneity, contemporary epidemiological investigations "
+        "consistently demonstrate statistically significant associations.",
+        "The cat sat. The dog ran. We had fun. It was a sunny day. We ate cake. Then we slept.",
+    ),
+    "math_notation": (
+        "Solve 2x + 3 = 7.",
+        "We have $2x + 3 = 7$, so 2x = 4 and x = 2.",
+        "Subtract three from both sides and then divide by two.",
+    ),
+    "justification": (
+        "Should I water my plants daily?",
+        "No, because overwatering causes root rot, which means the roots cannot breathe.",
+        "No. Water them twice a week.",
+    ),
+    "perspectives": (
+        "Is remote work better?",
+        "It depends on the person. On the other hand, offices help collaboration, so there are several factors "
+        "and trade-offs to weigh.",
+        "Remote work is better.",
+    ),
+    "follow_up_offer": (
+        "How do I boil an egg?",
+        "Boil it for 9 minutes. Let me know if you want peeling tips, or would you like me to explain soft eggs?",
+        "Boil it for 9 minutes, then cool it in cold water.",
+    ),
+    "second_person": (
+        "How do I stay focused?",
+        "You should put your phone away and give yourself short breaks so you can focus.",
+        "Putting phones away and taking short breaks helps people focus on work tasks.",
+    ),
+    "sensitive_vocabulary": (
+        "What happened in the news?",
+        "The suspect used a gun and a bomb in the robbery, and police seized cocaine.",
+        "The weather was sunny and the local team won the match.",
+    ),
 }
 
 
@@ -176,7 +282,7 @@ def _row(out: pl.DataFrame, item_id: str, concept: str) -> dict:
 
 
 def test_catalog_size_and_uniqueness() -> None:
-    assert len(CONCEPTS) >= 20
+    assert len(CONCEPTS) >= 40
     assert len({c.name for c in CONCEPTS}) == len(CONCEPTS)
     assert len({c.key for c in CONCEPTS}) == len(CONCEPTS)
 
@@ -191,6 +297,10 @@ def test_catalog_entry_format(concept: cat.Concept) -> None:
     assert list(concept.bin_edges) == sorted(set(concept.bin_edges)) and len(concept.bin_edges) == 6
     assert concept.definition_hash == hashlib.sha256(concept.definition.encode()).hexdigest()[:16]
     assert re.fullmatch(r"[0-9a-f]{16}", concept.definition_hash)
+    assert concept.transform in cat.MEASURE_TRANSFORMS
+    if "0..1" in concept.unit or "0/1" in concept.unit:  # bounded shares and flags are not log-scaled
+        assert concept.transform == "identity", concept.key
+    assert concept.relevance.describe().startswith(("always relevant", "relevant if"))
 
 
 def test_concept_validation_rejects_bad_definitions_and_edges() -> None:
@@ -202,7 +312,7 @@ def test_concept_validation_rejects_bad_definitions_and_edges() -> None:
 
 def test_version_constants() -> None:
     assert OFFLINE_ANNOTATOR == "offline"
-    assert OFFLINE_ANNOTATOR_VERSION.startswith("offline-")
+    assert OFFLINE_ANNOTATOR_VERSION == "offline-2.0"
 
 
 def test_catalog_frame_matches_raw_concepts(tmp_path: Path) -> None:
@@ -363,7 +473,7 @@ def test_annotate_pending_idempotent(tmp_path: Path) -> None:
     assert annotate_pending(con, batch_size=7, progress=lambda d, t: calls.append((d, t))) == len(rows)
     n = _count(con, "select count(*) from raw.annotations")
     assert n == len(rows) * len(CONCEPTS)
-    assert calls[0] == (0, len(rows)) and calls[-1] == (len(rows), len(rows)) and len(calls) == 1 + 4
+    assert calls[0] == (0, len(rows)) and calls[-1] == (len(rows), len(rows)) and len(calls) == 1 + math.ceil(len(rows) / 7)
     assert _count(con, "select count(*) from raw.concepts") == len(CONCEPTS)
     assert annotate_pending(con) == 0
     assert _count(con, "select count(*) from raw.annotations") == n
@@ -448,3 +558,239 @@ def test_real_items_sanity() -> None:
     rates = dict(zip(by["domain"], by["is_relevant"]))
     if True in rates and False in rates:
         assert rates[True] > rates[False]
+
+
+# ---------------------------------------------------------------- 2.0: prompt-aware concepts
+
+
+def _pair(prompt: str, a: str, b: str, concept: str) -> dict:
+    return _row(annotate_items(_items([(prompt, a, b)])), "it0000", concept)
+
+
+def test_relevance_rules_describe_every_kind() -> None:
+    kinds = {c.relevance.kind for c in CONCEPTS}
+    assert {"prompt_constraints", "prompt_parts", "prompt_question", "prompt_terms", "quantity_question",
+            "prompt_language", "checkable_code"} <= kinds
+    assert "2 distinct sub-questions" in cat.RelevanceRule("prompt_parts", min_count=2).describe()
+    bad = cat.Concept("X", "x", "d", CONCEPTS[0].definition, "u", (1, 2, 3, 4, 5, 6),
+                      relevance=cat.RelevanceRule("nonsense"))  # type: ignore[arg-type]
+    frame = scorers.measure_texts(pl.Series(["p"]), pl.Series(["t"]), ["length"])
+    with pytest.raises(ValueError, match="unknown relevance kind"):
+        scorers.relevance_mask(bad, frame, frame)
+
+
+def test_instruction_following_bullets_and_not_relevant_without_constraints() -> None:
+    prompt = "Answer in exactly 3 bullet points: what should I pack for a beach trip?"
+    three, five = "- Sunscreen\n- Towel\n- Swimsuit", "- Sunscreen\n- Towel\n- Swimsuit\n- Hat\n- Water"
+    r = _pair(prompt, three, five, "Instruction Following")
+    assert r["is_relevant"] and (r["measure_a"], r["measure_b"]) == (1.0, 0.0)
+    assert (r["score_a"], r["score_b"], r["comp_value"]) == (7, 1, 1)
+    free = _pair("What should I pack for a beach trip?", three, five, "Instruction Following")
+    assert free["is_relevant"] is False and free["comp_value"] == 0 and free["score_a"] == 0
+
+
+def test_last_user_turn_of_transcripts() -> None:
+    t = "Human: hi\n\nAssistant: hello, in 5 words\n\nHuman: Write exactly two sentences about cats.\n\nAssistant:"
+    assert scorers.last_user_turn(t) == "Write exactly two sentences about cats."
+    assert scorers.last_user_turn("Write a dialogue:\nUser: hi\nBot: hello") == "Write a dialogue:\nUser: hi\nBot: hello"
+    assert scorers.parse_constraints(scorers.last_user_turn(t).lower()) == (("count", "sentences", 2.0, 2.0),)
+
+
+@pytest.mark.parametrize("prompt, expected", [
+    ("Answer in exactly 3 bullet points.", ("count", "bullets", 3.0, 3.0)),
+    ("Need 300 words on the history of printing.", ("count", "words", 240.0, 360.0)),
+    ("Describe it in under 100 words.", ("count", "words", 1.0, 100.0)),
+    ("Describe it in 50 words or less.", ("count", "words", 1.0, 50.0)),
+    ("Write at least 200 words.", ("count", "words", 200.0, math.inf)),
+    ("Write between 100 and 150 words about cats.", ("count", "words", 100.0, 150.0)),
+    ("Summarize the text in 2-3 sentences.", ("count", "sentences", 2.0, 3.0)),
+    ("Write a two-paragraph story.", ("count", "paragraphs", 2.0, 2.0)),
+    ("Summarize this in one sentence.", ("count", "sentences", 1.0, 1.0)),
+    ("Write a tweet (max 280 characters) about AI.", ("count", "characters", 1.0, 280.0)),
+    ("Write a poem in 4 lines.", ("count", "lines", 4.0, 4.0)),
+    ("Give me 5 ideas for a birthday party.", ("items", 5.0, 5.0)),
+    ("Return the result as JSON.", ("json",)),
+    ("Describe Paris without using any commas.", ("no_commas",)),
+    ('End your response with "Is there anything else?"', ("end_with", "is there anything else?")),
+    ("Start your answer with 'Dear friend'.", ("start_with", "dear friend")),
+    ("Please respond in French.", ("language", "fr")),
+    ("Translate the following English text to Spanish: good morning", ("language", "es")),
+    ("Write a blog post and include a catchy title.", ("title",)),
+    ("Wrap the title in double angular brackets, i.e. <<title>>.", ("title_brackets",)),
+    ("Your entire response should be in lowercase letters.", ("lowercase",)),
+    ("Write a poem in all caps.", ("uppercase",)),
+    ("Include the keywords 'river', 'delta' and 'flood'.", ("keywords", ("river", "delta", "flood"))),
+    ('Do not use the words "very" or "really".', ("forbidden", ("very", "really"))),
+    ("At the end of your response, please add a postscript starting with P.S.", ("postscript",)),
+    ("Answer with yes or no: is the sky blue?", ("yes_no",)),
+    ("Wrap your entire response with double quotation marks.", ("quotes",)),
+    ("Show the results in a table.", ("table",)),
+    ("Explain it in bullet points.", ("list", False)),
+])
+def test_parse_constraints_detects(prompt: str, expected: tuple) -> None:
+    assert expected in scorers.parse_constraints(prompt.lower())
+
+
+@pytest.mark.parametrize("prompt", [
+    "Summarize a meeting from the given list of bullet points.",  # describes the input, not the output
+    "Explain what the first 10 lines of this code do.",
+    "Here are 3 paragraphs about dogs. Summarize them.",
+    "How do I parse JSON in Python?",
+    "What is a key in JSON?",
+    "How do I create a table in MySQL?",
+    "Plan a 5 day trip to Rome.",
+    "What is the capital of France?",
+    "Blog title: Healthy Apple Muffins. Write an introduction.",
+    "How do you say hello in French?",
+])
+def test_parse_constraints_ignores_non_constraints(prompt: str) -> None:
+    assert scorers.parse_constraints(prompt.lower()) == ()
+
+
+@pytest.mark.parametrize("prompt, good, bad", [
+    ("Describe the sea in under 20 words.", "The sea is vast, blue and restless.", FILLER),
+    ("Describe rivers in exactly 2 sentences.", "Rivers flow. They carry sediment.", "Rivers flow. They carry. They end."),
+    ("Write two paragraphs about rivers.", "Rivers flow to the sea.\n\nThey carry sediment.", "Rivers flow to the sea."),
+    ("Give me 3 fruits.", "1. Apple\n2. Pear\n3. Plum", "1. Apple\n2. Pear"),
+    ("Name three countries.", "France, Spain and Italy.", "France and Spain."),
+    ("Return the answer as JSON.", '```json\n{"answer": 4}\n```', "The answer is 4."),
+    ("Describe Paris without using any commas.", "Paris is the capital of France.", "Paris is big, old and busy."),
+    ('End your response with "Any questions?"', "Rivers flow. Any questions?", "Any questions? Rivers flow."),
+    ("Start your answer with 'Dear friend'.", "Dear friend, welcome.", "Hello, dear friend."),
+    ("Please respond in French: what is your name?", "Je m'appelle Claude et je suis ravi de vous aider.",
+     "My name is Claude and I am glad to help you."),
+    ("Write a short poem and give it a title.", "# Autumn\nLeaves fall softly down.", "Leaves fall softly down, and red."),
+    ("Your entire response should be in lowercase letters.", "all quiet here.", "All quiet here."),
+    ("Write a poem in all caps.", "THE SEA IS LOUD.", "The sea is loud."),
+    ("Include the keywords 'river', 'delta' and 'flood'.", "A river builds a delta after each flood.",
+     "Water flows to the sea."),
+    ('Do not use the words "very" or "really".', "It is big.", "It is very, really big."),
+    ("Add a postscript starting with P.S. at the end.", "See you soon.\n\nP.S. Bring snacks.", "See you soon."),
+    ("Answer with yes or no: is water wet?", "Yes.", "Water is a liquid that makes things wet."),
+    ("Wrap your entire response with double quotation marks.", '"Hello there."', "Hello there."),
+    ("Compare cats and dogs in a table.", "| | Cats | Dogs |\n|---|---|---|\n| Size | S | L |", "Cats are small."),
+    ("Explain it in bullet points.", "- First point\n- Second point", "Just one paragraph of prose."),
+    ("Write a tweet (max 50 characters) about AI.", "AI is neat.", "x" * 60),
+])
+def test_each_constraint_kind_is_checked(prompt: str, good: str, bad: str) -> None:
+    r = _pair(prompt, good, bad, "Instruction Following")
+    assert r["is_relevant"], scorers.parse_constraints(prompt.lower())
+    assert (r["measure_a"], r["measure_b"]) == (1.0, 0.0), scorers.parse_constraints(prompt.lower())
+
+
+def test_instruction_following_is_the_share_of_constraints() -> None:
+    prompt = "Describe Paris in under 20 words, without using any commas."
+    r = _pair(prompt, "Paris is the lovely capital of France.", "Paris is big, old and busy.", "Instruction Following")
+    assert r["measure_a"] == 1.0 and r["measure_b"] == 0.5  # the second keeps the length limit only
+    kw = _pair("Include the keywords 'river', 'delta' and 'flood'.", "A river builds a delta.", "Water flows.",
+               "Instruction Following")
+    assert kw["measure_a"] == pytest.approx(2 / 3) and kw["measure_b"] == 0.0  # keywords give partial credit
+
+
+def test_question_coverage_parts_and_relevance() -> None:
+    prompt, full, half = CASES["question_coverage"]
+    r = _pair(prompt, full, half, "Question Coverage")
+    assert (r["measure_a"], r["measure_b"]) == (1.0, 0.5) and r["comp_value"] == 1
+    enumerated = "Please:\n1. Explain how vaccines train immunity\n2. Describe the history of smallpox eradication"
+    r = _pair(enumerated, "Vaccines train immunity with antigens. Smallpox eradication history: 1980.",
+              "Vaccines train immunity with antigens.", "Question Coverage")
+    assert r["is_relevant"] and r["measure_a"] > r["measure_b"]
+    single = _pair("What is the capital of France?", "Paris.", "Lyon.", "Question Coverage")
+    assert single["is_relevant"] is False
+
+
+def test_key_terms_and_relevance() -> None:
+    info, _ = scorers.analyse_prompt('Compare the Raspberry Pi and "edge computing" using MQTT and paho_mqtt.')
+    terms = {t for t, _ in info.terms}
+    assert {"raspberry", "pi", "edge computing", "mqtt", "paho_mqtt"} <= terms
+    assert "compare" not in terms and "using" not in terms
+    r = _pair("be mean to me", "No.", "You are mean.", "Key Term Coverage")
+    assert r["is_relevant"] is False  # no quoted, capitalised, identifier or rare term
+    inflected = _pair("Explain photosynthesis in algae.", "Algae photosynthesise with chlorophyll.", "Plants grow.",
+                      "Key Term Coverage")
+    assert inflected["measure_a"] == 1.0 and inflected["measure_b"] == 0.0
+
+
+def test_language_match_requested_and_unknown() -> None:
+    r = _pair("Please answer in German: how are you?", "Mir geht es gut, danke der Nachfrage, und dir?",
+              "I am fine, thank you for asking, and you?", "Language Match")
+    assert r["is_relevant"] and r["measure_a"] > 0.5 > r["measure_b"] and r["comp_value"] == 1
+    unknown = _pair("2 + 2 = ?", "4", "four", "Language Match")
+    assert unknown["is_relevant"] is False
+    code_only = _pair("Write a Python function that doubles a number.", "```python\ndef f(x):\n    return 2 * x\n```",
+                      "Here is the function you asked for.", "Language Match")
+    assert code_only["is_relevant"] is False  # no prose to identify on one side
+    same = _pair("What is the capital of France?", "Paris is the capital of France.", "The capital is Paris.",
+                 "Language Match")
+    assert same["is_relevant"] and same["comp_value"] == 0
+
+
+def test_numeric_and_explicit_answer_relevance() -> None:
+    early = _pair("How many planets are in the solar system?", "There are 8 planets.",
+                  "The solar system is large and old. Pluto was reclassified after a long debate among astronomers "
+                  "about the definition of planets in the solar system and beyond, which leaves eight planets.",
+                  "Numeric Answer")
+    assert (early["measure_a"], early["measure_b"]) == (1.0, 0.5) and early["comp_value"] == 1
+    assert _pair("Write a poem about spring.", "Spring 2 days", "Spring", "Numeric Answer")["is_relevant"] is False
+    assert _pair("Write a poem about spring.", "The answer is spring.", "Spring", "Explicit Answer")["is_relevant"] is False
+    assert _pair("Is 7 prime", "The answer is yes.", "Yes", "Explicit Answer")["is_relevant"] is True
+
+
+def test_code_validity_parses_but_never_runs(tmp_path: Path) -> None:
+    sentinel = tmp_path / "pwned"
+    evil = f"```python\nimport pathlib\npathlib.Path({str(sentinel)!r}).write_text('x')\n```"
+    r = _pair("Write Python to save a file.", evil, "```python\nimport pathlib\npathlib.Path(\n```", "Code Validity")
+    assert r["is_relevant"] and (r["measure_a"], r["measure_b"]) == (1.0, 0.0)
+    assert not sentinel.exists()
+    no_code = _pair("Write a haiku about autumn.", "Leaves fall softly down", "Red maple whispers", "Code Validity")
+    assert no_code["is_relevant"] is False
+    json_pair = _pair("Give me the config.", '```json\n{"a": [1, 2]}\n```', '```json\n{"a": [1, 2],}\n```',
+                      "Code Validity")
+    assert json_pair["is_relevant"] and (json_pair["measure_a"], json_pair["measure_b"]) == (1.0, 0.0)
+    js_only = _pair("Write a JS function.", "```javascript\nfunction f() { return 1 }\n```", "Use a function.",
+                    "Code Validity")
+    assert js_only["is_relevant"] is False  # only Python and JSON are checkable
+
+
+def test_code_checks_are_capped_and_never_crash() -> None:
+    huge = "```python\n" + "x = 1\n" * 10_000 + "```"
+    assert scorers.code_checks(huge) == (0, 0)  # too big to check: neither parses nor fails
+    deep = "```python\n" + "(" * 5_000 + "```"
+    nul = "```python\nprint('a\x00b')\n```"
+    doctest = "```python\n>>> x = 1\n>>> x + 1\n2\n```"
+    magic = "```python\n%matplotlib inline\nimport numpy as np\n```"
+    bad_json = "```json\n" + "[" * 100_000 + "\n```"
+    assert scorers.code_checks(deep) == (1, 0)
+    assert scorers.code_checks(nul)[0] == 1
+    assert scorers.code_checks(doctest) == (1, 1) and scorers.code_checks(magic) == (1, 1)
+    assert scorers.code_checks(bad_json) == (1, 0)
+    assert scorers.code_checks('{"bare": "json"}') == (1, 1)
+
+
+def test_truncation_flags() -> None:
+    unclosed = _pair("Show code.", "Here:\n```python\nx = 1\n", "Here:\n```python\nx = 1\n```", "Truncation")
+    assert (unclosed["measure_a"], unclosed["measure_b"]) == (1.0, 0.0)
+    listed = _pair("List tips.", "- Use a password manager to store strong unique passwords for every site",
+                   "Use a password manager.", "Truncation")
+    assert listed["measure_a"] == 0.0  # an unpunctuated list item is not a cut-off sentence
+
+
+def test_measure_texts_key_subset_and_relevance_columns() -> None:
+    out = scorers.measure_texts(pl.Series(["Answer in 3 bullet points. What? Why?"]), pl.Series(["- a\n- b\n- c"]),
+                                ["instruction_following", "length"])
+    assert out.columns[:2] == ["instruction_following", "length"]
+    row = out.row(0, named=True)
+    assert row["instruction_following"] == 1.0 and row["n_constraints"] == 1 and row["n_questions"] >= 2
+    assert {"n_parts", "n_terms", "asks_quantity", "lang_known", "checkable_code"} <= set(out.columns)
+
+
+def test_lead_in_counts_interjections_and_announcements_only() -> None:
+    texts = ["OK, so the test is a urine test.", "Sure! Great question. Here is what you need. Paris is the capital.",
+             "Paris is the capital.", "Sure!"]
+    out = scorers.measure_texts(pl.Series(["q"] * len(texts)), pl.Series(texts), ["lead_in"])
+    assert out["lead_in"].to_list() == [1.0, 1.0 + 2.0 + 5.0, 0.0, 1.0]
+
+
+def test_unfenced_python_counts_only_when_the_whole_response_parses() -> None:
+    assert scorers.code_checks("def f(x):\n    return x\n") == (1, 1)
+    assert scorers.code_checks("Use this:\ndef f(x):\n    return x\n") == (0, 0)  # prose around it: not delimitable
