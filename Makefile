@@ -34,6 +34,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_offline_annotator.py
 	$(BIN)/python benchmarks/hmdr_bench.py
+	$(BIN)/python benchmarks/faithfulness.py
 
 docs: $(STAMP)
 	PREFLENS_BUILD_DB=$(CURDIR)/warehouse/preflens.duckdb $(BIN)/dbt docs generate \

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from py_models.representations import REPRESENTATION_NAMES
+
 from . import __version__
 from .config import SAMPLE_PATH, Paths, default_paths
 
@@ -45,13 +47,28 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     inputs = [Path(p) for p in args.paths] if args.paths else [SAMPLE_PATH]
     console.print(f"[bold]preflens {__version__}[/] main job on {', '.join(str(p) for p in inputs)}")
     t0 = time.perf_counter()
-    result = run_pipeline(paths, inputs, console=console, annotator=args.annotator, llm_options=_llm_options(args))
+    result = run_pipeline(paths, inputs, console=console, annotator=args.annotator, llm_options=_llm_options(args),
+                          dbt_vars=_vars(args))
     _print_llm_report(result.llm_report, console)
-    render_summary(load_summary(paths.serve_db), console)
+    rep, summaries = load_summary(paths.serve_db)
+    render_summary(summaries, console, rep)
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())
     console.print(f"Done in {time.perf_counter() - t0:.1f}s ({stages}). Build {result.build_id}.")
     console.print(f"Served copy for SQL/BI: {paths.serve_db}  (Parquet: {paths.exports_dir})")
     return 0
+
+
+def _vars(args: argparse.Namespace) -> dict[str, str]:
+    """``--var KEY=VALUE`` options as a mapping (validated by run.check_dbt_vars)."""
+    from .run import check_dbt_vars
+
+    out: dict[str, str] = {}
+    for item in getattr(args, "var", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--var expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value
+    return check_dbt_vars(out)
 
 
 def cmd_build(args: argparse.Namespace, console: Console) -> int:
@@ -59,7 +76,7 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
     from .run import run_pipeline
 
     paths = _paths(args)
-    result = run_pipeline(paths, [], console=console, skip_ingest=True)
+    result = run_pipeline(paths, [], console=console, skip_ingest=True, dbt_vars=_vars(args))
     console.print(f"build {result.build_id} published to {paths.serve_db}")
     return 0
 
@@ -184,7 +201,8 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     if not paths.serve_db.exists():
         console.print(f"[red]no served copy at {paths.serve_db}; run `preflens run` first[/]")
         return 1
-    render_summary(load_summary(paths.serve_db, representation=args.representation), console, args.representation)
+    rep, summaries = load_summary(paths.serve_db, representation=args.representation)
+    render_summary(summaries, console, rep)
     return 0
 
 
@@ -198,7 +216,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     if not paths.build_db.exists():
         console.print(f"[red]no build warehouse at {paths.build_db}; run `preflens run` first[/]")
         return 1
-    reps = ["comp", "score"] if args.representation == "both" else [args.representation]
+    reps = list(REPRESENTATION_NAMES) if args.representation == "all" else [args.representation]
     with BuildLock(paths.lock_file):
         ev = run_evaluation(
             paths, representations=reps, mechanisms=args.mechanism or None, n_splits=args.splits,
@@ -332,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: llm when an LLM is configured (PREFLENS_LLM_* or preflens.toml), else offline")
     p.add_argument("--budget", type=float, metavar="USD", help="llm: stop before spending more than this")
     p.add_argument("--concepts", metavar="YAML", help="llm: user concepts to add / reword / remove")
+    p.add_argument("--var", action="append", metavar="KEY=VALUE",
+                   help="a fit setting for this build, e.g. --var hmdr_n_bootstrap=0 (repeatable; see docs)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("ingest", help=cmd_ingest.__doc__, description=cmd_ingest.__doc__)
@@ -361,13 +381,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_discover)
 
     p = sub.add_parser("build", help=cmd_build.__doc__, description=cmd_build.__doc__)
+    p.add_argument("--var", action="append", metavar="KEY=VALUE",
+                   help="a fit setting for this build, e.g. --var hmdr_n_bootstrap=0 (repeatable; see docs)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("check", help=cmd_check.__doc__, description=cmd_check.__doc__)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("evaluate", help=cmd_evaluate.__doc__, description=cmd_evaluate.__doc__)
-    p.add_argument("--representation", choices=["comp", "score", "both"], default="comp")
+    p.add_argument("--representation", choices=[*REPRESENTATION_NAMES, "all"], default="measure",
+                   help="representation(s) to evaluate (default measure, the lead one; 'all' = every one)")
     p.add_argument("--protocol", choices=["in_domain", "ood", "both"], default="both")
     p.add_argument("--splits", type=int, default=25, help="in-domain random splits (default 25)")
     p.add_argument("--seeds", type=int, default=5, help="OOD seeds per held-out domain (default 5)")
@@ -377,11 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("summary", help=cmd_summary.__doc__, description=cmd_summary.__doc__)
-    p.add_argument("--representation", choices=["comp", "score"], default="comp")
+    p.add_argument("--representation", choices=REPRESENTATION_NAMES, default=None,
+                   help="default: measure when it was fitted (offline concepts), else comp")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
-    p.add_argument("--representation", choices=["comp", "score"], default="comp")
+    p.add_argument("--representation", choices=REPRESENTATION_NAMES, default=None,
+                   help="default: measure when it was fitted (offline concepts), else comp")
     p.add_argument("--max-domains", type=int, default=5, help="domain panels per mechanism (largest first; default 5)")
     p.add_argument("--top", type=int, default=8, help="concepts per panel, by |global lift| (default 8)")
     p.add_argument("--contrast-domains", type=int, default=3,
@@ -392,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help=cmd_explain.__doc__, description=cmd_explain.__doc__)
     p.add_argument("pair_id", metavar="PAIR_ID", help="a label_id (one verdict) or an item_id (every mechanism that judged it)")
     p.add_argument("--mechanism", help="only this mechanism's verdict (for an item_id)")
-    p.add_argument("--representation", choices=["comp", "score"], default="comp")
+    p.add_argument("--representation", choices=REPRESENTATION_NAMES, default=None,
+                   help="default: measure when it was fitted (offline concepts), else comp")
     p.add_argument("--top", type=int, default=8, help="concepts shown per direction (default 8; --json has all)")
     p.add_argument("--json", action="store_true", help="print the explanation as JSON (full texts, all concepts)")
     p.set_defaults(func=cmd_explain)

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from py_models.features import pivot_features
+from py_models.features import VALUE_COLUMN, pivot_features, representation_settings
+from py_models.fit_job import rms_scale
 from py_models.protocols import EVAL_COLUMNS, VARIANTS, run_protocols
 
 from .config import Paths
-
-VALUE_COLUMN = {"comp": "comp_value", "score": "score_diff"}
 
 EVAL_DDL = """
 create table if not exists raw.eval_results (
@@ -62,12 +61,23 @@ def new_eval_id() -> str:
 
 
 def load_features(con, representation: str) -> tuple[pd.DataFrame, list[str]]:
-    """Labelled pairs x concept values of the last build (the same inputs the main fit uses)."""
+    """Labelled pairs x concept values of the last build (the same inputs the main fit uses).
+
+    Measure-rep columns are divided by their RMS over all pairs of each mechanism (label-free, so no label
+    information leaks into the test parts; the main fit scales on each training part instead)."""
     labels = con.sql("select * from intermediate.int_labelled_pairs").df()
     concepts = con.sql("select * from intermediate.int_item_concepts").df()
     if labels.empty:
         raise RuntimeError("no labelled pairs in the build warehouse; run `preflens run` first")
-    return pivot_features(labels, concepts, VALUE_COLUMN[representation])
+    rep = representation_settings(representation)
+    df, cols = pivot_features(labels, concepts, VALUE_COLUMN[representation], measured_only=rep.measured_only)
+    if not cols:
+        raise RuntimeError(f"no concept has a {representation}-rep value in this build")
+    if rep.standardize:
+        for _, idx in df.groupby("mechanism").groups.items():
+            block = df.loc[idx, cols].to_numpy(dtype=float)
+            df.loc[idx, cols] = block / rms_scale(block)
+    return df, cols
 
 
 def last_build_id(con) -> str | None:
@@ -80,7 +90,7 @@ def last_build_id(con) -> str | None:
 def run_evaluation(
     paths: Paths,
     *,
-    representations: Sequence[str] = ("comp",),
+    representations: Sequence[str] = ("measure",),
     mechanisms: Sequence[str] | None = None,
     variants: Sequence[str] = VARIANTS,
     protocols: Sequence[str] = ("in_domain", "ood"),

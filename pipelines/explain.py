@@ -69,9 +69,10 @@ def load_explanation(
     pair_id: str,
     *,
     mechanism: str | None = None,
-    representation: str = "comp",
+    representation: str | None = None,
 ) -> dict[str, Any]:
-    """The explanation of one label (or of every verdict on one item) as plain data (JSON-ready)."""
+    """The explanation of one label (or of every verdict on one item) as plain data (JSON-ready);
+    ``representation`` None = the lead one (measure when fitted, else comp)."""
     serve_db = Path(serve_db)
     if not serve_db.exists():
         raise ExplainError(f"no served copy at {serve_db}; run `preflens run` first")
@@ -80,6 +81,9 @@ def load_explanation(
         fit_id = con.execute("select max(fit_id) from marts.fct_predictions").fetchone()[0]
         if fit_id is None:
             raise ExplainError(f"{serve_db} holds no predictions yet; run `preflens run` first")
+        from .summary import resolve_representation
+
+        representation = resolve_representation(con, representation)
         kind, full_id = _resolve(con, pair_id)
         col = "label_id" if kind == "label" else "item_id"
         preds = con.execute(
@@ -149,13 +153,15 @@ def _item(con: duckdb.DuckDBPyConnection, item_id: str) -> dict[str, Any]:
 def _value_text(value: float, representation: str) -> str:
     if representation == "comp":
         return "A higher" if value > 0 else "B higher" if value < 0 else "equal"
+    if representation == "measure":
+        return f"A−B {value:+.2f} sd"
     return f"A−B {value:+g}"
 
 
 def _concept_table(title: str, rows: list[dict[str, Any]], representation: str, style: str, limit: int) -> Table:
     t = Table(title=Text(title, style=f"bold {style}"), title_justify="left", expand=False, show_edge=False)
     t.add_column("concept")
-    t.add_column("value" if representation == "comp" else "score diff")
+    t.add_column({"comp": "value", "measure": "measure diff"}.get(representation, "score diff"))
     t.add_column("logit", justify="right")
     t.add_column("local lift", justify="right")
     for c in rows[:limit]:

@@ -91,13 +91,16 @@ def run_pipeline(
     quality_thresholds: dict | None = None,
     annotator: str | None = None,
     llm_options: dict | None = None,
+    dbt_vars: dict[str, object] | None = None,
 ) -> RunResult:
     """Run every stage under the build lock. Raises StageFailed (and records the build as failed).
 
     ``annotator``: ``offline`` or ``llm``; default ``llm`` when an LLM endpoint/model is configured
     (``PREFLENS_LLM_*`` or ``preflens.toml``), else ``offline``. ``llm_options`` go to ``annotate_llm``
-    (``budget_usd``, ``concepts_file``, ``config``).
+    (``budget_usd``, ``concepts_file``, ``config``). ``dbt_vars``: fit settings passed to dbt (``--var`` on the
+    command line), only the names in ``TUNABLE_VARS``.
     """
+    extra_vars = check_dbt_vars(dbt_vars or {})
     console = console or Console()
     inputs = list(inputs) if inputs is not None else [SAMPLE_PATH]
     result = RunResult(build_id=new_build_id())
@@ -108,7 +111,7 @@ def run_pipeline(
             with _progress(console) as progress:
                 _run_stages(
                     paths, inputs, result, progress, ingest_options or {}, skip_ingest, quality_thresholds,
-                    llm_options or {},
+                    llm_options or {}, extra_vars,
                 )
         except StageFailed as exc:
             result.published = False
@@ -130,6 +133,7 @@ def _run_stages(
     skip_ingest: bool,
     quality_thresholds: dict | None,
     llm_options: dict,
+    extra_vars: dict[str, str] | None = None,
 ) -> None:
     from .ingest import ingest_paths
 
@@ -169,9 +173,9 @@ def _run_stages(
         note = _annotate_stage(paths, result, update, llm_options)
         finish("annotate", note)
 
-    dbt_vars = {"annotator": result.annotator, "annotator_version": result.annotator_version}
+    dbt_vars = {**(extra_vars or {}), "annotator": result.annotator, "annotator_version": result.annotator_version}
     for key, value in dbt_vars.items():
-        if not _SAFE_VAR.match(value):
+        if value and not _SAFE_VAR.match(value.replace(",", "")):
             raise StageFailed("dbt build", f"unsafe value for dbt var {key}: {value!r}")
     vars_arg = ["--vars", _yaml_inline(dbt_vars)]
 
@@ -198,7 +202,9 @@ def _run_stages(
         if not report.success:
             finish("checks", "FAILED")
             raise StageFailed("checks", "quality gate failed, not published:\n" + report.format_failures())
-        finish("checks", f"{len(report.results)} expectations passed")
+        warned = report.warnings()
+        finish("checks", f"{len(report.results) - len(warned)} expectations passed"
+               + (f", {len(warned)} recorded warnings" if warned else ""))
 
     with _stage(result, "publish"):
         start("publish")
@@ -260,6 +266,27 @@ def _node_counter(update: Callable[[int, int | None], None]) -> Callable[[str, s
         update(done[0], total or None)
 
     return on_node
+
+
+#: dbt vars a caller may set per build (``preflens run/build --var KEY=VALUE``): the documented fit settings
+TUNABLE_VARS: frozenset[str] = frozenset({
+    "representations", "cv_folds", "top_k", "min_domain_pairs", "hmdr_select", "hmdr_grid", "hmdr_rule",
+    "hmdr_grid_domains", "hmdr_alpha", "hmdr_lambda_shared", "hmdr_lambda_domain", "length_control",
+    "hmdr_n_bootstrap", "fit_jobs",
+})
+
+
+def check_dbt_vars(values: dict[str, object]) -> dict[str, str]:
+    """Validated extra dbt vars as strings (ValueError naming the bad key or value)."""
+    out = {}
+    for key, value in values.items():
+        if key not in TUNABLE_VARS:
+            raise ValueError(f"unknown setting {key!r}; settable: {', '.join(sorted(TUNABLE_VARS))}")
+        text = str(value).strip()
+        if text and not _SAFE_VAR.match(text.replace(",", "")):
+            raise ValueError(f"unsafe value for setting {key}: {text!r}")
+        out[key] = text
+    return out
 
 
 def _yaml_inline(mapping: dict[str, str]) -> str:

@@ -83,6 +83,7 @@ RAW_DDL: dict[str, str] = {
             is_shared        boolean not null,
             domains          varchar[],             -- for specific concepts: where they apply
             definition_hash  varchar not null,
+            measure_transform varchar,              -- measure-rep transform (log1p | identity); null = no raw measure
             primary key (concept, annotator, annotator_version)
         )""",
     # One row per (item, concept, annotator, version): annotate once per item, reuse for every mechanism.
@@ -136,7 +137,8 @@ RAW_DDL: dict[str, str] = {
             unexpected_count bigint,
             unexpected_percent double,
             error            varchar,
-            checked_at       timestamp default current_timestamp
+            checked_at       timestamp default current_timestamp,
+            blocking         boolean default true   -- false: a recorded check whose failure does not stop publication
         )""",
     # ---- LLM method (pipelines/llm, pipelines/annotate/llm.py, pipelines/discover) ----
     # One row per distinct LLM request: key = sha256(model, sampling params, template, template version,
@@ -252,6 +254,14 @@ RAW_DDL: dict[str, str] = {
 }
 
 
+# Columns added after a table first shipped: (table, column, type). ``create table if not exists`` leaves an
+# existing warehouse's tables as they were, so these bring them up to date (idempotent).
+RAW_MIGRATIONS: tuple[tuple[str, str, str], ...] = (
+    ("concepts", "measure_transform", "varchar"),
+    ("quality_results", "blocking", "boolean default true"),
+)
+
+
 def connect(db_path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the build database (creating its folder) with the raw schema in place."""
     db_path = Path(db_path)
@@ -267,3 +277,5 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"create schema if not exists {RAW_SCHEMA}")
     for ddl in RAW_DDL.values():
         con.execute(ddl)
+    for table, column, dtype in RAW_MIGRATIONS:
+        con.execute(f"alter table {RAW_SCHEMA}.{table} add column if not exists {column} {dtype}")

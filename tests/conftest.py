@@ -65,7 +65,7 @@ def write_planted_raw(db_path: Path, n_items: int = 240, seed: int = 7, start: i
         [(d, d) for d in domains],
     )
     con.executemany(
-        "insert or ignore into raw.concepts values (?, 'offline', 'test-1', 'd', ?, 'offline', true, null, 'h')",
+        "insert or ignore into raw.concepts values (?, 'offline', 'test-1', 'd', ?, 'offline', true, null, 'h', null)",
         [(c, f"A high score indicates {c}; A low score indicates not {c}.") for c in concepts],
     )
     con.executemany(

@@ -74,7 +74,8 @@ def write_served(db: Path, judge_mechanism: str = f"judge:{JUDGE}", domains: tup
     con = duckdb.connect(str(db))
     con.execute("create schema marts")
     con.execute("""create table marts.fct_concept_effects (fit_id varchar, mechanism varchar, representation varchar,
-                   domain varchar, concept varchar, total_weight double, global_lift_pct double)""")
+                   domain varchar, concept varchar, total_weight double, global_lift_pct double,
+                   control varchar default 'none')""")
     con.execute("create table marts.dim_concepts (concept varchar, definition varchar)")
     rows = []
     for fit, scale in (("20260101T000000Z", -1.0), ("20260102T000000Z", 1.0)):   # an older fit with flipped weights
@@ -82,7 +83,8 @@ def write_served(db: Path, judge_mechanism: str = f"judge:{JUDGE}", domains: tup
             for c, (wj, wh) in CONCEPTS.items():
                 rows += [(fit, judge_mechanism, "comp", dom, c, scale * wj, 50 * scale * wj),
                          (fit, HUMAN, "comp", dom, c, scale * wh, 50 * scale * wh)]
-    con.executemany("insert into marts.fct_concept_effects values (?, ?, ?, ?, ?, ?, ?)", rows)
+    con.executemany("insert into marts.fct_concept_effects (fit_id, mechanism, representation, domain, concept, "
+                    "total_weight, global_lift_pct) values (?, ?, ?, ?, ?, ?, ?)", rows)
     con.executemany("insert into marts.dim_concepts values (?, ?)", [
         (c, f"A high score indicates the response shows {c.lower()}; A low score indicates it does not")
         for c in CONCEPTS])

@@ -133,7 +133,7 @@ def test_recycled_pool_sees_the_next_publication(served: tuple[Path, Path, Path]
         with engine.connect() as conn:
             before = conn.execute(q).scalar()
         mutate(build, "insert into marts.fct_model_metrics "
-                      "values ('fit2', 'judge:gpt-4', 'judge', 'comp', 'code', 'cv', 3, 0.99, 0.4)")
+                      "values ('fit2', 'judge:gpt-4', 'judge', 'comp', 'hmdr', 'code', 'cv', 3, 0.99, 0.4)")
         publish(build, serve, exports)
         with engine.connect() as conn:  # NullPool: a fresh DuckDB connection on the new file
             assert conn.execute(q).scalar() == before + 1

@@ -177,7 +177,7 @@ def test_earlier_fits_stay_queryable(tmp_path: Path) -> None:
     moved = q(
         paths,
         """select count(*) from (
-               select concept, domain, mechanism, representation, count(distinct fit_id) as n
+               select concept, domain, mechanism, representation, control, count(distinct fit_id) as n
                from marts.fct_concept_effects group by all having n = 2)""",
     )[0][0]
     assert moved == fits[0][1]

@@ -91,18 +91,18 @@ def test_explain_on_the_sample(sample_served: Path) -> None:
         label, item, mech, prob = con.execute(
             """select p.label_id, p.item_id, p.mechanism, p.prob_a from marts.fct_predictions p
                join marts.fct_local_explanations l using (fit_id, label_id, mechanism, representation)
-               where p.representation = 'comp' and p.fit_id = (select max(fit_id) from marts.fct_predictions)
+               where p.representation = 'measure' and p.fit_id = (select max(fit_id) from marts.fct_predictions)
                group by all order by count(*) desc, p.label_id limit 1""").fetchone()
-        n_item = con.execute("select count(*) from marts.fct_predictions where representation = 'comp' "
+        n_item = con.execute("select count(*) from marts.fct_predictions where representation = 'measure' "
                              "and item_id = ?", [item]).fetchone()[0]
-        n_local = con.execute("select count(*) from marts.fct_local_explanations where representation = 'comp' "
+        n_local = con.execute("select count(*) from marts.fct_local_explanations where representation = 'measure' "
                               "and label_id = ? and contribution <> 0", [label]).fetchone()[0]
     finally:
         con.close()
     proc = explain(sample_served, label)
     assert proc.returncode == 0, proc.stderr
     assert mech in proc.stdout and f"P(A wins) = {prob:.2f}" in proc.stdout and "actual winner" in proc.stdout
-    assert "Prompt" in proc.stdout
+    assert "Prompt" in proc.stdout and "measure diff" in proc.stdout  # the lead representation by default
     data = json.loads(explain(sample_served, label, "--json").stdout)
     v = data["verdicts"][0]
     assert math.isclose(v["prob_a"], prob) and len(v["toward_a"]) + len(v["toward_b"]) == n_local >= 1

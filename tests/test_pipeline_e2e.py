@@ -85,3 +85,60 @@ def test_summary_command_reads_the_served_copy(first_run: tuple[Path, subprocess
     proc = preflens(wh, "summary", "--representation", "score")
     assert proc.returncode == 0, proc.stderr
     assert "score-rep" in proc.stdout
+
+
+def test_sample_build_publishes_measure_rep_baselines_and_length_control(
+    first_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    """Issue 9: the measure representation leads, every mechanism carries its length-only and style baselines on
+    the same folds, the chosen configuration is recorded, and the length-controlled effects sit beside the plain
+    ones."""
+    wh, proc = first_run
+    con = duckdb.connect(str(wh / "serve" / "preflens.duckdb"), read_only=True)
+    try:
+        variants = con.execute(
+            """select representation, variant, count(distinct mechanism) from marts.fct_model_metrics
+               where domain = '__all__' group by all"""
+        ).fetchall()
+        base = con.execute(
+            """select count(*), count(accuracy_style), count(accuracy_length_only)
+               from marts.rpt_model_baselines where representation = 'measure'"""
+        ).fetchone()
+        controls = {r[0] for r in con.execute("select distinct control from marts.fct_concept_effects").fetchall()}
+        ctrl_rows = con.execute(
+            """select count(*) from marts.fct_concept_effects
+               where control = 'length' and concept = 'Length control (log word-count ratio)'
+                 and domain = '__shared__' and total_weight <> 0"""
+        ).fetchone()[0]
+        # measure-rep: the feature is the transformed difference, and the fit's scale is its RMS over the pairs
+        check = con.execute(
+            """with p as (
+                   select c.concept, c.measure_a, c.measure_b, c.measure_diff, c.is_relevant, d.measure_transform
+                   from marts.fct_pair_concepts c join marts.dim_concepts d using (concept)
+               )
+               select max(abs(measure_diff - case when not is_relevant then 0
+                          when measure_transform = 'log1p'
+                            then sign(measure_a) * ln(1 + abs(measure_a)) - sign(measure_b) * ln(1 + abs(measure_b))
+                          else measure_a - measure_b end)),
+                      count(*) filter (where measure_transform not in ('log1p', 'identity'))
+               from p"""
+        ).fetchone()
+        scales = con.execute(
+            """select min(feature_scale), max(feature_scale) from marts.fct_concept_effects
+               where representation = 'measure' and control = 'none'"""
+        ).fetchone()
+    finally:
+        con.close()
+    by = {(r, v): n for r, v, n in variants}
+    n_mech = by[("measure", "hmdr")]
+    assert n_mech >= 15
+    for rep in ("measure", "comp", "score"):
+        for v in ("hmdr", "length_only", "style"):
+            assert by.get((rep, v)) == n_mech, (rep, v)
+        # the length-controlled refit is fitted for the lead representation only
+        assert by.get((rep, "hmdr_length_control")) == (n_mech if rep == "measure" else None), rep
+    assert base == (n_mech, n_mech, n_mech)
+    assert controls == {"none", "length"} and ctrl_rows >= 1
+    assert check[0] < 1e-9 and check[1] == 0
+    assert scales[0] > 0 and scales[1] < 1e3
+    assert "measure-rep" in proc.stdout and "vs length only" in proc.stdout and "vs style baseline" in proc.stdout

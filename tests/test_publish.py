@@ -182,7 +182,7 @@ def test_reader_in_another_process_does_not_block_and_keeps_old_snapshot(
         # new build content, republished while the reader holds the served file open read-only
         mutate(build, """
             insert into marts.fct_model_metrics
-            values ('fit2', 'judge:gpt-4', 'judge', 'comp', 'code', 'cv', 3, 0.99, 0.4)
+            values ('fit2', 'judge:gpt-4', 'judge', 'comp', 'hmdr', 'code', 'cv', 3, 0.99, 0.4)
         """)
         result = publish(build, serve, exports)
         assert result.row_counts["marts.fct_model_metrics"] == before[0] + 1

@@ -69,7 +69,7 @@ select 'fit1' as fit_id, m.mechanism, m.mechanism_type, r.representation, d.doma
        0.5::double as shared_weight, 0.1::double as domain_deviation, 0.6::double as total_weight,
        12.5::double as shared_lift_pct, -3.0::double as deviation_lift_pct,
        case c.concept when 'clarity' then 20.0 when 'safety' then -12.0 else 9.5 end::double as global_lift_pct,
-       25 as n_pairs, true as has_domain_weights
+       25 as n_pairs, true as has_domain_weights, 'none' as control, 1.0::double as feature_scale
 from (values ('judge:gpt-4', 'judge'), ('human:crowd', 'human')) m(mechanism, mechanism_type),
      (values ('comp'), ('score')) r(representation),
      (values ('code'), ('chat')) d(domain),
@@ -82,7 +82,7 @@ select 'fit1' as fit_id, f.label_id, f.item_id, f.mechanism, f.domain, r.represe
 from marts.fct_pair_features_comp f, (values ('comp'), ('score')) r(representation);
 
 create table marts.fct_model_metrics as
-select fit_id, mechanism, 'judge' as mechanism_type, representation, domain, 'cv' as protocol,
+select fit_id, mechanism, 'judge' as mechanism_type, representation, 'hmdr' as variant, domain, 'cv' as protocol,
        count(*) as n_pairs, avg(is_correct::int)::double as accuracy, 0.69::double as log_loss
 from marts.fct_predictions group by all;
 
@@ -288,7 +288,8 @@ def test_report_frame_is_typed_for_duckdb_even_when_all_null(build_db: Path) -> 
     types = dict(con.execute("select column_name, column_type from (describe select * from q)").fetchall())
     assert types == {"suite": "VARCHAR", "table": "VARCHAR", "expectation_type": "VARCHAR", "column": "VARCHAR",
                      "success": "BOOLEAN", "expected": "VARCHAR", "observed": "VARCHAR",
-                     "unexpected_count": "BIGINT", "unexpected_percent": "DOUBLE", "error": "VARCHAR"}
+                     "unexpected_count": "BIGINT", "unexpected_percent": "DOUBLE", "error": "VARCHAR",
+                     "blocking": "BOOLEAN"}
 
 
 def test_optional_missing_table_is_skipped(build_db: Path) -> None:

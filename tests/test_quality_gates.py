@@ -43,12 +43,15 @@ def test_new_suites_pass_or_skip_with_a_reason_on_the_consistent_fixture(build_d
     assert report.skip_reasons == {
         "swap_consistency": "no swap-checked annotations for the annotator(s) in use (the offline annotator has none)",
         "llm_parse_failures": "no LLM annotator in use",
+        # this fixture has no measure-rep table and no baseline view (optional tables)
+        "features_measure": "table marts.fct_pair_features_measure does not exist",
+        "beats_length_only": "table marts.rpt_model_baselines does not exist",
     }
     frame = report.to_frame()
     skipped = frame[frame["expectation_type"] == "suite_skipped"]
-    assert set(skipped["suite"]) == {"swap_consistency", "llm_parse_failures"}
+    assert set(skipped["suite"]) == set(report.skip_reasons)
     assert skipped["observed"].str.startswith("skipped: ").all() and skipped["success"].all()
-    assert "skipped: swap_consistency, llm_parse_failures" in report.format_failures()
+    assert "skipped: features_measure, swap_consistency, llm_parse_failures, beats_length_only" in report.format_failures()
 
 
 def test_defaults_match_the_dbt_vars() -> None:
@@ -131,7 +134,7 @@ def test_shared_rows_are_not_domain_weights(build_db: Path) -> None:
     mutate(build_db, """
         insert into marts.fct_concept_effects
         select fit_id, mechanism, mechanism_type, representation, '__shared__', concept, shared_weight, 0.0,
-               shared_weight, shared_lift_pct, 0.0, shared_lift_pct, 3, false
+               shared_weight, shared_lift_pct, 0.0, shared_lift_pct, 3, false, control, feature_scale
         from marts.fct_concept_effects where domain = 'code'
     """)
     assert run_quality_checks(build_db, only=["domain_weights_min_pairs"]).success

@@ -232,7 +232,8 @@ def _now() -> datetime:
 def write_concepts(con: duckdb.DuckDBPyConnection, version: str, concepts: Sequence[LLMConcept]) -> None:
     con.execute("delete from raw.concepts where annotator = ? and annotator_version = ?", [LLM_ANNOTATOR, version])
     con.executemany(
-        "insert into raw.concepts values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "insert into raw.concepts (concept, annotator, annotator_version, description, definition, origin, is_shared,"
+        " domains, definition_hash) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(c.name, LLM_ANNOTATOR, version, c.description or c.name, c.definition, c.origin, c.is_shared,
           list(c.domains) or None, c.definition_hash) for c in concepts],
     )

@@ -22,7 +22,7 @@ ANNOTATION_COLUMNS: tuple[str, ...] = (
 )
 CONCEPT_COLUMNS: tuple[str, ...] = (
     "concept", "annotator", "annotator_version", "description", "definition", "origin", "is_shared",
-    "domains", "definition_hash",
+    "domains", "definition_hash", "measure_transform",
 )
 
 ANNOTATION_SCHEMA: dict[str, pl.DataType] = {
@@ -50,6 +50,7 @@ def catalog_frame() -> pl.DataFrame:
             "is_shared": [c.is_shared for c in CONCEPTS],
             "domains": pl.Series([None] * len(CONCEPTS), dtype=pl.List(pl.String)),
             "definition_hash": [c.definition_hash for c in CONCEPTS],
+            "measure_transform": [c.transform for c in CONCEPTS],
         }
     ).select(CONCEPT_COLUMNS)
 

@@ -47,7 +47,7 @@ class Explanations:
                 raise ApplyError(f"{serve_db} holds no fitted model yet")
             rows = con.execute(
                 """select mechanism, domain, concept, total_weight from marts.fct_concept_effects
-                   where fit_id = ? and representation = ?""", [fit, representation]).fetchall()
+                   where fit_id = ? and representation = ? and control = 'none'""", [fit, representation]).fetchall()
             self.definitions = {c: d for c, d in con.execute("select concept, definition from marts.dim_concepts")
                                 .fetchall()}
         except duckdb.CatalogException as exc:

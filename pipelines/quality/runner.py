@@ -6,6 +6,7 @@ GE 1.x has no working DuckDB path (see ecosystem.md A.3), so each table is read 
 
 from __future__ import annotations
 
+
 import json
 import math
 import time
@@ -45,6 +46,7 @@ _FRAME_DTYPES: dict[str, str] = {
     "unexpected_count": "Int64",
     "unexpected_percent": "Float64",
     "error": "string",
+    "blocking": "bool",
 }
 
 
@@ -62,6 +64,8 @@ class QualityResult:
     unexpected_count: int | None = None
     unexpected_percent: float | None = None
     error: str | None = None
+    #: False for a recorded, non-blocking check: its failure does not stop publication
+    blocking: bool = True
     #: the suite did not apply (reason in ``observed``); counts as passed. Not a column of :meth:`to_frame`
     #: (there ``observed`` starts with ``skipped:``).
     skipped: bool = False
@@ -101,10 +105,16 @@ class QualityReport:
 
     @property
     def success(self) -> bool:
-        return all(r.success for r in self.results)
+        """True when every *blocking* expectation passed (non-blocking failures are warnings)."""
+        return all(r.success or not r.blocking for r in self.results)
 
     def failures(self) -> list[QualityResult]:
-        return [r for r in self.results if not r.success]
+        """Failed blocking expectations: what stops publication."""
+        return [r for r in self.results if not r.success and r.blocking]
+
+    def warnings(self) -> list[QualityResult]:
+        """Failed non-blocking expectations: recorded and shown, publication goes ahead."""
+        return [r for r in self.results if not r.success and not r.blocking]
 
     def to_frame(self) -> pd.DataFrame:
         """One row per expectation, typed so DuckDB infers VARCHAR/BOOLEAN/BIGINT/DOUBLE even when all null.
@@ -124,6 +134,10 @@ class QualityReport:
         lines = [f"{len(fails)} of {n} expectations failed:"]
         lines += [f"  - {r.describe()}" for r in fails]
         return "\n".join(lines)
+
+    def format_warnings(self) -> str:
+        """The failed non-blocking checks (recorded, publication goes ahead), one line each; '' when none."""
+        return "\n".join(f"  - {r.describe()}" for r in self.warnings())
 
     def __str__(self) -> str:
         return self.format_failures()
@@ -333,7 +347,10 @@ def run_quality_checks(
                 ti = time.perf_counter()
                 runner = _GxRunner()
                 report.timings["gx_setup"] = time.perf_counter() - ti
-            report.results.extend(runner.validate(spec, df, sdef.row_label))
+            results = runner.validate(spec, df, sdef.row_label)
+            if not sdef.blocking:
+                results = [replace(r, blocking=False) for r in results]
+            report.results.extend(results)
             report.timings[sdef.name] = time.perf_counter() - t
     finally:
         if own:

@@ -40,7 +40,7 @@ SCORE_VALUES: tuple[int, ...] = tuple(range(0, 8))
 #: Non-concept columns of the wide feature tables; every other column is a concept.
 FEATURE_KEY_COLUMNS: tuple[str, ...] = ("label_id", "item_id", "mechanism", "mechanism_type", "domain", "winner")
 PAIR_CONCEPT_KEY: tuple[str, ...] = ("item_id", "concept", "annotator", "annotator_version")
-EFFECTS_KEY: tuple[str, ...] = ("fit_id", "mechanism", "representation", "domain", "concept")
+EFFECTS_KEY: tuple[str, ...] = ("fit_id", "mechanism", "representation", "control", "domain", "concept")
 PREDICTIONS_KEY: tuple[str, ...] = ("fit_id", "label_id", "representation")
 LOCAL_EXPLANATIONS_KEY: tuple[str, ...] = ("fit_id", "label_id", "representation", "concept")
 
@@ -164,6 +164,8 @@ class SuiteDefinition:
     frame: FrameBuilder | None = None
     optional_table: bool = False
     row_label: str | None = None
+    #: False: failures are recorded (raw.quality_results.blocking = false) and shown, but do not stop publication
+    blocking: bool = True
 
     def spec(
         self, con: duckdb.DuckDBPyConnection, columns: Sequence[str], thresholds: QualityThresholds
@@ -285,7 +287,12 @@ def annotations_expectations(
     return out
 
 
-def _features_expectations(value_set: Sequence[int]) -> Callable[..., list[ExpectationSpec]]:
+def _features_expectations(
+    value_set: Sequence[int] | None, bound: float | None = None, match_concepts: bool = True
+) -> Callable[..., list[ExpectationSpec]]:
+    """Wide feature-table checks: keys, one row per decisive pair, concept columns in ``value_set`` (or within
+    +-``bound``), and (``match_concepts``) exactly the catalog's concepts as columns."""
+
     def build(con: duckdb.DuckDBPyConnection, columns: Sequence[str], th: QualityThresholds) -> list[ExpectationSpec]:
         concepts = [c for c in columns if c not in FEATURE_KEY_COLUMNS]
         out = _not_null(FEATURE_KEY_COLUMNS)
@@ -295,7 +302,7 @@ def _features_expectations(value_set: Sequence[int]) -> Callable[..., list[Expec
             # at least one concept column
             _e("ExpectTableColumnCountToBeBetween", min_value=len(FEATURE_KEY_COLUMNS) + 1),
         ]
-        if th.feature_columns_match_concepts:
+        if th.feature_columns_match_concepts and match_concepts:
             try:
                 expected_cols = [*FEATURE_KEY_COLUMNS, *_mart_concepts(con)]
                 out.append(_e("ExpectTableColumnsToMatchSet", column_set=expected_cols, exact_match=True))
@@ -306,7 +313,10 @@ def _features_expectations(value_set: Sequence[int]) -> Callable[..., list[Expec
                     )
                 )
         for c in concepts:
-            out.append(_e("ExpectColumnValuesToBeInSet", column=c, value_set=list(value_set)))
+            if value_set is not None:
+                out.append(_e("ExpectColumnValuesToBeInSet", column=c, value_set=list(value_set)))
+            else:
+                out.append(_e("ExpectColumnValuesToBeBetween", column=c, min_value=-bound, max_value=bound))
             if not th.feature_nulls_allowed:
                 out.append(_e("ExpectColumnValuesToNotBeNull", column=c))
         out.append(expected_feature_rows(con, th))
@@ -317,6 +327,41 @@ def _features_expectations(value_set: Sequence[int]) -> Callable[..., list[Expec
 
 features_comp_expectations = _features_expectations(COMP_VALUES)
 features_score_expectations = _features_expectations(SCORE_DIFF_VALUES)
+#: measure-rep: transformed differences are finite and bounded (log1p of counts <= ~25, identity of 0..100 scores);
+#: only concepts with a raw measurement are columns, so the catalog match does not apply
+MEASURE_DIFF_BOUND = 1000.0
+features_measure_expectations = _features_expectations(None, bound=MEASURE_DIFF_BOUND, match_concepts=False)
+
+
+def measure_features_frame(con: duckdb.DuckDBPyConnection, th: QualityThresholds) -> FrameQuery | Skip | None:
+    """The measure-rep table as is, or skipped when no concept has a raw measurement (LLM annotations)."""
+    cols = table_columns(con, MARTS, "fct_pair_features_measure") or []
+    if not [c for c in cols if c not in FEATURE_KEY_COLUMNS]:
+        return Skip("no concept has a raw measurement (measure-rep not fitted)")
+    return None
+
+
+def baselines_frame(con: duckdb.DuckDBPyConnection, th: QualityThresholds) -> FrameQuery | Skip:
+    """Per mechanism and representation of the latest fit: does the concept model beat length alone?"""
+    if table_columns(con, MARTS, "rpt_model_baselines") is None:
+        return Skip("rpt_model_baselines does not exist")
+    return FrameQuery(
+        f"""
+        select mechanism, representation, accuracy, accuracy_length_only, beats_length_only,
+               mechanism || ' / ' || representation || ': ' || cast(round(100 * accuracy, 1) as varchar)
+                 || '% vs length only ' || coalesce(cast(round(100 * accuracy_length_only, 1) as varchar), '?')
+                 || '%' as row_label
+        from {qualified(MARTS, 'rpt_model_baselines')}
+        where accuracy_length_only is not null
+        """
+    )
+
+
+def baselines_expectations(
+    con: duckdb.DuckDBPyConnection, columns: Sequence[str], th: QualityThresholds
+) -> list[ExpectationSpec]:
+    """Recorded, not blocking: the explanation should predict better than response length alone."""
+    return [_e("ExpectColumnValuesToBeInSet", column="beats_length_only", value_set=[True])]
 
 
 def _lift_bounds(columns: Sequence[str], th: QualityThresholds) -> list[ExpectationSpec]:
@@ -647,6 +692,8 @@ SUITES: tuple[SuiteDefinition, ...] = (
     SuiteDefinition("annotations", MARTS, "fct_pair_concepts", annotations_expectations),
     SuiteDefinition("features_comp", MARTS, "fct_pair_features_comp", features_comp_expectations),
     SuiteDefinition("features_score", MARTS, "fct_pair_features_score", features_score_expectations),
+    SuiteDefinition("features_measure", MARTS, "fct_pair_features_measure", features_measure_expectations,
+                    frame=measure_features_frame, optional_table=True),
     SuiteDefinition("concept_effects", MARTS, "fct_concept_effects", effects_expectations),
     SuiteDefinition("predictions", MARTS, "fct_predictions", predictions_expectations),
     SuiteDefinition("model_metrics", MARTS, "fct_model_metrics", metrics_expectations),
@@ -664,6 +711,8 @@ SUITES: tuple[SuiteDefinition, ...] = (
     SuiteDefinition("top_concepts_ranks", MARTS, "rpt_top_concepts", top_concepts_ranks_expectations,
                     frame=top_concepts_ranks_frame, row_label="row_label"),
     SuiteDefinition("builds", MARTS, "fct_builds", builds_expectations),
+    SuiteDefinition("beats_length_only", MARTS, "rpt_model_baselines", baselines_expectations,
+                    frame=baselines_frame, optional_table=True, row_label="row_label", blocking=False),
 )
 """Every suite, in run order. Suite names are the keys of ``optional`` / ``only`` in the runner."""
 

@@ -79,6 +79,8 @@ class ReportData:
     metrics: pd.DataFrame  # overall held-out accuracy per mechanism x representation (+ wilson ci)
     model_comparison: pd.DataFrame | None
     notes: list[str] = field(default_factory=list)
+    #: shared weights b of the length-controlled refit (control = 'length'), one row per mechanism x concept
+    controlled: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def mechanism_order(self) -> list[str]:
@@ -103,7 +105,7 @@ def _effects(con: duckdb.DuckDBPyConnection, fit_id: str | None, representation:
                    shared_lift_pct, deviation_lift_pct, global_lift_pct, n_pairs, has_domain_weights,
                    {', '.join(extra)}
             from marts.fct_concept_effects
-            where fit_id = ? and representation = ?""",
+            where fit_id = ? and representation = ?{" and control = 'none'" if "control" in cols else ""}""",
         [fit_id, representation],
     ).df()
     has_ci = bool(ci) and df["ci_low"].notna().any()
@@ -119,11 +121,13 @@ def _build(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
 
 
 def _metrics(con: duckdb.DuckDBPyConnection, fit_id: str | None) -> pd.DataFrame:
+    variant = "variant" if "variant" in set(table_columns(con, "fct_model_metrics")) else "'hmdr'"
     df = con.execute(
-        """select mechanism, mechanism_type, representation, protocol, n_pairs, accuracy, log_loss
+        f"""select mechanism, mechanism_type, representation, {variant} as variant, protocol, n_pairs, accuracy,
+                   log_loss
            from marts.fct_model_metrics
            where fit_id = (select max(fit_id) from marts.fct_model_metrics) and domain = ?
-           order by mechanism, representation, protocol""",
+           order by mechanism, representation, {variant} = 'hmdr' desc, variant, protocol""",
         [ALL],
     ).df()
     if df.empty:
@@ -134,12 +138,16 @@ def _metrics(con: duckdb.DuckDBPyConnection, fit_id: str | None) -> pd.DataFrame
     return df
 
 
-def load_report_data(serve_db: Path, representation: str = "comp") -> ReportData:
-    """Read every frame the report needs from the served copy (read-only)."""
+def load_report_data(serve_db: Path, representation: str | None = None) -> ReportData:
+    """Read every frame the report needs from the served copy (read-only); ``representation`` None = the lead
+    one of the latest fit (measure when fitted, else comp)."""
     con = connect_served(serve_db)
     try:
         if not table_columns(con, "fct_concept_effects"):
             raise ReportDataError(f"{serve_db} has no marts.fct_concept_effects; is it a preflens served copy?")
+        from ..summary import resolve_representation
+
+        representation = resolve_representation(con, representation)
         fit_id = latest_fit_id(con)
         if fit_id is None:
             raise ReportDataError(f"{serve_db} holds no fitted model yet (fct_concept_effects is empty)")
@@ -172,11 +180,18 @@ def load_report_data(serve_db: Path, representation: str = "comp") -> ReportData
         if table_columns(con, "rpt_model_comparison"):
             comparison = con.execute("select * from marts.rpt_model_comparison").df()
         metrics = _metrics(con, fit_id)
+        controlled = pd.DataFrame()
+        if "control" in set(table_columns(con, "fct_concept_effects")):
+            controlled = con.execute(
+                """select mechanism, concept, global_lift_pct from marts.fct_concept_effects
+                   where fit_id = ? and representation = ? and control = 'length' and domain = '__shared__'""",
+                [fit_id, representation],
+            ).df()
         return ReportData(
             serve_db=Path(serve_db), representation=representation, fit_id=fit_id, build=_build(con),
             counts=counts, effects=effects, has_ci=has_ci, has_selection=has_sel, mechanisms=mechanisms,
             pairs=pairs, agreement=agreement, annotation_quality=quality, metrics=metrics,
-            model_comparison=comparison, notes=notes,
+            model_comparison=comparison, notes=notes, controlled=controlled,
         )
     finally:
         con.close()

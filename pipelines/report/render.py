@@ -127,7 +127,8 @@ def _figure1_section(d: ReportData, max_domains: int, top_k: int, order: list[st
  '<span class="muted">No bootstrap intervals in this build (no whiskers).</span>'}
 {'Grey concepts were selected (non-zero) in fewer than half of the bootstrap fits: treat them as unstable.'
  if d.has_selection else ''}</p>"""]
-    acc = d.metrics[(d.metrics["representation"] == d.representation)].drop_duplicates("mechanism").set_index(
+    acc = d.metrics[(d.metrics["representation"] == d.representation)
+                    & (d.metrics["variant"] == "hmdr")].drop_duplicates("mechanism").set_index(
         "mechanism") if not d.metrics.empty else pd.DataFrame()
     for mech in order:
         e = d.effects[d.effects["mechanism"] == mech]
@@ -157,6 +158,36 @@ def _figure1_section(d: ReportData, max_domains: int, top_k: int, order: list[st
             continue
         fig = F.figure1(d.effects, mech, doms, top_k, has_ci=d.has_ci, has_selection=d.has_selection)
         parts.append(head + _img(F.to_png_base64(fig), f"Figure 1 for {mech}"))
+    return "\n".join(parts)
+
+
+def _length_control_section(d: ReportData, order: list[str], top_k: int) -> str:
+    """Top shared concepts with and without length as an unpenalised covariate (Arena-style control)."""
+    c = d.controlled
+    if c.empty:
+        return ""
+    plain = d.effects[d.effects["domain"] == SHARED]
+    parts = [f"""<h3 id="length-control">At equal length</h3>
+<p>Length dominates judges and reward models and hides everything else. Each mechanism was refitted with the log
+word-count ratio as an unpenalised covariate, so these shared lifts ({esc(d.representation)}-rep) read "with length
+held fixed"; the plain top concepts are beside them.</p>"""]
+    rows = []
+    for mech in order:
+        cm = c[(c["mechanism"] == mech) & (c["global_lift_pct"].abs() > 1e-9)]
+        if cm.empty:
+            continue
+        top_c = cm.reindex(cm["global_lift_pct"].abs().sort_values(ascending=False).index).head(top_k)
+        pm = plain[(plain["mechanism"] == mech) & (plain["global_lift_pct"].abs() > 1e-9)]
+        top_p = pm.reindex(pm["global_lift_pct"].abs().sort_values(ascending=False).index).head(top_k)
+        rows.append({
+            "mechanism": mech,
+            "top concepts, plain": "; ".join(f"{r.concept} {r.global_lift_pct:+.1f}%" for r in top_p.itertuples()),
+            "top concepts at equal length": "; ".join(
+                f"{r.concept} {r.global_lift_pct:+.1f}%" for r in top_c.itertuples()),
+        })
+    if not rows:
+        return ""
+    parts.append(table(pd.DataFrame(rows)))
     return "\n".join(parts)
 
 
@@ -254,15 +285,35 @@ def _model_section(d: ReportData, order: list[str]) -> str:
         parts.append("""<p>Out-of-fold accuracy of the HMDR explanation model at predicting each mechanism's
 verdicts (5-fold cross-fitting), with 95% Wilson intervals on the number of pairs. Near 50% = the concepts do
 not explain this mechanism; the lifts above are then weak evidence.</p>""")
-        parts.append(_img(F.to_png_base64(F.accuracy_dots(m, order)), "held-out accuracy"))
+        model = m[m["variant"] == "hmdr"]
+        parts.append(_img(F.to_png_base64(F.accuracy_dots(model, order)), "held-out accuracy"))
+        parts.append(_baselines(m, d.representation))
         t = m.copy()
         t["95% interval"] = [f"[{100 * lo:.1f}%, {100 * hi:.1f}%]" for lo, hi in zip(t["acc_low"], t["acc_high"])]
-        t = t[["mechanism", "mechanism_type", "representation", "protocol", "n_pairs", "accuracy", "95% interval",
-               "log_loss"]]
+        t = t[["mechanism", "mechanism_type", "representation", "variant", "protocol", "n_pairs", "accuracy",
+               "95% interval", "log_loss"]]
         parts.append(table(t, {"accuracy": "pct"}))
     parts.append('<h3 id="comparison">Model comparison (Table-1 style)</h3>')
     parts.append(_comparison(d))
     return "\n".join(parts)
+
+
+def _baselines(m: pd.DataFrame, representation: str) -> str:
+    """One line: the concept model's mean held-out accuracy against the length-only and style baselines."""
+    w = m[m["representation"] == representation].pivot_table(index="mechanism", columns="variant",
+                                                              values="accuracy", aggfunc="first")
+    need = ["hmdr", "length_only", "style"]
+    if not set(need) <= set(w.columns):
+        return ""
+    w = w.dropna(subset=need)
+    if w.empty:
+        return ""
+    mean = {k: 100 * float(w[k].mean()) for k in need}
+    weak = [str(x) for x in w.index[w["hmdr"] <= w["length_only"]]]
+    note = (f" The concepts do not beat length alone for: {esc(', '.join(weak))}." if weak else "")
+    return (f"""<p><b>Faithfulness ({esc(representation)}-rep, mean of {len(w)} mechanisms, same folds):</b>
+concepts {mean['hmdr']:.1f}% vs length only {mean['length_only']:.1f}% vs the 15-feature style baseline
+{mean['style']:.1f}%.{note}</p>""")
 
 
 def _first(cols: Sequence[str], *names: str) -> str | None:
@@ -337,6 +388,7 @@ def render_report(d: ReportData, *, max_domains: int = 5, top_k: int = 8, contra
     ]
     step("figure 1 per mechanism")
     body = [_figure1_section(d, max_domains, top_k, order, anchors)]
+    body.append(_length_control_section(d, order, min(top_k, 5)))
     step("mechanism contrast")
     body.append(_contrast_section(d, order, contrast_domains_n))
     step("data and quality")

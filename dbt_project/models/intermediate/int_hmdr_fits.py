@@ -1,22 +1,22 @@
-"""Thin dbt wrapper: fit one HMDR per mechanism and representation.
+"""Thin dbt wrapper: fit one HMDR per mechanism and representation, with the reference baselines.
 
-All logic lives in py_models (features.pivot_features, fit_job.fit_mechanisms, fit_output.to_tall).
-Returns one tall table; the fct_* marts split it by ``record_type``.
+All logic lives in py_models (features.pivot_features, style_baseline.pair_style_differences,
+fit_job.fit_mechanisms, fit_output.to_tall). Returns one tall table; the fct_* marts split it by ``record_type``.
 """
 
-from py_models.features import pivot_features
-from py_models.fit_job import fit_mechanisms
-from py_models.fit_output import to_tall
-
-VALUE_COLUMN = {"comp": "comp_value", "score": "score_diff"}
+from py_models.features import VALUE_COLUMN, pivot_features, representation_settings
+from py_models.fit_job import LENGTH_CONTROL, NO_CONTROL, fit_mechanisms
+from py_models.fit_output import to_tall, skipped_representation
+from py_models.style_baseline import pair_style_differences
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    labels_rel = dbt.ref("int_labelled_pairs")
-    concepts_rel = dbt.ref("int_item_concepts")
-    labels = labels_rel.df()
-    concepts = concepts_rel.df()
+    labels = dbt.ref("int_labelled_pairs").df()
+    concepts = dbt.ref("int_item_concepts").df()
+    texts = dbt.ref("int_item_texts").df()
+    reference = pair_style_differences(texts["prompt"], texts["response_a"], texts["response_b"])
+    reference.index = texts["item_id"].to_numpy()
     params = {
         "min_domain_samples": int(dbt.config.get("min_domain_pairs")),
         "lambda_shared": float(dbt.config.get("hmdr_lambda_shared")),
@@ -27,24 +27,40 @@ def model(dbt, session):
     alpha = str(alpha or "").strip()
     if alpha:
         params["alpha"] = float(alpha)
-    # model selection over the paper's 9-config grid (then the fixed lambdas above are ignored)
     select = str(dbt.config.get("hmdr_select")).strip().lower() in ("true", "1", "yes")
+    grid = str(dbt.config.get("hmdr_grid")).strip()
+    rule = str(dbt.config.get("hmdr_rule")).strip()
     grid_domains = dbt.config.get("hmdr_grid_domains")
     grid_domains = str(grid_domains or "").strip()
     grid_domains = int(grid_domains) if grid_domains else None
     n_bootstrap = int(dbt.config.get("hmdr_n_bootstrap"))
+    length_control = str(dbt.config.get("length_control")).strip().lower() in ("true", "1", "yes")
+    n_jobs = int(dbt.config.get("fit_jobs"))
     results = {}
+    lead = None  # the first representation actually fitted gets the length-controlled refit
     for representation in str(dbt.config.get("representations")).split(","):
         representation = representation.strip()
-        features, concept_cols = pivot_features(labels, concepts, VALUE_COLUMN[representation])
+        features, concept_cols = pivot_features(labels, concepts, VALUE_COLUMN[representation],
+                                                measured_only=representation_settings(representation).measured_only)
+        if not concept_cols:  # e.g. measure-rep on LLM annotations, which have no raw measurements
+            results[representation] = skipped_representation(labels, representation)
+            continue
+        lead = lead or representation
         results[representation] = fit_mechanisms(
             features,
             concept_cols,
             representation=representation,
             n_folds=int(dbt.config.get("cv_folds")),
             select=select,
+            grid=grid,
+            rule=rule,
             grid_domains=grid_domains,
             n_bootstrap=n_bootstrap,
+            standardize=representation_settings(representation).standardize,
+            reference=reference,
+            # the length-controlled refit only for the lead representation (the first one fitted)
+            control=LENGTH_CONTROL if length_control and representation == lead else NO_CONTROL,
+            n_jobs=n_jobs,
             **params,
         )
     return to_tall(results, fit_id=str(dbt.config.get("build_id")))

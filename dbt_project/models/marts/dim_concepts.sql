@@ -19,6 +19,7 @@ select
     case when concepts.is_shared then 'shared' else 'specific' end as scope,
     concepts.domains,
     concepts.definition_hash,
+    concepts.measure_transform,
     cast(used.n_items as bigint) as n_items,
     used.relevance_rate
 from concepts

@@ -7,12 +7,15 @@
     )
 }}
 -- History: one block of rows per fit_id; earlier fits stay (incremental on fit_id).
--- Held-out (out-of-fold) accuracy and log-loss per mechanism x representation x domain ('__all__' = overall).
+-- Held-out (out-of-fold) accuracy and log-loss per mechanism x representation x variant x domain ('__all__' =
+-- overall). variant: 'hmdr' (the concept model), 'hmdr_length_control', and the reference baselines
+-- 'length_only' and 'style' (py_models/style_baseline.py), all on the same folds.
 select
     fit_id,
     mechanism,
     mechanism_type,
     representation,
+    variant,
     domain,
     protocol,
     cast(n_pairs as bigint) as n_pairs,

@@ -1,4 +1,4 @@
--- Long concept table: one row per item x concept, both representations and relevance.
+-- Long concept table: one row per item x concept, every representation and relevance.
 select
     item_id,
     concept,
@@ -11,5 +11,6 @@ select
     is_relevant,
     is_consistent,
     measure_a,
-    measure_b
+    measure_b,
+    measure_diff
 from {{ ref('int_item_concepts') }}

@@ -4,6 +4,7 @@
 with effects as (
     select * from {{ ref('fct_concept_effects') }}
     where fit_id = (select max(fit_id) from {{ ref('fct_concept_effects') }})
+      and control = 'none'
 )
 
 select

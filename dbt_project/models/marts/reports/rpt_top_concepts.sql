@@ -2,6 +2,7 @@
 with effects as (
     select * from {{ ref('fct_concept_effects') }}
     where fit_id = (select max(fit_id) from {{ ref('fct_concept_effects') }})
+      and control = 'none'
       and total_weight <> 0
 ),
 

@@ -14,7 +14,8 @@ renamed as (
         definition,
         origin,
         is_shared,
-        domains
+        domains,
+        measure_transform
     from source
 )
 
