@@ -397,7 +397,7 @@ def fit_mechanisms(
     min_pairs: int = 20,
     select: bool = True,
     grid: str = "pooling",
-    rule: str = "one_se_pooling",
+    rule: str = "log_loss_within_accuracy_se",
     grid_domains: int | None = PAPER_GRID_DOMAINS,
     n_bootstrap: int = 0,
     standardize: bool = False,

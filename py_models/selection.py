@@ -179,8 +179,12 @@ def fit_selected(
 # ---------------------------------------------------------------------------------------------------------------
 
 POOLING_RATIOS: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5)  # lambda_domain / lambda_shared below "infinity" (pooled)
-N_LAMBDAS = 8                                             # lambda_shared = lambda_max * 2^-1 ... 2^-8
-SELECTION_RULES = ("one_se_pooling", "min_log_loss", "max_accuracy")
+N_LAMBDAS = 7                                             # lambda_shared = lambda_max * 2^-1 ... 2^-7
+#: largest |weight| a selectable configuration may reach in any CV fold: the publication bound (lift 50 * 10 = 500%,
+#: dbt var max_abs_lift_pct). Beyond it a fit has (nearly) separated a small training set; such a configuration is
+#: chosen only if every configuration does it
+MAX_ABS_WEIGHT = 10.0
+SELECTION_RULES = ("log_loss_within_accuracy_se", "max_accuracy", "one_se_accuracy", "one_se_pooling", "min_log_loss")
 GRIDS = ("pooling", "paper")
 POOLED = float("inf")
 
@@ -194,31 +198,59 @@ def lambda_max(X: Any, y_pm: NDArray[np.float64], w: NDArray[np.float64], alpha:
     return float(g.max()) if g.size else 0.0
 
 
+def _pair_error(y_pos: NDArray[np.bool_], prob: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Per-pair classification error: 1 wrong, 0 right, 0.5 at prob 0.5 (the accuracy credit of ``score``)."""
+    return np.where(prob == 0.5, 0.5, ((prob > 0.5) != y_pos).astype(float))
+
+
 def _pair_log_loss(y_pos: NDArray[np.bool_], prob: NDArray[np.float64]) -> NDArray[np.float64]:
     p = np.clip(prob, 1e-15, 1 - 1e-15)
     return -np.where(y_pos, np.log(p), np.log1p(-p))
 
 
-def choose_config(table: pd.DataFrame, losses: NDArray[np.float64], rule: str) -> int:
-    """Index of the chosen row of ``table`` (one row per configuration, with ``pooling`` and ``cv_log_loss``,
-    ``cv_accuracy``); ``losses`` holds the per-pair out-of-fold log-losses (configs x pairs).
+def choose_config(
+    table: pd.DataFrame, losses: NDArray[np.float64], rule: str, errors: NDArray[np.float64] | None = None
+) -> int:
+    """Index of the chosen row of ``table`` (one row per configuration, with ``pooling``, ``alpha``,
+    ``cv_log_loss`` and ``cv_accuracy``). ``losses`` / ``errors``: per-pair out-of-fold log-losses and
+    classification errors (1 - accuracy credit), configs x pairs.
 
-    ``one_se_pooling``: the lowest mean log-loss, then the *most pooled* configuration (largest lambda_domain /
-    lambda_shared, inf = no deviations; then the larger alpha) whose mean log-loss is within one paired standard
-    error of the best (SE of the per-pair loss differences). Deviations must earn their place on held-out pairs.
+    * ``log_loss_within_accuracy_se`` (the default): among the configurations whose CV error is within one
+      *paired* standard error of the best one's (SE of the per-pair error differences), the lowest log-loss.
+      Agreement with the mechanism is what an explanation is scored by, but on a few hundred pairs accuracy
+      differences of a few points are noise; log-loss then decides, as it sees far smaller real differences.
+    * ``max_accuracy``: the best mean CV accuracy (ties: the lower log-loss).
+    * ``one_se_accuracy``: from the configurations whose CV error is within one *paired* standard error of the
+      best one's (SE of the per-pair error differences), the most pooled (largest lambda_domain /
+      lambda_shared, inf = no domain deviations; then the larger alpha), ties by log-loss. Deviations must earn
+      their place on held-out pairs, judged on the metric the explanation is scored by.
+    * ``min_log_loss``: the lowest mean CV log-loss; ``one_se_pooling``: the same one-SE rule on log-loss.
     """
     if rule not in SELECTION_RULES:
         raise ValueError(f"selection rule must be one of {SELECTION_RULES}, got {rule!r}")
     ll = table["cv_log_loss"].to_numpy()
+    err = 1.0 - table["cv_accuracy"].to_numpy()
     if rule == "max_accuracy":
-        order = np.lexsort((ll, -table["cv_accuracy"].to_numpy()))
-        return int(order[0])
-    best = int(np.argmin(ll))
+        return int(np.lexsort((ll, err))[0])
     if rule == "min_log_loss":
-        return best
-    diff = losses - losses[best][None, :]
-    se = diff.std(axis=1, ddof=1) / np.sqrt(max(losses.shape[1], 1)) if losses.shape[1] > 1 else np.zeros(len(ll))
-    ok = np.flatnonzero(ll <= ll[best] + se)
+        return int(np.argmin(ll))
+    if rule == "log_loss_within_accuracy_se":
+        best = int(np.lexsort((ll, err))[0])
+        n = errors.shape[1] if errors is not None and errors.ndim == 2 else 0
+        diff = errors - errors[best][None, :] if errors is not None else np.zeros((len(ll), 0))
+        se = diff.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(len(ll))
+        ok = np.flatnonzero(err <= err[best] + se)
+        return int(ok[np.argmin(ll[ok])])
+    if rule == "one_se_accuracy":
+        if errors is None:
+            raise ValueError("one_se_accuracy needs the per-pair errors")
+        best, metric, per_pair = int(np.lexsort((ll, err))[0]), err, errors
+    else:
+        best, metric, per_pair = int(np.argmin(ll)), ll, losses
+    n = per_pair.shape[1] if per_pair.ndim == 2 else 0
+    diff = per_pair - per_pair[best][None, :]
+    se = diff.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(len(ll))
+    ok = np.flatnonzero(metric <= metric[best] + se)
     key = np.lexsort((ll[ok], -table["alpha"].to_numpy()[ok], -table["pooling"].to_numpy()[ok]))
     return int(ok[key[0]])
 
@@ -230,15 +262,18 @@ class HMDRClassifierCV(HMDRClassifier):
     ----------
     grid : "pooling" or "paper"
         ``pooling`` (default): stage 1 fits the pooled model (every s_d = 0) along lambda_shared = lambda_max *
-        2^-k, k = 1..8, and keeps the best lambda_shared by CV log-loss; stage 2 adds domain deviations at that
+        2^-k, k = 1..7, and keeps the best lambda_shared by CV log-loss; stage 2 adds domain deviations at that
         lambda_shared with lambda_domain / lambda_shared in {4, 2, 1, 0.5} and alpha in {1/|D|, 1}. So the
         selection can always fall back to full pooling (the paper's grid cannot: it has lambda_b >= lambda_s).
         ``paper``: the 9 configurations of App. C.2 at alpha = 1/|D| (``paper_grid(grid_domains or |D|)``).
-    rule : "one_se_pooling", "min_log_loss" or "max_accuracy"
-        How a configuration is chosen from the CV table (see :func:`choose_config`).
+    rule : "log_loss_within_accuracy_se" (default), "max_accuracy", "one_se_accuracy", "one_se_pooling" or
+        "min_log_loss". How a configuration is chosen from the CV table (see :func:`choose_config` and
+        docs/fitting.md for what each cost in `preflens evaluate` on real data).
     n_folds, seed : CV folds, stratified by domain and label (:func:`stratified_folds`), unless ``fit`` gets
         ``folds``.
     grid_domains : |D| of the paper grid (default 8, the paper's values); None = the data's |D|.
+    max_abs_weight : configurations whose weights exceed this in a CV fold (near-separation of a small training
+        set) are not selected unless all do (default 10: the publication bound, lift 500%).
 
     Attributes
     ----------
@@ -253,10 +288,11 @@ class HMDRClassifierCV(HMDRClassifier):
     def __init__(
         self,
         grid: str = "pooling",
-        rule: str = "one_se_pooling",
+        rule: str = "log_loss_within_accuracy_se",
         n_folds: int = 5,
         seed: int = 0,
         grid_domains: int | None = PAPER_GRID_DOMAINS,
+        max_abs_weight: float = MAX_ABS_WEIGHT,
         shared_mask: ArrayLike | None = None,
         domain_masks: Mapping[Any, ArrayLike] | None = None,
         unpenalized_mask: ArrayLike | None = None,
@@ -272,6 +308,7 @@ class HMDRClassifierCV(HMDRClassifier):
         self.n_folds = n_folds
         self.seed = seed
         self.grid_domains = grid_domains
+        self.max_abs_weight = max_abs_weight
 
     def _base(self, **hyper: Any) -> HMDRClassifier:
         keys = ("shared_mask", "domain_masks", "unpenalized_mask", "min_domain_samples", "symmetrize", "tol",
@@ -330,6 +367,7 @@ class HMDRClassifierCV(HMDRClassifier):
         def run_path(stage: str, alpha: float, configs: list[tuple[float, float]], pooled: bool) -> None:
             design = design_for(alpha, pooled)
             probs = np.full((len(configs), n_rows), 0.5)
+            wmax = np.zeros(len(configs))
             for k in fold_list:
                 te = fold_ids == k
                 w_tr = np.where(te, 0.0, w)
@@ -339,6 +377,7 @@ class HMDRClassifierCV(HMDRClassifier):
                     res = design.solve(lb, ls if not pooled else lb, w_tr, warm=warm, tol=float(self.tol),
                                        max_iter=int(self.max_iter), sub=sub)
                     warm = res
+                    wmax[c] = max(wmax[c], float(np.abs(res["beta"]).max(initial=0.0)))
                     if pooled:
                         b = np.zeros(design.p)
                         b[design.shared_cols] = res["beta"][: design.n_shared_cols]
@@ -351,7 +390,8 @@ class HMDRClassifierCV(HMDRClassifier):
                 acc, ll = score(y_pos, probs[c])
                 rows.append({"stage": stage, "alpha": alpha, "lambda_shared": lb,
                              "lambda_domain": POOLED if pooled else ls,
-                             "pooling": POOLED if pooled else ls / lb, "cv_log_loss": ll, "cv_accuracy": acc})
+                             "pooling": POOLED if pooled else ls / lb, "cv_log_loss": ll, "cv_accuracy": acc,
+                             "max_abs_weight": wmax[c]})
                 oof.append(probs[c])
 
         if self.grid == "paper":
@@ -366,12 +406,20 @@ class HMDRClassifierCV(HMDRClassifier):
             path = [lmax * 2.0 ** -(k + 1) for k in range(N_LAMBDAS)]
             run_path("pooled", a_data, [(lb, lb) for lb in path], pooled=True)
             if has_dev:
-                lb_star = path[int(np.argmin([r["cv_log_loss"] for r in rows]))]
+                # along the pooled path, log-loss is smooth where accuracy is flat and noisy: it picks lambda_shared
+                # (among the configurations that stay within MAX_ABS_WEIGHT, when any does)
+                ll1 = np.array([r["cv_log_loss"] for r in rows])
+                sane = np.array([r["max_abs_weight"] <= self.max_abs_weight for r in rows])
+                lb_star = path[int(np.argmin(np.where(sane, ll1, np.inf) if sane.any() else ll1))]
                 for alpha in sorted({a_data, 1.0}):
                     run_path("deviations", alpha, [(lb_star, r * lb_star) for r in POOLING_RATIOS], pooled=False)
         table = pd.DataFrame(rows)
         losses = np.vstack([_pair_log_loss(y_pos[w > 0], p[w > 0]) for p in oof]) if oof else np.zeros((0, 0))
-        best = choose_config(table, losses, self.rule) if len(table) else 0
+        errors = np.vstack([_pair_error(y_pos[w > 0], p[w > 0]) for p in oof]) if oof else np.zeros((0, 0))
+        sane = (table["max_abs_weight"] <= self.max_abs_weight).to_numpy() if len(table) else np.zeros(0, bool)
+        keep = np.flatnonzero(sane) if sane.any() else np.arange(len(table))
+        best = int(keep[choose_config(table.iloc[keep].reset_index(drop=True), losses[keep], self.rule,
+                                      errors[keep])]) if len(table) else 0
         table["chosen"] = np.arange(len(table)) == best
         chosen = table.iloc[best].to_dict()
         alpha, lb, ls = float(chosen["alpha"]), float(chosen["lambda_shared"]), float(chosen["lambda_domain"])
