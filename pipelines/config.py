@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,4 +60,14 @@ def default_paths() -> Paths:
 
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+
+
+@functools.lru_cache(maxsize=1)
+def dbt_project_vars() -> dict[str, object]:
+    """The ``vars:`` of ``dbt_project/dbt_project.yml``: the one owner of the fit settings and of the thresholds
+    that both dbt tests and the quality gates use (``min_domain_pairs``, ``top_k``, ``max_abs_lift_pct``)."""
+    import yaml
+
+    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))
+    return dict(project.get("vars") or {})
 SAMPLE_PATH = REPO_ROOT / "warehouse" / "sample" / "pairs_sample.jsonl.gz"

@@ -21,7 +21,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .report.data import table_columns
+from .report.data import latest_fit_id, table_columns
 
 MIN_PREFIX = 6
 
@@ -78,7 +78,7 @@ def load_explanation(
         raise ExplainError(f"no served copy at {serve_db}; run `preflens run` first")
     con = duckdb.connect(str(serve_db), read_only=True)
     try:
-        fit_id = con.execute("select max(fit_id) from marts.fct_predictions").fetchone()[0]
+        fit_id = latest_fit_id(con, "fct_predictions")
         if fit_id is None:
             raise ExplainError(f"{serve_db} holds no predictions yet; run `preflens run` first")
         from .summary import resolve_representation

@@ -179,7 +179,8 @@ def _run_stages(
             raise StageFailed("dbt build", f"unsafe value for dbt var {key}: {value!r}")
     vars_arg = ["--vars", _yaml_inline(dbt_vars)]
 
-    for stage, selection in (("dbt build", ["--exclude", "int_hmdr_fits+"]), ("fit", ["--select", "int_hmdr_fits+"])):
+    # the two dbt stages are the selectors `prefit` and `fit` of dbt_project/selectors.yml
+    for stage, selection in (("dbt build", ["--selector", "prefit"]), ("fit", ["--selector", "fit"])):
         with _stage(result, stage):
             on_node = _node_counter(start(stage))
             res = run_dbt(["build", *selection, *vars_arg], paths, result.build_id, on_node=on_node)

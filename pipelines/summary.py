@@ -12,14 +12,16 @@ from rich.table import Table
 
 from py_models.representations import lead_representation
 
+from .report.data import latest_fit_id
+
 
 def resolve_representation(con: duckdb.DuckDBPyConnection, requested: str | None) -> str:
     """``requested``, or the lead representation of the latest fit (measure when fitted, else comp)."""
     if requested:
         return requested
     rows = con.execute(
-        """select distinct representation from marts.fct_model_metrics
-           where fit_id = (select max(fit_id) from marts.fct_model_metrics)"""
+        "select distinct representation from marts.fct_model_metrics where fit_id = ?",
+        [latest_fit_id(con, "fct_model_metrics")],
     ).fetchall()
     return lead_representation(r[0] for r in rows)
 
@@ -43,7 +45,7 @@ def load_summary(
     con = duckdb.connect(str(db_path), read_only=True)
     try:
         representation = resolve_representation(con, representation)
-        fit_id = con.execute("select max(fit_id) from marts.fct_model_metrics").fetchall()[0][0]
+        fit_id = latest_fit_id(con, "fct_model_metrics")
         metrics = con.execute(
             """select mechanism, mechanism_type,
                       max(n_pairs) filter (where variant = 'hmdr'),

@@ -54,6 +54,7 @@ TALL_SCHEMA: dict[str, str] = {
     "feature_scale": "float64",
     "pooling": "float64",
     "cv_log_loss": "float64",
+    "fitted_at": "datetime64[us]",
 }
 
 
@@ -67,8 +68,11 @@ def skipped_representation(labels: pd.DataFrame, representation: str) -> dict[st
     return {"skipped": rows}
 
 
-def to_tall(frames_by_representation: dict[str, dict[str, pd.DataFrame]], fit_id: str) -> pd.DataFrame:
-    """Stack ``{representation: {record_type: frame}}`` into one frame with TALL_SCHEMA columns."""
+def to_tall(
+    frames_by_representation: dict[str, dict[str, pd.DataFrame]], fit_id: str, fitted_at: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """Stack ``{representation: {record_type: frame}}`` into one frame with TALL_SCHEMA columns; ``fitted_at``
+    (default: now, UTC) orders fits in time (``dim_latest_fit``), whatever their ids."""
     parts = []
     for representation, frames in frames_by_representation.items():
         for record_type, frame in frames.items():
@@ -81,6 +85,7 @@ def to_tall(frames_by_representation: dict[str, dict[str, pd.DataFrame]], fit_id
             parts.append(part)
     tall = pd.concat(parts, ignore_index=True, sort=False) if parts else pd.DataFrame()
     tall["fit_id"] = fit_id
+    tall["fitted_at"] = fitted_at if fitted_at is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
     tall["row_id"] = range(len(tall))
     for col, dtype in TALL_SCHEMA.items():
         if col not in tall.columns:

@@ -66,7 +66,7 @@ def test_planted_shared_and_domain_weights_are_recovered(built: Paths) -> None:
         built,
         """select domain, concept, shared_weight, domain_deviation, global_lift_pct
            from marts.fct_concept_effects
-           where mechanism = 'human:planted' and representation = 'comp'""",
+           where mechanism = 'human:planted' and representation = 'comp' and control = 'none'""",
     )
     eff = {(d, c): (b, s, lift) for d, c, b, s, lift in rows}
     # Clarity is the strongest positive shared driver
@@ -83,7 +83,7 @@ def test_held_out_accuracy_separates_signal_from_noise(built: Paths) -> None:
         q(
             built,
             """select mechanism, accuracy from marts.fct_model_metrics
-               where domain = '__all__' and representation = 'comp'""",
+               where domain = '__all__' and representation = 'comp' and variant = 'hmdr'""",
         )
     )
     assert acc["human:planted"] > 0.7
@@ -158,7 +158,33 @@ def test_dbt_docs_generate_includes_marts_and_exposures(built: Paths) -> None:
     assert {"fct_concept_effects", "rpt_top_concepts", "dim_concepts"} <= names
     manifest = json.loads((built.dbt_target_dir / "manifest.json").read_text())
     assert any(k.startswith("exposure.") for k in manifest["exposures"])
-    assert "nightly" in manifest.get("selectors", {}) or (REPO_DBT / "selectors.yml").exists()
+    assert {"nightly", "prefit", "fit", "features", "reports"} <= set(manifest.get("selectors", {}))
+
+
+def test_selectors_split_the_build_as_the_pipeline_runs_it(built: Paths) -> None:
+    """`features` lists the feature models and not the fit; prefit + fit = nightly, and they do not overlap."""
+
+    import subprocess
+
+    from pipelines.config import DBT_PROJECT_DIR
+    from pipelines.dbt_runner import dbt_env, dbt_executable
+
+    def ls(selector: str) -> set[str]:
+        proc = subprocess.run(
+            [dbt_executable(), "-q", "ls", "--selector", selector, "--resource-type", "model", "--output", "name",
+             "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+             "--target-path", str(built.dbt_target_dir)],
+            env=dbt_env(built, "ls"), capture_output=True, text=True, timeout=300, check=True,
+        )
+        return {line.strip() for line in proc.stdout.splitlines() if line.strip()}
+
+    features = ls("features")
+    assert {"int_item_concepts", "int_labelled_pairs", "fct_pair_features_comp", "fct_pair_features_measure",
+            "fct_pair_features_score"} <= features
+    assert not features & {"int_hmdr_fits", "fct_concept_effects", "fct_model_metrics"}
+    prefit, fit, nightly = ls("prefit"), ls("fit"), ls("nightly")
+    assert "int_hmdr_fits" in fit and {"fct_concept_effects", "dim_latest_fit", "rpt_top_concepts"} <= fit
+    assert not prefit & fit and prefit | fit == nightly
 
 
 def test_earlier_fits_stay_queryable(tmp_path: Path) -> None:
@@ -183,4 +209,8 @@ def test_earlier_fits_stay_queryable(tmp_path: Path) -> None:
     assert moved == fits[0][1]
     latest = q(paths, "select distinct fit_id from marts.rpt_top_concepts")
     assert latest == [("20260201T000000Z-bbbbbb",)]
+    # "latest" is the fit that ran last, whatever its id sorts like (dim_latest_fit, by fitted_at)
+    run_dbt(["build", *VARS], paths, build_id="20250101T000000Z-cccccc")
+    assert q(paths, "select fit_id from marts.dim_latest_fit") == [("20250101T000000Z-cccccc",)]
+    assert q(paths, "select distinct fit_id from marts.rpt_top_concepts") == [("20250101T000000Z-cccccc",)]
     assert q(paths, "select count(distinct fit_id) from marts.fct_predictions")[0][0] == 1

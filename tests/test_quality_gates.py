@@ -59,6 +59,10 @@ def test_defaults_match_the_dbt_vars() -> None:
     th = QualityThresholds()
     assert th.min_domain_pairs == dbt_vars["min_domain_pairs"]
     assert th.top_k == dbt_vars["top_k"]
+    assert th.max_abs_lift_pct == dbt_vars["max_abs_lift_pct"]
+    # the dbt test on fct_concept_effects reads the same var, never a number of its own
+    marts_yml = (REPO / "dbt_project" / "models" / "marts" / "_marts__models.yml").read_text()
+    assert "abs(global_lift_pct) <= {{ var('max_abs_lift_pct') }}" in marts_yml
 
 
 # ------------------------------------------------------------------ every decisive labelled pair has features

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import duckdb
 
+from ..report.data import latest_fit_id
+
 SHARED = "__shared__"
 
 
@@ -42,7 +44,7 @@ class Explanations:
                              "published explanations)")
         con = duckdb.connect(str(serve_db), read_only=True)
         try:
-            fit = con.execute("select max(fit_id) from marts.fct_concept_effects").fetchone()[0]
+            fit = latest_fit_id(con)
             if fit is None:
                 raise ApplyError(f"{serve_db} holds no fitted model yet")
             rows = con.execute(

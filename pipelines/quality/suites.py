@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from ..config import dbt_project_vars
+
 if TYPE_CHECKING:  # pragma: no cover
     import great_expectations as gx
 
@@ -45,12 +47,17 @@ PREDICTIONS_KEY: tuple[str, ...] = ("fit_id", "label_id", "representation")
 LOCAL_EXPLANATIONS_KEY: tuple[str, ...] = ("fit_id", "label_id", "representation", "concept")
 
 
+#: thresholds shared with the dbt tests are dbt vars (one owner: dbt_project.yml)
+_DBT_VARS = dbt_project_vars()
+
+
 @dataclass(frozen=True)
 class QualityThresholds:
     """Tunable bounds and switches of the suites.
 
     ``max_abs_lift_pct`` bounds ``|shared/deviation/global_lift_pct|`` of ``fct_concept_effects``. Global
-    lift is ``50 * weight`` (py_models/explain.py), so the default 500 means ``|weight| <= 10``. Real
+    lift is ``50 * weight`` (py_models/explain.py), so the default (dbt var ``max_abs_lift_pct``, 500) means
+    ``|weight| <= 10``. Real
     strong concepts reach weights of 2-4 on the sample (lift 100-200%); 10 on a ternary feature means
     near-perfect separation or a numerical blow-up, which must not be published. ``max_local_lift_pct``
     is the upper bound of ``local_lift_pct`` (``None``: none; it is a relative change in P(a), so it is
@@ -59,7 +66,7 @@ class QualityThresholds:
     ``(annotator, annotator_version)`` pairs present in ``marts.fct_pair_concepts``.
     """
 
-    max_abs_lift_pct: float | None = 500.0
+    max_abs_lift_pct: float | None = float(_DBT_VARS["max_abs_lift_pct"])  # type: ignore[arg-type]
     max_local_lift_pct: float | None = None
     annotator: str | None = None
     annotator_version: str | None = None
@@ -72,7 +79,7 @@ class QualityThresholds:
     #: (so no row in the feature tables); ``None`` disables the gate
     max_labels_without_features: int | None = 0
     #: a domain needs this many decisive pairs to receive domain-specific weights (dbt var ``min_domain_pairs``)
-    min_domain_pairs: int | None = 20
+    min_domain_pairs: int | None = int(_DBT_VARS["min_domain_pairs"])  # type: ignore[call-overload]
     #: per annotator version in use: share of swap-checked cells (``is_consistent`` not null) that were inconsistent
     max_swap_inconsistency_rate: float | None = 0.35
     #: per LLM model in use: share of annotation calls in ``raw.llm_cache`` that failed to parse
@@ -86,7 +93,7 @@ class QualityThresholds:
     #: models whose calls count; ``None``: inferred from the LLM annotator versions in use
     llm_models: tuple[str, ...] | None = None
     #: ``rpt_top_concepts`` keeps at most this many ranks per group (dbt var ``top_k``); ``None``: no upper bound
-    top_k: int | None = 10
+    top_k: int | None = int(_DBT_VARS["top_k"])  # type: ignore[call-overload]
     #: ``dim_concepts.definition`` must match this (Python ``re.match`` semantics); ``None`` disables
     definition_regex: str | None = r"^A high score indicates \S.*; A low score indicates \S.*$"
 

@@ -55,9 +55,14 @@ def table_columns(con: duckdb.DuckDBPyConnection, table: str, schema: str = "mar
     return [r[0] for r in rows]
 
 
-def latest_fit_id(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The newest fit in ``fct_concept_effects`` (fit ids are build ids, which sort by time)."""
-    return con.execute("select max(fit_id) from marts.fct_concept_effects").fetchone()[0]
+def latest_fit_id(con: duckdb.DuckDBPyConnection, table: str = "fct_concept_effects") -> str | None:
+    """The latest fit of a served copy: ``marts.dim_latest_fit`` (ordered by the time the fit ran). Every reader
+    of the served copy takes "latest" from here. Served copies published before that model existed have no
+    fitted_at to order by; for those the largest fit id of ``table`` is used (build ids sort by time)."""
+    if table_columns(con, "dim_latest_fit"):
+        row = con.execute("select fit_id from marts.dim_latest_fit").fetchone()
+        return None if row is None else row[0]
+    return con.execute(f"select max(fit_id) from marts.{table}").fetchone()[0]
 
 
 @dataclass
@@ -126,9 +131,9 @@ def _metrics(con: duckdb.DuckDBPyConnection, fit_id: str | None) -> pd.DataFrame
         f"""select mechanism, mechanism_type, representation, {variant} as variant, protocol, n_pairs, accuracy,
                    log_loss
            from marts.fct_model_metrics
-           where fit_id = (select max(fit_id) from marts.fct_model_metrics) and domain = ?
+           where fit_id = ? and domain = ?
            order by mechanism, representation, {variant} = 'hmdr' desc, variant, protocol""",
-        [ALL],
+        [latest_fit_id(con, "fct_model_metrics"), ALL],
     ).df()
     if df.empty:
         return df.assign(acc_low=[], acc_high=[])

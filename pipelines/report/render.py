@@ -126,7 +126,11 @@ def _figure1_section(d: ReportData, max_domains: int, top_k: int, order: list[st
 {'Whiskers are 95% bootstrap intervals of the total lift (very wide ones are cut at the panel edge).' if d.has_ci else
  '<span class="muted">No bootstrap intervals in this build (no whiskers).</span>'}
 {'Grey concepts were selected (non-zero) in fewer than half of the bootstrap fits: treat them as unstable.'
- if d.has_selection else ''}</p>"""]
+ if d.has_selection else ''}
+{'Measure-rep: a lift is per standard deviation of the concept&#39;s transformed A &minus; B difference '
+ '(e.g. of the log length ratio); marts.dim_concepts.measure_transform and marts.fct_concept_effects.feature_scale '
+ 'convert it back to raw units (weight per raw unit = total_weight / feature_scale).'
+ if d.representation == 'measure' else ''}</p>"""]
     acc = d.metrics[(d.metrics["representation"] == d.representation)
                     & (d.metrics["variant"] == "hmdr")].drop_duplicates("mechanism").set_index(
         "mechanism") if not d.metrics.empty else pd.DataFrame()

@@ -23,6 +23,7 @@ select
     cast(n_train as bigint) as n_pairs,
     control,
     duality_gap,
-    cast(n_bootstrap as bigint) as n_bootstrap
+    cast(n_bootstrap as bigint) as n_bootstrap,
+    fitted_at
 from {{ hmdr_fits() }}
 where record_type = 'params'

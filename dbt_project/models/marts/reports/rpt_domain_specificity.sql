@@ -2,7 +2,7 @@
 -- with the domain's total departure for context.
 with effects as (
     select * from {{ ref('fct_concept_effects') }}
-    where fit_id = (select max(fit_id) from {{ ref('fct_concept_effects') }})
+    where fit_id = (select fit_id from {{ ref('dim_latest_fit') }})
       and control = 'none'
       and domain <> '__shared__'
 )

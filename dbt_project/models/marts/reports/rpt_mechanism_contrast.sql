@@ -3,7 +3,7 @@
 -- mechanism, mechanism_b to the judge, and sort by lift_diff_pct.
 with effects as (
     select * from {{ ref('fct_concept_effects') }}
-    where fit_id = (select max(fit_id) from {{ ref('fct_concept_effects') }})
+    where fit_id = (select fit_id from {{ ref('dim_latest_fit') }})
       and control = 'none'
 )
 

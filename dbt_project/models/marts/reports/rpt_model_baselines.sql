@@ -3,7 +3,7 @@
 -- (length only; the 15-feature style regression) on the same folds, with the gain over each baseline.
 with metrics as (
     select * from {{ ref('fct_model_metrics') }}
-    where fit_id = (select max(fit_id) from {{ ref('fct_model_metrics') }})
+    where fit_id = (select fit_id from {{ ref('dim_latest_fit') }})
       and domain = '__all__'
 ),
 

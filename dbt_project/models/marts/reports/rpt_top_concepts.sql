@@ -1,7 +1,7 @@
 -- Top-k concepts per mechanism x representation x domain of the latest fit, ranked by |global lift|.
 with effects as (
     select * from {{ ref('fct_concept_effects') }}
-    where fit_id = (select max(fit_id) from {{ ref('fct_concept_effects') }})
+    where fit_id = (select fit_id from {{ ref('dim_latest_fit') }})
       and control = 'none'
       and total_weight <> 0
 ),
