@@ -110,11 +110,15 @@ def test_preflens_evaluate_end_to_end(tmp_path: Path) -> None:
         ce = con.execute(
             "select count(*), avg(n_bootstrap), min(selection_frequency), max(selection_frequency), "
             "count(*) filter (where total_weight_ci_low > total_weight or total_weight_ci_high < total_weight) "
-            "from marts.fct_concept_effects where representation = 'comp'"
+            "from marts.fct_concept_effects where representation = 'measure' and control = 'none'"
         ).fetchall()[0]
+        # bootstrap intervals are computed for the lead representation only
+        other = con.execute("select count(n_bootstrap) from marts.fct_concept_effects "
+                            "where representation <> 'measure'").fetchall()[0][0]
     finally:
         con.close()
     assert ce[0] > 0 and ce[1] > 0 and 0 <= ce[2] <= ce[3] <= 1
+    assert other == 0
     ev = subprocess.run(
         [venv_bin("preflens"), "evaluate", "--splits", "2", "--seeds", "1", "--jobs", "1",
          "--mechanism", "judge:gpt-4", "--mechanism", "human:mt-bench-experts"],

@@ -37,7 +37,7 @@ def model(dbt, session):
     length_control = str(dbt.config.get("length_control")).strip().lower() in ("true", "1", "yes")
     n_jobs = int(dbt.config.get("fit_jobs"))
     results = {}
-    lead = None  # the first representation actually fitted gets the length-controlled refit
+    lead = None  # the first representation actually fitted: its bootstrap intervals and length-controlled refit
     for representation in str(dbt.config.get("representations")).split(","):
         representation = representation.strip()
         features, concept_cols = pivot_features(labels, concepts, VALUE_COLUMN[representation],
@@ -55,7 +55,8 @@ def model(dbt, session):
             grid=grid,
             rule=rule,
             grid_domains=grid_domains,
-            n_bootstrap=n_bootstrap,
+            # bootstrap intervals for the lead representation (what the summary and report show); 0 for the others
+            n_bootstrap=n_bootstrap if representation == lead else 0,
             standardize=representation_settings(representation).standardize,
             reference=reference,
             # the length-controlled refit only for the lead representation (the first one fitted)
