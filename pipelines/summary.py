@@ -134,6 +134,8 @@ def render_summary(summaries: list[MechanismSummary], console: Console, represen
         console.print(f"Concepts {100 * mean[0]:.1f}% vs length only {100 * mean[1]:.1f}% vs style baseline "
                       f"{100 * mean[2]:.1f}% (mean held-out accuracy of {n} mechanisms, same folds)")
     console.print(
-        "[dim]Lift = expected % change in P(preferred) per unit of the concept (50*(b+s_d)). "
+        "[dim]Lift = expected % change in P(preferred) per "
+        + ("standard deviation of the concept's A−B difference" if representation == "measure" else "unit of the concept")
+        + " (50*(b+s_d)). "
         "'shared b only': too few pairs in that domain for its own weights.[/]"
     )
