@@ -52,7 +52,7 @@ import pandas as pd
 from .bootstrap import BOOTSTRAP_COLUMNS, bootstrap_hmdr
 from .explain import concept_contributions
 from .hmdr import HMDRClassifier, default_hyperparameters
-from .selection import PAPER_GRID_DOMAINS, HMDRClassifierCV
+from .selection import MAX_ABS_WEIGHT, PAPER_GRID_DOMAINS, HMDRClassifierCV
 from .style_baseline import LENGTH_FEATURE, REFERENCE_MODELS, fit_reference_oof
 
 __all__ = ["fit_mechanisms", "assign_folds", "FRAME_COLUMNS"]
@@ -215,6 +215,7 @@ def _fit_one(
     standardize: bool,
     reference: pd.DataFrame | None,
     control: str,
+    max_abs_weight: float,
     hmdr_params: dict[str, Any],
 ) -> dict[str, list[Any]]:
     """Everything fitted for one mechanism: frames (lists of parts) keyed like FRAME_COLUMNS."""
@@ -253,6 +254,7 @@ def _fit_one(
     used = np.zeros(len(dec), dtype=bool)
     if select:
         est = HMDRClassifierCV(grid=grid, rule=rule, n_folds=n_folds, seed=seed, grid_domains=grid_domains,
+                               max_abs_weight=max_abs_weight,
                                **{k: v for k, v in params.items() if k in cv_keys})
         if standardize:  # fold models must be scaled on their own training part: select per fold scale
             est.fit(X, y, domains=dom, folds=folds)
@@ -332,6 +334,7 @@ def _fit_one(
         cparams = {k: v for k, v in params.items() if k in cv_keys}
         if select:
             cest = HMDRClassifierCV(grid=grid, rule=rule, n_folds=n_folds, seed=seed, grid_domains=grid_domains,
+                               max_abs_weight=max_abs_weight,
                                     unpenalized_mask=free, **_extend_masks(cparams))
             cest.fit(Xc, y, domains=dom, folds=folds)
             cprob = cest.oof_proba_
@@ -404,6 +407,7 @@ def fit_mechanisms(
     reference: pd.DataFrame | None = None,
     control: str = NO_CONTROL,
     n_jobs: int = 1,
+    max_abs_weight: float = MAX_ABS_WEIGHT,
     **hmdr_params: Any,
 ) -> dict[str, pd.DataFrame]:
     """Fit one HMDR per mechanism; return coefficients, predictions, metrics,
@@ -421,7 +425,8 @@ def fit_mechanisms(
     ``n_bootstrap > 0``: within-domain bootstrap CIs and selection frequencies on the refit's configuration
     (``bootstrap.bootstrap_hmdr``), merged into ``coefficients``.
     ``standardize``, ``reference`` and ``control``: see the module docstring. ``n_jobs`` > 1 fits mechanisms in
-    parallel processes (joblib); results do not depend on it.
+    parallel processes (joblib); results do not depend on it. ``max_abs_weight``: the selection's weight bound
+    (the dbt model passes max_abs_lift_pct / 50, the publication bound).
     """
     concept_cols = list(concept_cols)
     data = _validate(df, concept_cols, n_folds)
@@ -439,7 +444,7 @@ def fit_mechanisms(
         "concept_cols": concept_cols, "representation": representation, "n_folds": n_folds, "seed": seed,
         "min_pairs": min_pairs, "select": select, "grid": grid, "rule": rule, "grid_domains": grid_domains,
         "n_bootstrap": n_bootstrap, "standardize": standardize, "reference": reference, "control": control,
-        "hmdr_params": hmdr_params,
+        "max_abs_weight": max_abs_weight, "hmdr_params": hmdr_params,
     }
     mechs = sorted(data["mechanism"].unique().tolist(), key=str)
     subs = [data[data["mechanism"] == m] for m in mechs]

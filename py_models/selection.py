@@ -180,8 +180,8 @@ def fit_selected(
 
 POOLING_RATIOS: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5)  # lambda_domain / lambda_shared below "infinity" (pooled)
 N_LAMBDAS = 7                                             # lambda_shared = lambda_max * 2^-1 ... 2^-7
-#: largest |weight| a selectable configuration may reach in any CV fold: the publication bound (lift 50 * 10 = 500%,
-#: dbt var max_abs_lift_pct). Beyond it a fit has (nearly) separated a small training set; such a configuration is
+#: default largest |weight| a selectable configuration may reach in any CV fold; the build passes its own bound,
+#: dbt var max_abs_lift_pct / 50 (the publication bound). Beyond it a fit has (nearly) separated a small training set; such a configuration is
 #: chosen only if every configuration does it
 MAX_ABS_WEIGHT = 10.0
 SELECTION_RULES = ("log_loss_within_accuracy_se", "max_accuracy", "one_se_accuracy", "one_se_pooling", "min_log_loss")

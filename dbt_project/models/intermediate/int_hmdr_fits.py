@@ -36,6 +36,8 @@ def model(dbt, session):
     n_bootstrap = int(dbt.config.get("hmdr_n_bootstrap"))
     length_control = str(dbt.config.get("length_control")).strip().lower() in ("true", "1", "yes")
     n_jobs = int(dbt.config.get("fit_jobs"))
+    # the selection never picks weights the publication gate would reject: lift = 50 * weight
+    max_abs_weight = float(dbt.config.get("max_abs_lift_pct")) / 50.0
     results = {}
     lead = None  # the first representation actually fitted: its bootstrap intervals and length-controlled refit
     for representation in str(dbt.config.get("representations")).split(","):
@@ -62,6 +64,7 @@ def model(dbt, session):
             # the length-controlled refit only for the lead representation (the first one fitted)
             control=LENGTH_CONTROL if length_control and representation == lead else NO_CONTROL,
             n_jobs=n_jobs,
+            max_abs_weight=max_abs_weight,
             **params,
         )
     return to_tall(results, fit_id=str(dbt.config.get("build_id")))
