@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pipelines.annotate.llm import annotate_llm  # noqa: E402
-from pipelines.discover.catalog import FIXED_CONCEPTS  # noqa: E402
+from pipelines.llm_apps.discover.catalog import FIXED_CONCEPTS  # noqa: E402
 from pipelines.llm.config import LLMConfig  # noqa: E402
-from pipelines.warehouse import connect  # noqa: E402
+from pipelines.core.warehouse import connect  # noqa: E402
 
 
 def main() -> None:

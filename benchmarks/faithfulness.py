@@ -36,8 +36,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.config import Paths, dbt_project_vars  # noqa: E402
-from pipelines.run import run_pipeline  # noqa: E402
+from pipelines.core.config import Paths, dbt_project_vars  # noqa: E402
+from pipelines.build.run import run_pipeline  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "pairs.jsonl.gz"
 COLUMNS = {"length_only": ("comp", "length_only"), "style": ("comp", "style"),

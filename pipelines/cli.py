@@ -13,8 +13,8 @@ from rich.console import Console
 
 from py_models.representations import REPRESENTATION_NAMES
 
-from . import __version__
-from .config import SAMPLE_PATH, Paths, default_paths
+from pipelines import __version__
+from pipelines.core.config import SAMPLE_PATH, Paths, default_paths
 
 EPILOG = """examples:
   preflens run                               # whole job on the bundled sample (what `make run` does)
@@ -40,8 +40,8 @@ def _paths(args: argparse.Namespace) -> Paths:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     """ingest -> annotate -> dbt build -> fit -> checks -> publish, then the summary."""
-    from .run import run_pipeline
-    from .summary import load_summary, render_summary
+    from pipelines.build.run import run_pipeline
+    from pipelines.serve.summary import load_summary, render_summary
 
     paths = _paths(args)
     inputs = [Path(p) for p in args.paths] if args.paths else [SAMPLE_PATH]
@@ -60,7 +60,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def _vars(args: argparse.Namespace) -> dict[str, str]:
     """``--var KEY=VALUE`` options as a mapping (validated by run.check_dbt_vars)."""
-    from .run import check_dbt_vars
+    from pipelines.build.run import check_dbt_vars
 
     out: dict[str, str] = {}
     for item in getattr(args, "var", None) or []:
@@ -73,7 +73,7 @@ def _vars(args: argparse.Namespace) -> dict[str, str]:
 
 def cmd_build(args: argparse.Namespace, console: Console) -> int:
     """Everything after ingestion, on what the warehouse already holds (for cron)."""
-    from .run import run_pipeline
+    from pipelines.build.run import run_pipeline
 
     paths = _paths(args)
     result = run_pipeline(paths, [], console=console, skip_ingest=True, dbt_vars=_vars(args))
@@ -83,8 +83,8 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
     """Load preference pairs into raw tables; bad rows go to raw.quarantine."""
-    from .ingest import IngestError, ingest_paths
-    from .lock import locked_build_db
+    from pipelines.ingest import IngestError, ingest_paths
+    from pipelines.core.lock import locked_build_db
 
     paths = _paths(args)
     options = {
@@ -122,8 +122,8 @@ def _print_llm_report(report: object, console: Console) -> None:
 
 def cmd_annotate(args: argparse.Namespace, console: Console) -> int:
     """Annotate items that have no annotations for the current annotator version."""
-    from .annotate.offline import annotate_pending
-    from .lock import locked_build_db
+    from pipelines.annotate.offline import annotate_pending
+    from pipelines.core.lock import locked_build_db
 
     if args.annotator == "llm":
         return _cmd_annotate_llm(args, console)
@@ -138,9 +138,9 @@ def cmd_annotate(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_annotate_llm(args: argparse.Namespace, console: Console) -> int:
-    from .annotate.llm import annotate_llm
-    from .llm.config import load_llm_config
-    from .lock import locked_build_db
+    from pipelines.annotate.llm import annotate_llm
+    from pipelines.llm.config import load_llm_config
+    from pipelines.core.lock import locked_build_db
 
     paths = _paths(args)
     config = load_llm_config(warehouse=paths.warehouse)
@@ -156,9 +156,9 @@ def _cmd_annotate_llm(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_discover(args: argparse.Namespace, console: Console) -> int:
     """Discover concepts with the LLM (paper §2) and store a new catalog version."""
-    from .discover.run import discover
-    from .llm.config import load_llm_config
-    from .lock import locked_build_db
+    from pipelines.llm_apps.discover.run import discover
+    from pipelines.llm.config import load_llm_config
+    from pipelines.core.lock import locked_build_db
 
     paths = _paths(args)
     config = load_llm_config(warehouse=paths.warehouse)
@@ -177,7 +177,7 @@ def cmd_discover(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     """Run the Great Expectations suites on the build warehouse."""
-    from .quality import run_quality_checks, write_quality_report
+    from pipelines.build.quality import run_quality_checks, write_quality_report
 
     paths = _paths(args)
     if not paths.build_db.exists():
@@ -195,7 +195,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     """Print held-out accuracy and top concepts from the served copy."""
-    from .summary import load_summary, render_summary
+    from pipelines.serve.summary import load_summary, render_summary
 
     paths = _paths(args)
     if not paths.serve_db.exists():
@@ -208,9 +208,9 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     """In-domain and out-of-domain protocols for HMDR and its baselines; results to raw.eval_results + marts."""
-    from .evaluate import comparison_table, run_evaluation
-    from .lock import BuildLock
-    from .warehouse import connect
+    from pipelines.evaluate.runner import comparison_table, run_evaluation
+    from pipelines.core.lock import BuildLock
+    from pipelines.core.warehouse import connect
 
     paths = _paths(args)
     if not paths.build_db.exists():
@@ -238,7 +238,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     """Write the visual report (one self-contained HTML file) from the served copy; prints its path."""
-    from .report import ReportDataError, build_report
+    from pipelines.serve.report import ReportDataError, build_report
 
     paths = _paths(args)
     try:
@@ -259,7 +259,7 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
     """Explain one verdict: the pair, P(A wins), the actual winner and the concepts that pushed each way."""
     import json
 
-    from .explain import ExplainError, load_explanation, render_explanation
+    from pipelines.serve.explain import ExplainError, load_explanation, render_explanation
 
     paths = _paths(args)
     try:
@@ -276,7 +276,7 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
 
 
 def _judge_config(args: argparse.Namespace, model: str | None):
-    from .llm.config import load_llm_config
+    from pipelines.llm.config import load_llm_config
 
     config = load_llm_config(warehouse=_paths(args).warehouse)
     return config.with_overrides(model=model) if model else config
@@ -284,8 +284,8 @@ def _judge_config(args: argparse.Namespace, model: str | None):
 
 def cmd_judge(args: argparse.Namespace, console: Console) -> int:
     """Have an LLM judge the pairs (both orders; order-inconsistent = tie) and store it as a mechanism."""
-    from .judge import judge_items
-    from .lock import locked_build_db
+    from pipelines.llm_apps.judge import judge_items
+    from pipelines.core.lock import locked_build_db
 
     paths = _paths(args)
     config = _judge_config(args, args.model)
@@ -308,21 +308,21 @@ def cmd_judge(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_apply(args: argparse.Namespace, console: Console) -> int:
     """The paper's applications: `guide` (Judge Hack, §8) and `tiebreak` (Tie Break, §9)."""
-    from .apply.common import ApplyError, judge_model
-    from .lock import locked_build_db
+    from pipelines.llm_apps.apply.common import ApplyError, judge_model
+    from pipelines.core.lock import locked_build_db
 
     paths = _paths(args)
     config = _judge_config(args, judge_model(args.judge))
     with locked_build_db(paths) as con:
         try:
             if args.application == "guide":
-                from .apply.guide import run_guide
+                from pipelines.llm_apps.apply.guide import run_guide
 
                 report = run_guide(con, paths.serve_db, config, judge=args.judge, domain=args.domain, k=args.k,
                                    generator=args.generator, n_prompts=args.n_prompts, seed=args.seed,
                                    dry_run=args.dry_run, budget_usd=args.budget)
             else:
-                from .apply.tiebreak import run_tiebreak
+                from pipelines.llm_apps.apply.tiebreak import run_tiebreak
 
                 report = run_tiebreak(con, paths.serve_db, config, judge=args.judge, reference=args.reference,
                                       k=args.k, seed=args.seed, dry_run=args.dry_run, budget_usd=args.budget)
@@ -459,8 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: exit 0 on success, 1 on a failed stage (one-line reason), 2 on usage errors."""
-    from .lock import BuildAlreadyRunning
-    from .run import StageFailed
+    from pipelines.core.lock import BuildAlreadyRunning
+    from pipelines.build.run import StageFailed
 
     args = build_parser().parse_args(argv)
     console = Console(stderr=False)

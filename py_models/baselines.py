@@ -31,8 +31,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._augment import encode_labels, sigmoid
-from .hmdr import HMDRClassifier
+from py_models._augment import encode_labels, sigmoid
+from py_models.hmdr import HMDRClassifier
 
 __all__ = [
     "C_GRID",

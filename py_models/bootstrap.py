@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from .hmdr import HMDRClassifier
+from py_models.hmdr import HMDRClassifier
 
 __all__ = ["DEFAULT_N_BOOTSTRAP", "bootstrap_hmdr", "BOOTSTRAP_COLUMNS"]
 

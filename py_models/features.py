@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .representations import (  # noqa: F401  (re-exported for the dbt model)
+from py_models.representations import (  # noqa: F401  (re-exported for the dbt model)
     DEFAULT_REPRESENTATION,
     REPRESENTATIONS,
     VALUE_COLUMN,

@@ -49,11 +49,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .bootstrap import BOOTSTRAP_COLUMNS, bootstrap_hmdr
-from .explain import concept_contributions
-from .hmdr import HMDRClassifier, default_hyperparameters
-from .selection import MAX_ABS_WEIGHT, PAPER_GRID_DOMAINS, HMDRClassifierCV
-from .style_baseline import LENGTH_FEATURE, REFERENCE_MODELS, fit_reference_oof
+from py_models.bootstrap import BOOTSTRAP_COLUMNS, bootstrap_hmdr
+from py_models.lift import concept_contributions
+from py_models.hmdr import HMDRClassifier, default_hyperparameters
+from py_models.selection import MAX_ABS_WEIGHT, PAPER_GRID_DOMAINS, HMDRClassifierCV
+from py_models.style_baseline import LENGTH_FEATURE, REFERENCE_MODELS, fit_reference_oof
 
 __all__ = ["fit_mechanisms", "assign_folds", "FRAME_COLUMNS"]
 

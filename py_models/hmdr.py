@@ -37,7 +37,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._augment import UNPENALIZED_FACTOR, AugmentedDesign, encode_labels, hmdr_objective, rowwise_dot, sigmoid
+from py_models._augment import UNPENALIZED_FACTOR, AugmentedDesign, encode_labels, hmdr_objective, rowwise_dot, sigmoid
 
 __all__ = ["HMDRClassifier", "default_hyperparameters"]
 

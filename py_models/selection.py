@@ -24,8 +24,8 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import clone
 
-from ._augment import rowwise_dot, sigmoid
-from .hmdr import HMDRClassifier
+from py_models._augment import rowwise_dot, sigmoid
+from py_models.hmdr import HMDRClassifier
 
 __all__ = [
     "PAPER_GRID_DOMAINS", "paper_grid", "stratified_folds", "fit_hmdr_selected", "fit_selected", "score",

@@ -74,7 +74,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._augment import encode_labels
+from py_models._augment import encode_labels
 
 __all__ = [
     "STYLE_FEATURES",

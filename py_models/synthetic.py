@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from ._augment import sigmoid
+from py_models._augment import sigmoid
 
 __all__ = ["SyntheticData", "make_planted"]
 

@@ -33,7 +33,7 @@ def write_planted_raw(db_path: Path, n_items: int = 240, seed: int = 7, start: i
     Two mechanisms: 'human:planted' prefers higher Clarity everywhere and lower Verbosity in domain
     'legal' only; 'judge:noise' is random. Domains: general, legal, coding.
     """
-    from pipelines.warehouse import connect
+    from pipelines.core.warehouse import connect
 
     rng = np.random.default_rng(seed)
     concepts = planted_concepts()

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from pipelines.publish import publish
+from pipelines.build.publish import publish
 
 try:
     from test_quality import WEIRD, build_fixture_db, mutate

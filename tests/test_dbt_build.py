@@ -8,9 +8,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.config import Paths
-from pipelines.dbt_runner import DbtError, run_dbt
-from pipelines.config import DBT_PROJECT_DIR as REPO_DBT
+from pipelines.core.config import Paths
+from pipelines.build.dbt_runner import DbtError, run_dbt
+from pipelines.core.config import DBT_PROJECT_DIR as REPO_DBT
 from tests.conftest import planted_concepts, write_planted_raw
 
 pytestmark = pytest.mark.slow
@@ -166,8 +166,8 @@ def test_selectors_split_the_build_as_the_pipeline_runs_it(built: Paths) -> None
 
     import subprocess
 
-    from pipelines.config import DBT_PROJECT_DIR
-    from pipelines.dbt_runner import dbt_env, dbt_executable
+    from pipelines.core.config import DBT_PROJECT_DIR
+    from pipelines.build.dbt_runner import dbt_env, dbt_executable
 
     def ls(selector: str) -> set[str]:
         proc = subprocess.run(

@@ -1,4 +1,4 @@
-"""Evaluation protocols (py_models.protocols) and `preflens evaluate` end to end."""
+"""Evaluation protocols (py_models.eval_protocols) and `preflens evaluate` end to end."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from py_models.protocols import (
+from py_models.eval_protocols import (
     EVAL_COLUMNS,
     OOD_VARIANTS,
     TIE_POLICY,

@@ -11,7 +11,7 @@ import duckdb
 import pytest
 from rich.console import Console
 
-from pipelines.explain import ExplainError, load_explanation, render_explanation
+from pipelines.serve.explain import ExplainError, load_explanation, render_explanation
 from tests.conftest import HOSTILE_MECHANISM, HOSTILE_TEXT, env_with, venv_bin, write_mini_served
 
 

@@ -1,4 +1,4 @@
-"""The HMDR fit outside dbt (pipelines/fit_runner.py) equals the dbt Python model int_hmdr_fits, on DuckDB."""
+"""The HMDR fit outside dbt (pipelines/build/fit_runner.py) equals the dbt Python model int_hmdr_fits, on DuckDB."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import duckdb
 import pytest
 
 from pipelines import fit_runner
-from pipelines.config import Paths
-from pipelines.dbt_runner import run_dbt
+from pipelines.core.config import Paths
+from pipelines.build.dbt_runner import run_dbt
 from tests.conftest import write_planted_raw
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from scipy.stats import spearmanr
 from sklearn.base import clone, is_classifier
 
 from py_models._augment import hmdr_objective, sigmoid
-from py_models.explain import concept_contributions, global_lift_pct, local_lift
+from py_models.lift import concept_contributions, global_lift_pct, local_lift
 from py_models.fit_job import FRAME_COLUMNS, fit_mechanisms
 from py_models.hmdr import HMDRClassifier, default_hyperparameters
 

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from pipelines.ingest import FORMATS, IngestError, IngestSummary, detect_format, ingest_paths
-from pipelines.warehouse import connect
+from pipelines.core.warehouse import connect
 
 DATA = Path("/work/shared/data/pairs.jsonl.gz")
 
@@ -515,7 +515,7 @@ def test_full_data_set(con) -> None:
 def test_reingest_does_not_duplicate_quarantine_rows(tmp_path: Path) -> None:
     """Re-running an ingest of a file with bad rows keeps one quarantine record per bad row."""
     from pipelines.ingest import ingest_paths
-    from pipelines.warehouse import connect
+    from pipelines.core.warehouse import connect
 
     good = {"prompt": "p", "response_a": "x", "response_b": "y", "winner": "a", "domain": "d",
             "mechanism": "human:t", "mechanism_type": "human"}

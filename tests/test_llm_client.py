@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from pipelines.llm.client import CallSpec, LLMClient, backoff_delay, parse_retry_after
 from pipelines.llm.config import LLMConfig, load_llm_config
 from pipelines.llm.prompting import block, concepts_block, messages
-from pipelines.warehouse import connect
+from pipelines.core.warehouse import connect
 from tests.llm_server import LLMTestServer
 
 

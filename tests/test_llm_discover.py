@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.discover.catalog import active_catalog, latest_catalog_version, load_catalog
-from pipelines.discover.run import _UF, discover
-from pipelines.discover.stem import name_stems, stem
+from pipelines.llm_apps.discover.catalog import active_catalog, latest_catalog_version, load_catalog
+from pipelines.llm_apps.discover.run import _UF, discover
+from pipelines.llm_apps.discover.stem import name_stems, stem
 from pipelines.llm.config import LLMConfig
-from pipelines.warehouse import connect
+from pipelines.core.warehouse import connect
 from tests.llm_server import LLMTestServer
 from tests.test_llm_e2e import write_fixture
 

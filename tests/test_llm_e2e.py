@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from pipelines.annotate.llm import annotate_llm
-from pipelines.config import Paths
+from pipelines.core.config import Paths
 from pipelines.llm.config import LLMConfig
-from pipelines.warehouse import connect
+from pipelines.core.warehouse import connect
 from tests.llm_server import LLMTestServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ def write_fixture(path: Path, n: int = 150, seed: int = 3) -> None:
 
 @pytest.mark.slow
 def test_run_with_llm_annotator_recovers_planted_concept(tmp_path: Path, monkeypatch) -> None:
-    from pipelines.run import run_pipeline
+    from pipelines.build.run import run_pipeline
 
     wh = tmp_path / "wh"
     monkeypatch.setenv("PREFLENS_WAREHOUSE", str(wh))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.lock import BuildAlreadyRunning, BuildLock
+from pipelines.core.lock import BuildAlreadyRunning, BuildLock
 
 
 def test_second_lock_is_refused_then_granted_after_release(tmp_path: Path) -> None:
@@ -24,7 +24,7 @@ def test_second_lock_is_refused_then_granted_after_release(tmp_path: Path) -> No
 def test_lock_held_by_another_process_names_its_pid_and_dies_with_it(tmp_path: Path) -> None:
     path = tmp_path / ".build.lock"
     code = (
-        "import sys; from pipelines.lock import BuildLock\n"
+        "import sys; from pipelines.core.lock import BuildLock\n"
         f"l = BuildLock({str(path)!r}).__enter__(); print('held', flush=True); sys.stdin.readline()"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -17,7 +17,7 @@ from pipelines.annotate import offline, scorers
 from pipelines.annotate.catalog import CONCEPTS, CONCEPTS_BY_KEY, OFFLINE_ANNOTATOR, OFFLINE_ANNOTATOR_VERSION
 from pipelines.annotate.offline import annotate_items, annotate_pending, catalog_frame
 from pipelines.annotate.scorers import compare, likert
-from pipelines.warehouse import connect
+from pipelines.core.warehouse import connect
 
 DATA = Path("/work/shared/data/pairs.jsonl.gz")
 DEF_RE = re.compile(r"^A high score indicates the response .+; A low score indicates the response .+$")

@@ -71,7 +71,7 @@ def test_rerun_is_idempotent_and_reuses_annotations(first_run: tuple[Path, subpr
 
 
 def test_concurrent_build_is_refused(first_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
-    from pipelines.lock import BuildLock
+    from pipelines.core.lock import BuildLock
 
     wh, _ = first_run
     with BuildLock(wh / ".build.lock"):

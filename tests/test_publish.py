@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.publish import (
+from pipelines.build.publish import (
     PublishError,
     QualityGateFailed,
     check_and_publish,

@@ -8,9 +8,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from pipelines.quality import QualityThresholds, quote_ident, run_quality_checks
-from pipelines.quality.suites import SUITES
-from pipelines.warehouse import ensure_raw_schema
+from pipelines.build.quality import QualityThresholds, quote_ident, run_quality_checks
+from pipelines.build.quality.suites import SUITES
+from pipelines.core.warehouse import ensure_raw_schema
 
 WEIRD = 'has "quotes" and spaces'
 CONCEPTS = ("clarity", WEIRD, "safety")
@@ -321,6 +321,6 @@ def test_importing_quality_does_not_import_gx() -> None:
     import subprocess
     import sys
 
-    code = "import sys, pipelines.quality, pipelines.publish; print('great_expectations' in sys.modules)"
+    code = "import sys, pipelines.build.quality, pipelines.build.publish; print('great_expectations' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

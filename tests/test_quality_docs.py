@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import Paths
-from pipelines.quality import QualityReport, QualityResult, run_quality_checks, write_quality_report
-from pipelines.quality.suites import SUITES
+from pipelines.core.config import Paths
+from pipelines.build.quality import QualityReport, QualityResult, run_quality_checks, write_quality_report
+from pipelines.build.quality.suites import SUITES
 
 try:
     from test_quality import WEIRD, build_fixture_db, mutate

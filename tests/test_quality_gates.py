@@ -12,8 +12,8 @@ import duckdb
 import pytest
 import yaml
 
-from pipelines.quality import QualityThresholds, run_quality_checks
-from pipelines.quality.suites import SUITES, models_of_versions
+from pipelines.build.quality import QualityThresholds, run_quality_checks
+from pipelines.build.quality.suites import SUITES, models_of_versions
 
 try:
     from test_quality import build_fixture_db, mutate

@@ -12,8 +12,8 @@ import duckdb
 import numpy as np
 import pytest
 
-from pipelines.report import build_report
-from pipelines.report.data import ReportDataError, wilson_interval
+from pipelines.serve.report import build_report
+from pipelines.serve.report.data import ReportDataError, wilson_interval
 from tests.conftest import HOSTILE_CONCEPT, HOSTILE_MECHANISM, env_with, venv_bin, write_mini_served
 
 CHROMIUM = "/usr/bin/chromium"

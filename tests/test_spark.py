@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.config import Paths
-from pipelines.dbt_runner import run_dbt
+from pipelines.core.config import Paths
+from pipelines.build.dbt_runner import run_dbt
 from tests.conftest import planted_concepts, write_planted_raw
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed (pip install -e '.[spark]')")
@@ -38,7 +38,7 @@ RTOL, ATOL = 1e-6, 1e-9
 
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from pipelines.spark_flow import build_on_spark, export_raw_parquet
+    from pipelines.build.spark_flow import build_on_spark, export_raw_parquet
 
     root = tmp_path_factory.mktemp("spark_parity")
     duck = Paths(warehouse=root / "duckdb")
@@ -60,10 +60,10 @@ def _dump_spark_marts(spark_dir: Path, landing: Path, out: Path) -> None:
     import subprocess
     import sys
 
-    from pipelines.config import REPO_ROOT
+    from pipelines.core.config import REPO_ROOT
 
     subprocess.run(
-        [sys.executable, "-m", "pipelines.spark_flow", "--spark-dir", str(spark_dir), "--landing", str(landing),
+        [sys.executable, "-m", "pipelines.build.spark_flow", "--spark-dir", str(spark_dir), "--landing", str(landing),
          "--dump", str(out)],
         cwd=str(REPO_ROOT), check=True, capture_output=True, text=True,
     )

@@ -37,7 +37,7 @@ from typing import Any
 import duckdb
 from pydantic import BaseModel, Field
 
-from pipelines.discover.catalog import LLMConcept, active_catalog
+from pipelines.llm_apps.discover.catalog import LLMConcept, active_catalog
 from pipelines.llm.client import CallResult, CallSpec, LLMClient
 from pipelines.llm.config import LLMConfig
 from pipelines.llm.prompting import block, concepts_block, messages

@@ -13,7 +13,7 @@ from pipelines.ingest.adapters import FORMATS, Options, adapt, detect_format
 from pipelines.ingest.load import write_file
 from pipelines.ingest.model import MECHANISM_TYPES, FileSummary, IngestError, IngestSummary
 from pipelines.ingest.readers import read_path
-from pipelines.warehouse import ensure_raw_schema
+from pipelines.core.warehouse import ensure_raw_schema
 
 Progress = Callable[[str], None]
 

@@ -1,0 +1,126 @@
+"""Run dbt as a subprocess from the repo root with explicit, absolute project/profiles/target paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.core.config import DBT_PROJECT_DIR, Paths
+
+
+class DbtError(RuntimeError):
+    """dbt exited non-zero; the message lists the failing nodes."""
+
+
+@dataclass
+class DbtResult:
+    """Outcome of one dbt invocation."""
+
+    command: list[str]
+    returncode: int
+    node_status: dict[str, str] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for status in self.node_status.values():
+            out[status] = out.get(status, 0) + 1
+        return out
+
+
+def dbt_executable() -> str:
+    """The dbt script of the running interpreter's environment."""
+    candidate = Path(sys.executable).parent / "dbt"
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def dbt_env(paths: Paths, build_id: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for dbt: absolute DB path, build id, no anonymous usage tracking."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "PREFLENS_BUILD_DB": str(paths.build_db),
+            "PREFLENS_BUILD_ID": build_id,
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "DO_NOT_TRACK": "1",
+        }
+    )
+    env.update(extra or {})
+    return env
+
+
+def run_dbt(
+    args: list[str],
+    paths: Paths,
+    build_id: str,
+    *,
+    on_node: Callable[[str, str, int], None] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> DbtResult:
+    """Invoke ``dbt <args>`` with JSON logs; report each finished node through ``on_node(name, status, total)``."""
+    paths.dbt_target_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        dbt_executable(),
+        "--log-format",
+        "json",
+        "--no-use-colors",
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        "--target-path",
+        str(paths.dbt_target_dir),
+        "--log-path",
+        str(paths.dbt_target_dir / "logs"),
+    ]
+    result = DbtResult(command=cmd, returncode=-1)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=str(DBT_PROJECT_DIR.parent),
+        env=dbt_env(paths, build_id, extra_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    errors: list[str] = []
+    for line in proc.stdout:
+        _handle_line(line, result, errors, on_node)
+    result.returncode = proc.wait()
+    if result.returncode != 0:
+        failed = [f"{n}: {s}" for n, s in result.node_status.items() if s in {"error", "fail", "runtime error"}]
+        first_error = next((e.splitlines()[0] for e in errors if e.strip()), "")
+        detail = "; ".join(failed + ([first_error] if first_error else [])) or "see dbt.log in the target folder"
+        result.failures = failed + errors
+        raise DbtError(f"dbt {args[0]} failed: {detail}")
+    return result
+
+
+_RESULT_EVENTS = {"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult", "LogNodeResult"}
+
+
+def _handle_line(line: str, result: DbtResult, errors: list[str], on_node: Callable[[str, str, int], None] | None) -> None:
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        if line.strip():
+            errors.append(line.strip())
+        return
+    info = event.get("info", {})
+    data = event.get("data", {})
+    if info.get("level") == "error" and info.get("msg"):
+        errors.append(info["msg"])
+    if info.get("name") in _RESULT_EVENTS:
+        node = data.get("node_info", {})
+        name = node.get("node_name") or data.get("name") or "?"
+        status = str(data.get("status") or node.get("node_status", "?")).lower()
+        result.node_status[name] = status
+        if on_node:
+            on_node(name, status, int(data.get("total") or 0))

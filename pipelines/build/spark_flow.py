@@ -1,0 +1,154 @@
+"""Build the dbt project on Apache Spark (dbt-spark, ``method: session``): the scale-out path.
+
+The flow, for a raw Parquet landing zone (one ``<table>.parquet`` per raw table):
+
+1. ``dbt build --target spark --exclude source:hmdr+`` -- staging, features and every mart that does not need
+   the fit. An on-run-start hook registers the raw Parquet files as the ``raw`` sources.
+2. ``python -m pipelines.build.fit_runner --engine spark`` -- the HMDR fit (dbt Python models on Spark need
+   Databricks), written to ``intermediate.int_hmdr_fits``.
+3. ``dbt build --target spark --select source:hmdr+`` -- the fit's source tests and the marts that split it.
+
+The fit runs in its own process: the local Derby metastore admits one JVM at a time.
+
+    python -m pipelines.build.spark_flow [--warehouse DIR] [--spark-dir DIR]   # exports raw.* of the build DB first
+
+Needs ``pip install -e '.[spark]'`` and Java 17+. See docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pipelines.core.config import REPO_ROOT, Paths, default_paths
+from pipelines.build.dbt_runner import DbtResult, run_dbt
+
+FIT_SOURCE = "source:hmdr+"
+
+
+def export_raw_parquet(build_db: Path, landing: Path) -> dict[str, int]:
+    """Copy every table of schema ``raw`` of a DuckDB build file to ``landing/<table>.parquet``; row counts."""
+    import duckdb
+
+    landing.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(build_db), read_only=True)
+    try:
+        tables = [r[0] for r in con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'raw' order by 1").fetchall()]
+        counts = {}
+        for table in tables:
+            target = str(landing / f"{table}.parquet").replace("'", "''")
+            con.execute(f'copy raw."{table}" to \'{target}\' (format parquet)')
+            counts[table] = int(con.execute(f'select count(*) from raw."{table}"').fetchone()[0])
+        return counts
+    finally:
+        con.close()
+
+
+def spark_env(spark_dir: Path, landing: Path) -> dict[str, str]:
+    """Environment the spark profile target and the fit runner read (absolute paths)."""
+    return {
+        "PREFLENS_SPARK_WAREHOUSE": str(spark_dir.resolve()),
+        "PREFLENS_RAW_PARQUET_DIR": str(landing.resolve()),
+    }
+
+
+def build_on_spark(
+    spark_dir: Path, landing: Path, build_id: str, dbt_vars: str = "", *, target: str = "spark"
+) -> dict[str, float]:
+    """Run the three-step Spark flow; returns the seconds of each step and the total.
+
+    dbt artifacts go to ``spark_dir/dbt_target``; tables and the metastore live under ``spark_dir``.
+    """
+    spark_dir.mkdir(parents=True, exist_ok=True)
+    paths = Paths(warehouse=spark_dir.resolve())  # only its dbt_target dir is used on Spark
+    env = spark_env(spark_dir, landing)
+    var_args = ["--vars", dbt_vars] if dbt_vars else []
+    timings: dict[str, float] = {}
+
+    def dbt(step: str, args: list[str]) -> DbtResult:
+        t0 = time.perf_counter()
+        result = run_dbt(["build", "--target", target, *args, *var_args], paths, build_id, extra_env=env)
+        timings[step] = time.perf_counter() - t0
+        return result
+
+    dbt("dbt_features", ["--exclude", FIT_SOURCE])
+    t0 = time.perf_counter()
+    fit = subprocess.run(
+        [sys.executable, "-m", "pipelines.build.fit_runner", "--engine", "spark", "--build-id", build_id,
+         "--target", target, *(["--vars", dbt_vars] if dbt_vars else [])],
+        cwd=str(REPO_ROOT), env={**os.environ, **env, "PREFLENS_BUILD_ID": build_id},
+        capture_output=True, text=True,
+    )
+    timings["fit"] = time.perf_counter() - t0
+    if fit.returncode != 0:
+        tail = (fit.stderr or fit.stdout).strip().splitlines()[-20:]
+        raise RuntimeError("fit_runner on Spark failed:\n" + "\n".join(tail))
+    env["PREFLENS_RAW_PARQUET_DIR"] = ""  # the raw sources stay registered from step 1
+    dbt("dbt_marts", ["--select", FIT_SOURCE])
+    timings["total"] = sum(timings.values())
+    return timings
+
+
+def dump_tables(out_dir: Path, schemas: tuple[str, ...] = ("marts",), target: str = "spark") -> dict[str, int]:
+    """Write every table and view of ``schemas`` in the Spark catalog to ``out_dir/<schema>.<name>.parquet``.
+
+    Run it in its own process (the Derby metastore admits one JVM); needs the spark env (see ``spark_env``).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.build.fit_runner import spark_session
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spark = spark_session(target)
+    counts = {}
+    try:
+        for schema in schemas:
+            for row in spark.sql(f"show tables in `{schema}`").collect():
+                name = row["tableName"]
+                if row["isTemporary"]:
+                    continue
+                frame = spark.table(f"`{schema}`.`{name}`").toPandas()
+                pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), out_dir / f"{schema}.{name}.parquet")
+                counts[f"{schema}.{name}"] = len(frame)
+    finally:
+        spark.stop()
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.build.spark_flow", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--warehouse", type=Path, help="DuckDB warehouse whose raw.* tables to export (default: $PREFLENS_WAREHOUSE or ./warehouse)")
+    parser.add_argument("--spark-dir", type=Path, help="Spark tables, metastore and dbt artifacts (default: <warehouse>/spark)")
+    parser.add_argument("--landing", type=Path, help="raw Parquet landing zone; when given, the export is skipped")
+    parser.add_argument("--build-id", default=os.environ.get("PREFLENS_BUILD_ID", "spark-manual"))
+    parser.add_argument("--vars", default="", help="dbt --vars YAML, passed to dbt and to the fit runner")
+    parser.add_argument("--dump", type=Path, metavar="DIR",
+                        help="only write the marts of an existing Spark build to DIR/<schema>.<name>.parquet")
+    args = parser.parse_args(argv)
+    paths = Paths(warehouse=args.warehouse.resolve()) if args.warehouse else default_paths()
+    spark_dir = (args.spark_dir or paths.warehouse / "spark").resolve()
+    landing = args.landing
+    if args.dump:
+        os.environ.update(spark_env(spark_dir, landing or spark_dir / "raw_parquet"))
+        counts = dump_tables(args.dump.resolve())
+        print(f"wrote {len(counts)} relations to {args.dump}")
+        return 0
+    started = time.perf_counter()
+    if landing is None:
+        landing = spark_dir / "raw_parquet"
+        counts = export_raw_parquet(paths.build_db, landing)
+        print(f"exported raw tables to {landing}: " + ", ".join(f"{t}={n}" for t, n in counts.items()))
+    timings = build_on_spark(spark_dir, landing.resolve(), args.build_id, args.vars)
+    timings["wall_with_export"] = time.perf_counter() - started
+    print("spark flow: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

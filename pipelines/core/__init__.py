@@ -1,0 +1,1 @@
+"""Shared foundations: configuration, the raw-schema DDL, the build lock and id generation."""

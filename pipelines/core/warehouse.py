@@ -1,0 +1,281 @@
+"""The build warehouse: connection helper and the DDL of the raw tables every stage writes.
+
+All raw tables live in schema ``raw`` of the build DuckDB file (``warehouse/preflens.duckdb``).
+dbt reads them as sources; BI never opens this file (it reads the served copy).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+RAW_SCHEMA = "raw"
+
+RAW_DDL: dict[str, str] = {
+    # One row per distinct (prompt, unordered pair of responses). Orientation is canonical:
+    # response_a is the response whose sha256 is smaller, so re-ingesting in any order is stable.
+    "items": """
+        create table if not exists raw.items (
+            item_id          varchar primary key,   -- sha256(prompt, response_a, response_b)[:16] in canonical order
+            prompt           varchar not null,
+            response_a       varchar not null,
+            response_b       varchar not null,
+            domain           varchar not null,
+            source           varchar,              -- upstream dataset name when known
+            source_item_id   varchar,              -- the upstream item id when the input had one
+            model_a          varchar,
+            model_b          varchar,
+            first_ingest_id  varchar not null,
+            ingested_at      timestamp not null
+        )""",
+    # One row per (item, mechanism). winner is oriented to raw.items (a = items.response_a).
+    "labels": """
+        create table if not exists raw.labels (
+            label_id         varchar primary key,   -- sha256(item_id, mechanism)[:16]
+            item_id          varchar not null,
+            mechanism        varchar not null,      -- '<type>:<who>', e.g. 'judge:gpt-4'
+            mechanism_type   varchar not null,      -- human | judge | reward
+            winner           varchar not null,      -- a | b | tie
+            protocol         varchar,
+            source_pair_id   varchar,
+            source_file      varchar not null,
+            source_line      bigint not null,
+            first_ingest_id  varchar not null,
+            ingested_at      timestamp not null
+        )""",
+    "domains": """
+        create table if not exists raw.domains (
+            domain           varchar primary key,
+            domain_source    varchar,               -- dataset | heuristic | cli | ...
+            first_ingest_id  varchar not null
+        )""",
+    # Every input row that could not be loaded, with where it came from and why. Nothing is dropped silently.
+    "quarantine": """
+        create table if not exists raw.quarantine (
+            ingest_id        varchar not null,
+            source_file      varchar not null,
+            source_line      bigint not null,
+            reason           varchar not null,
+            raw_text         varchar,               -- the offending record, truncated to 4000 chars
+            quarantined_at   timestamp not null
+        )""",
+    "ingest_runs": """
+        create table if not exists raw.ingest_runs (
+            ingest_id        varchar primary key,
+            started_at       timestamp not null,
+            finished_at      timestamp,
+            files            varchar[],
+            rows_read        bigint,
+            rows_loaded      bigint,
+            rows_duplicate   bigint,
+            rows_quarantined bigint
+        )""",
+    # The concept catalog (offline catalog now; discovered / user concepts later).
+    "concepts": """
+        create table if not exists raw.concepts (
+            concept          varchar not null,      -- display name; data, never an SQL identifier
+            annotator        varchar not null,      -- e.g. 'offline'
+            annotator_version varchar not null,
+            description      varchar not null,
+            definition       varchar not null,      -- 'A high score indicates ...; A low score indicates ...'
+            origin           varchar not null,      -- offline | fixed | discovered | user
+            is_shared        boolean not null,
+            domains          varchar[],             -- for specific concepts: where they apply
+            definition_hash  varchar not null,
+            measure_transform varchar,              -- measure-rep transform (log1p | identity); null = no raw measure
+            primary key (concept, annotator, annotator_version)
+        )""",
+    # One row per (item, concept, annotator, version): annotate once per item, reuse for every mechanism.
+    "annotations": """
+        create table if not exists raw.annotations (
+            item_id          varchar not null,
+            concept          varchar not null,
+            annotator        varchar not null,
+            annotator_version varchar not null,
+            measure_a        double,                -- raw measurement on response_a (offline only)
+            measure_b        double,
+            score_a          integer not null,      -- 1..7 Likert, 0 = not relevant
+            score_b          integer not null,
+            comp_value       integer not null,      -- +1 a better, -1 b better, 0 equal / not relevant / inconsistent
+            score_diff       integer not null,      -- score_a - score_b, 0 if either side is not relevant
+            is_relevant      boolean not null,
+            is_consistent    boolean,               -- swap consistency (LLM comp-rep); null for offline
+            annotated_at     timestamp not null,
+            primary key (item_id, concept, annotator, annotator_version)
+        )""",
+    # One row per `preflens run` / `preflens build`: lineage for every fact row's fit_id.
+    "builds": """
+        create table if not exists raw.builds (
+            build_id         varchar primary key,
+            started_at       timestamp not null,
+            finished_at      timestamp,
+            status           varchar not null,      -- running | success | failed
+            failed_stage     varchar,
+            message          varchar,
+            n_items          bigint,
+            n_labels         bigint,
+            n_annotations    bigint,
+            annotator        varchar,
+            annotator_version varchar,
+            package_version  varchar,
+            dbt_version      varchar,
+            quality_success  boolean,
+            published        boolean
+        )""",
+    # One row per expectation per build: the Great Expectations results behind each publication decision.
+    "quality_results": """
+        create table if not exists raw.quality_results (
+            build_id         varchar not null,
+            suite            varchar not null,
+            "table"          varchar not null,
+            expectation_type varchar not null,
+            "column"         varchar,
+            success          boolean not null,
+            expected         varchar,
+            observed         varchar,
+            unexpected_count bigint,
+            unexpected_percent double,
+            error            varchar,
+            checked_at       timestamp default current_timestamp,
+            blocking         boolean default true   -- false: a recorded check whose failure does not stop publication
+        )""",
+    # ---- LLM method (pipelines/llm, pipelines/annotate/llm.py, pipelines/llm_apps/discover) ----
+    # One row per distinct LLM request: key = sha256(model, sampling params, template, template version,
+    # rendered messages). Written as soon as the call finishes (ok or failed), so a killed run loses
+    # only the calls in flight. A failed row keeps the raw text and is retried on the next run.
+    "llm_cache": """
+        create table if not exists raw.llm_cache (
+            cache_key        varchar primary key,
+            stage            varchar not null,      -- relevance | comp | score | tag | propose | dedup | define ...
+            template         varchar not null,
+            template_version varchar not null,
+            model            varchar not null,
+            params_json      varchar not null,      -- sampling parameters (hashed into the key)
+            item_id          varchar,
+            status           varchar not null,      -- ok | failed
+            raw_response     varchar,               -- the model's text (also for failures)
+            parsed_json      varchar,               -- the validated answer (ok only)
+            error            varchar,
+            prompt_tokens    bigint not null,       -- summed over every attempt
+            completion_tokens bigint not null,
+            latency_ms       double,
+            attempts         integer not null,
+            run_id           varchar,
+            created_at       timestamp not null
+        )""",
+    # The cost ledger: one row per HTTP attempt (retries included), with the tokens the server reported.
+    "llm_ledger": """
+        create table if not exists raw.llm_ledger (
+            run_id           varchar not null,
+            cache_key        varchar not null,
+            stage            varchar not null,
+            chunk_id         varchar,               -- hash of the concept chunk (names in `concepts`)
+            concepts         varchar[],
+            model            varchar not null,
+            attempt          integer not null,
+            outcome          varchar not null,      -- ok | http_429 | http_5xx | timeout | connection | malformed | truncated | incomplete | refusal
+            http_status      integer,
+            prompt_tokens    bigint not null,
+            completion_tokens bigint not null,
+            cost_usd         double not null,
+            price_known      boolean not null,
+            latency_ms       double,
+            backoff_s        double,                -- wait before the next attempt (Retry-After honoured)
+            created_at       timestamp not null
+        )""",
+    "llm_runs": """
+        create table if not exists raw.llm_runs (
+            run_id           varchar primary key,
+            command          varchar not null,      -- annotate | discover
+            model            varchar not null,
+            base_url_host    varchar,
+            started_at       timestamp not null,
+            finished_at      timestamp,
+            status           varchar not null,      -- running | completed | budget_stopped | failed | dry_run
+            budget_usd       double,
+            calls            bigint,
+            cache_hits       bigint,
+            failed_calls     bigint,
+            prompt_tokens    bigint,
+            completion_tokens bigint,
+            cost_usd         double,
+            message          varchar
+        )""",
+    # Per-cell LLM verdicts with the raw votes of both comp-rep orders; raw.annotations (annotator 'llm')
+    # is projected from here for the active catalog. Keyed by the concept's definition hash, so a reworded
+    # concept is re-annotated and an unchanged one never is.
+    "annotation_votes": """
+        create table if not exists raw.annotation_votes (
+            item_id          varchar not null,
+            concept          varchar not null,
+            definition_hash  varchar not null,
+            annotator_version varchar not null,
+            is_relevant      boolean not null,
+            vote_ab          integer,               -- comp answer, original order, mapped to +1/-1/0
+            vote_ba          integer,               -- comp answer with responses swapped, un-flipped to +1/-1/0
+            comp_value       integer not null,      -- the vote if both orders agree, else 0
+            is_consistent    boolean,
+            score_a          integer not null,      -- 1..7, 0 = not relevant
+            score_b          integer not null,
+            relevance_key    varchar,
+            comp_key_ab      varchar,
+            comp_key_ba      varchar,
+            score_key        varchar,
+            annotated_at     timestamp not null,
+            primary key (item_id, concept, definition_hash, annotator_version)
+        )""",
+    # Versioned concept catalogs (discovered, fixed, user); the active one is copied into raw.concepts.
+    "concept_catalog": """
+        create table if not exists raw.concept_catalog (
+            catalog_version  varchar not null,
+            concept          varchar not null,
+            description      varchar not null,
+            definition       varchar not null,
+            origin           varchar not null,      -- discovered | fixed | user
+            is_shared        boolean not null,
+            domains          varchar[],
+            n_domains        integer,
+            n_batches        integer,
+            merged_from      varchar[],
+            definition_hash  varchar not null,
+            created_at       timestamp not null,
+            primary key (catalog_version, concept)
+        )""",
+    "query_tags": """
+        create table if not exists raw.query_tags (
+            item_id          varchar not null,
+            tag_version      varchar not null,
+            domain           varchar not null,
+            subdomains       varchar[],
+            tasks            varchar[],
+            primary key (item_id, tag_version)
+        )""",
+}
+
+
+# Columns added after a table first shipped: (table, column, type). ``create table if not exists`` leaves an
+# existing warehouse's tables as they were, so these bring them up to date (idempotent).
+RAW_MIGRATIONS: tuple[tuple[str, str, str], ...] = (
+    ("concepts", "measure_transform", "varchar"),
+    ("quality_results", "blocking", "boolean default true"),
+)
+
+
+def connect(db_path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the build database (creating its folder) with the raw schema in place."""
+    db_path = Path(db_path)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(db_path), read_only=read_only)
+    if not read_only:
+        ensure_raw_schema(con)
+    return con
+
+
+def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create schema ``raw`` and its tables if missing (idempotent)."""
+    con.execute(f"create schema if not exists {RAW_SCHEMA}")
+    for ddl in RAW_DDL.values():
+        con.execute(ddl)
+    for table, column, dtype in RAW_MIGRATIONS:
+        con.execute(f"alter table {RAW_SCHEMA}.{table} add column if not exists {column} {dtype}")

@@ -1,0 +1,1 @@
+"""`preflens evaluate`: the paper's evaluation protocols over the annotated pairs."""

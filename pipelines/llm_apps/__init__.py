@@ -1,0 +1,1 @@
+"""LLM applications built on published explanations: judge, concept discovery, apply (guide, tiebreak)."""

@@ -1,0 +1,1 @@
+"""Readers of the served copy: report, summary, explain."""

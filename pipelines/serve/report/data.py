@@ -1,0 +1,276 @@
+"""Read-only queries on the served copy that feed the visual report (no plotting, no HTML here).
+
+Every query goes through a read-only DuckDB connection on ``warehouse/serve/preflens.duckdb`` and returns
+pandas frames. Tables and columns that other parts of the project add over time (bootstrap CIs and
+selection frequencies in ``fct_concept_effects``, ``rpt_model_comparison``, annotation failures) are looked up
+first and used only when present, so an older served copy still renders.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+SHARED = "__shared__"
+ALL = "__all__"
+
+# Column names of the bootstrap interval of the global lift, newest first (the mart's names, then short ones).
+CI_COLUMNS = (("global_lift_ci_low", "global_lift_ci_high"), ("ci_low", "ci_high"))
+
+
+class ReportDataError(RuntimeError):
+    """The served copy is missing or holds no fitted explanation."""
+
+
+def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score 95% interval of a proportion (``(nan, nan)`` when n is 0)."""
+    if not n or n <= 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def connect_served(serve_db: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection on the served copy (clear error when it does not exist)."""
+    serve_db = Path(serve_db)
+    if not serve_db.exists():
+        raise ReportDataError(f"no served copy at {serve_db}; run `preflens run` first")
+    return duckdb.connect(str(serve_db), read_only=True)
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: str, schema: str = "marts") -> list[str]:
+    """Column names of ``schema.table`` in order; empty when the table does not exist."""
+    rows = con.execute(
+        """select column_name from information_schema.columns
+           where table_schema = ? and table_name = ? order by ordinal_position""",
+        [schema, table],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def latest_fit_id(con: duckdb.DuckDBPyConnection, table: str = "fct_concept_effects") -> str | None:
+    """The latest fit of a served copy: ``marts.dim_latest_fit`` (ordered by the time the fit ran). Every reader
+    of the served copy takes "latest" from here. Served copies published before that model existed have no
+    fitted_at to order by; for those the largest fit id of ``table`` is used (build ids sort by time)."""
+    if table_columns(con, "dim_latest_fit"):
+        row = con.execute("select fit_id from marts.dim_latest_fit").fetchone()
+        return None if row is None else row[0]
+    return con.execute(f"select max(fit_id) from marts.{table}").fetchone()[0]
+
+
+@dataclass
+class ReportData:
+    """Everything the report draws, as frames (one per section)."""
+
+    serve_db: Path
+    representation: str
+    fit_id: str | None
+    build: dict[str, object]
+    counts: dict[str, int]
+    effects: pd.DataFrame  # latest fit, chosen representation, all mechanisms and domains (+ ci_low/ci_high/sel)
+    has_ci: bool
+    has_selection: bool
+    mechanisms: pd.DataFrame  # dim_mechanisms
+    pairs: pd.DataFrame  # domain x mechanism pair counts
+    agreement: pd.DataFrame
+    annotation_quality: pd.DataFrame
+    metrics: pd.DataFrame  # overall held-out accuracy per mechanism x representation (+ wilson ci)
+    model_comparison: pd.DataFrame | None
+    notes: list[str] = field(default_factory=list)
+    #: shared weights b of the length-controlled refit (control = 'length'), one row per mechanism x concept
+    controlled: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def mechanism_order(self) -> list[str]:
+        """Mechanisms grouped by type (human, judge, reward, other), largest first within a type."""
+        order = {"human": 0, "judge": 1, "reward": 2}
+        m = self.mechanisms.copy()
+        m["_t"] = m["mechanism_type"].map(order).fillna(3)
+        fitted = set(self.effects["mechanism"]) if not self.effects.empty else set()
+        m = m[m["mechanism"].isin(fitted)] if fitted else m
+        return m.sort_values(["_t", "n_labels", "mechanism"], ascending=[True, False, True])["mechanism"].tolist()
+
+
+def _effects(con: duckdb.DuckDBPyConnection, fit_id: str | None, representation: str) -> tuple[pd.DataFrame, bool, bool]:
+    cols = set(table_columns(con, "fct_concept_effects"))
+    ci = next(((lo, hi) for lo, hi in CI_COLUMNS if lo in cols and hi in cols), None)
+    extra = []
+    extra.append(f"{ci[0]} as ci_low, {ci[1]} as ci_high" if ci else "null::double as ci_low, null::double as ci_high")
+    has_sel = "selection_frequency" in cols
+    extra.append("selection_frequency" if has_sel else "null::double as selection_frequency")
+    df = con.execute(
+        f"""select mechanism, mechanism_type, domain, concept, shared_weight, domain_deviation, total_weight,
+                   shared_lift_pct, deviation_lift_pct, global_lift_pct, n_pairs, has_domain_weights,
+                   {', '.join(extra)}
+            from marts.fct_concept_effects
+            where fit_id = ? and representation = ?{" and control = 'none'" if "control" in cols else ""}""",
+        [fit_id, representation],
+    ).df()
+    has_ci = bool(ci) and df["ci_low"].notna().any()
+    has_sel = has_sel and df["selection_frequency"].notna().any()
+    return df, has_ci, has_sel
+
+
+def _build(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
+    if not table_columns(con, "fct_builds"):
+        return {}
+    df = con.execute("select * from marts.fct_builds order by started_at desc nulls last limit 1").df()
+    return {} if df.empty else {k: v for k, v in df.iloc[0].items()}
+
+
+def _metrics(con: duckdb.DuckDBPyConnection, fit_id: str | None) -> pd.DataFrame:
+    variant = "variant" if "variant" in set(table_columns(con, "fct_model_metrics")) else "'hmdr'"
+    df = con.execute(
+        f"""select mechanism, mechanism_type, representation, {variant} as variant, protocol, n_pairs, accuracy,
+                   log_loss
+           from marts.fct_model_metrics
+           where fit_id = ? and domain = ?
+           order by mechanism, representation, {variant} = 'hmdr' desc, variant, protocol""",
+        [latest_fit_id(con, "fct_model_metrics"), ALL],
+    ).df()
+    if df.empty:
+        return df.assign(acc_low=[], acc_high=[])
+    ci = [wilson_interval(a * n, n) for a, n in zip(df["accuracy"], df["n_pairs"])]
+    df["acc_low"] = [c[0] for c in ci]
+    df["acc_high"] = [c[1] for c in ci]
+    return df
+
+
+def load_report_data(serve_db: Path, representation: str | None = None) -> ReportData:
+    """Read every frame the report needs from the served copy (read-only); ``representation`` None = the lead
+    one of the latest fit (measure when fitted, else comp)."""
+    con = connect_served(serve_db)
+    try:
+        if not table_columns(con, "fct_concept_effects"):
+            raise ReportDataError(f"{serve_db} has no marts.fct_concept_effects; is it a preflens served copy?")
+        from pipelines.serve.summary import resolve_representation
+
+        representation = resolve_representation(con, representation)
+        fit_id = latest_fit_id(con)
+        if fit_id is None:
+            raise ReportDataError(f"{serve_db} holds no fitted model yet (fct_concept_effects is empty)")
+        notes: list[str] = []
+        effects, has_ci, has_sel = _effects(con, fit_id, representation)
+        if effects.empty:
+            raise ReportDataError(f"no {representation}-rep explanation in {serve_db}")
+        counts = {
+            "items": _scalar(con, "select count(*) from marts.dim_items") if table_columns(con, "dim_items")
+            else _scalar(con, "select count(distinct item_id) from marts.fct_pair_features_comp"),
+            "labelled pairs": _scalar(con, "select count(*) from marts.fct_pair_features_comp"),
+            "mechanisms": _scalar(con, "select count(*) from marts.dim_mechanisms"),
+            "domains": _scalar(con, "select count(*) from marts.dim_domains"),
+            "concepts": _scalar(con, "select count(*) from marts.dim_concepts"),
+        }
+        mechanisms = con.execute("select * from marts.dim_mechanisms").df()
+        pairs = con.execute(
+            """select domain, mechanism, mechanism_type, count(*) as n_pairs
+               from marts.fct_pair_features_comp group by all"""
+        ).df()
+        agreement = (
+            con.execute("select * from marts.rpt_mechanism_agreement").df()
+            if table_columns(con, "rpt_mechanism_agreement") else pd.DataFrame()
+        )
+        quality = (
+            con.execute("select * from marts.rpt_annotation_quality order by annotator, concept").df()
+            if table_columns(con, "rpt_annotation_quality") else pd.DataFrame()
+        )
+        comparison = None
+        if table_columns(con, "rpt_model_comparison"):
+            comparison = con.execute("select * from marts.rpt_model_comparison").df()
+        metrics = _metrics(con, fit_id)
+        controlled = pd.DataFrame()
+        if "control" in set(table_columns(con, "fct_concept_effects")):
+            controlled = con.execute(
+                """select mechanism, concept, global_lift_pct from marts.fct_concept_effects
+                   where fit_id = ? and representation = ? and control = 'length' and domain = '__shared__'""",
+                [fit_id, representation],
+            ).df()
+        return ReportData(
+            serve_db=Path(serve_db), representation=representation, fit_id=fit_id, build=_build(con),
+            counts=counts, effects=effects, has_ci=has_ci, has_selection=has_sel, mechanisms=mechanisms,
+            pairs=pairs, agreement=agreement, annotation_quality=quality, metrics=metrics,
+            model_comparison=comparison, notes=notes, controlled=controlled,
+        )
+    finally:
+        con.close()
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    return int(con.execute(sql).fetchone()[0] or 0)
+
+
+# ------------------------------------------------------------------------------------------ derived frames
+
+
+def largest_domains(effects: pd.DataFrame, mechanism: str, n: int) -> pd.DataFrame:
+    """The ``n`` domains with the most pairs for one mechanism: domain, n_pairs, has_domain_weights."""
+    e = effects[(effects["mechanism"] == mechanism) & (effects["domain"] != SHARED)]
+    d = (e.groupby("domain", as_index=False)
+          .agg(n_pairs=("n_pairs", "max"), has_domain_weights=("has_domain_weights", "max")))
+    d = d[d["n_pairs"] > 0]
+    return d.sort_values(["n_pairs", "domain"], ascending=[False, True]).head(n).reset_index(drop=True)
+
+
+def top_concepts(effects: pd.DataFrame, mechanism: str, domain: str, k: int) -> pd.DataFrame:
+    """Top ``k`` concepts of one panel by |global lift| (non-zero only), largest first."""
+    e = effects[(effects["mechanism"] == mechanism) & (effects["domain"] == domain)]
+    e = e[e["global_lift_pct"].abs() > 1e-9]
+    e = e.assign(_abs=e["global_lift_pct"].abs()).sort_values(["_abs", "concept"], ascending=[False, True])
+    return e.head(k).drop(columns="_abs").reset_index(drop=True)
+
+
+def contrast_domains(effects: pd.DataFrame, n: int) -> list[str]:
+    """``__shared__`` plus the ``n`` domains fitted by the most mechanisms (ties: most pairs)."""
+    e = effects[(effects["domain"] != SHARED) & (effects["n_pairs"] > 0)]
+    g = e.groupby("domain").agg(n_mech=("mechanism", "nunique"), n_pairs=("n_pairs", "sum")).reset_index()
+    g = g.sort_values(["n_mech", "n_pairs", "domain"], ascending=[False, False, True])
+    return [SHARED, *g["domain"].head(n).tolist()]
+
+
+def lift_matrix(effects: pd.DataFrame, domain: str, mechanisms: list[str]) -> pd.DataFrame:
+    """concept x mechanism global lift in one domain (mechanisms with pairs there), rows ordered by mean |lift|."""
+    e = effects[(effects["domain"] == domain) & (effects["n_pairs"] > 0)]
+    m = e.pivot_table(index="concept", columns="mechanism", values="global_lift_pct", aggfunc="first")
+    cols = [c for c in mechanisms if c in m.columns]
+    m = m[cols]
+    m = m.loc[m.abs().max(axis=1) > 1e-9] if not m.empty else m
+    return m.loc[m.abs().mean(axis=1).sort_values(ascending=False).index] if not m.empty else m
+
+
+def human_minus_judge(effects: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Per concept: mean human lift minus mean judge lift, averaged over the domains both types judged.
+
+    Within each domain where at least one human and one judge mechanism have pairs, take the mean global lift
+    of the human mechanisms and of the judge mechanisms per concept, subtract, then average over those domains.
+    Returns (frame with concept, human, judge, diff sorted by diff; the domains used).
+    """
+    e = effects[(effects["domain"] != SHARED) & (effects["n_pairs"] > 0)
+                & effects["mechanism_type"].isin(["human", "judge"])]
+    kinds = e.groupby("domain")["mechanism_type"].nunique()
+    domains = sorted(kinds[kinds == 2].index)
+    e = e[e["domain"].isin(domains)]
+    if e.empty:
+        return pd.DataFrame(columns=["concept", "human", "judge", "diff"]), []
+    per = e.groupby(["domain", "concept", "mechanism_type"])["global_lift_pct"].mean().unstack("mechanism_type")
+    per = per.groupby("concept")[["human", "judge"]].mean()
+    per["diff"] = per["human"] - per["judge"]
+    per = per[(per[["human", "judge"]].abs().max(axis=1) > 1e-9)]
+    return per.reset_index().sort_values("diff").reset_index(drop=True), domains
+
+
+def agreement_matrix(agreement: pd.DataFrame, min_items: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Symmetric mechanism x mechanism agreement rate and item-count matrices (pairs with >= min_items)."""
+    if agreement.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    a = agreement[agreement["n_both_decisive"] >= min_items]
+    rate = a.pivot_table(index="mechanism_a", columns="mechanism_b", values="agreement_rate", aggfunc="first")
+    n = a.pivot_table(index="mechanism_a", columns="mechanism_b", values="n_both_decisive", aggfunc="first")
+    names = sorted(set(rate.index) | set(rate.columns))
+    return rate.reindex(index=names, columns=names), n.reindex(index=names, columns=names)
