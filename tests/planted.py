@@ -1,12 +1,15 @@
-"""Small planted data for the judge and application tests (see tests/llm_server.py: the planted judge prefers
-the response with more list items; the tie-break resolver follows the words of the listed concepts)."""
+"""Small planted data for the LLM tests: input pairs that follow a planted concept, and items, labels and a served
+copy for the judge and application tests (see tests/llm_server.py: the planted judge prefers the response with
+more list items; the tie-break resolver follows the words of the listed concepts)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import duckdb
+import numpy as np
 
 from pipelines.llm.config import LLMConfig
 
@@ -22,6 +25,24 @@ CONCEPTS = {
     "Humor": (0.1, 0.0), "Examples": (0.05, 0.7), "Formality": (0.0, 0.0), "Citations": (-0.1, 0.0),
     "Directness": (-0.2, -0.1), "Empathy": (0.02, 0.03),
 }
+
+
+def write_planted_pairs(path: Path, n: int = 150, seed: int = 3) -> None:
+    """Input pairs (JSONL at ``path``) whose human label follows the number of 'clarity' words (the planted
+    concept), with noise; a coin-flip judge labels the same pairs."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        ca, cb = rng.integers(0, 3, size=2)
+        a = f"Answer {i} alpha. " + "clarity " * int(ca) + "words " * int(rng.integers(0, 3))
+        b = f"Answer {i} beta. " + "clarity " * int(cb) + "words " * int(rng.integers(0, 3))
+        z = 2.5 * np.sign(int(ca) - int(cb))
+        winner = "a" if rng.random() < 1 / (1 + np.exp(-z)) else "b"
+        for mech, mtype, w in (("human:planted", "human", winner), ("judge:coin", "judge", str(rng.choice(["a", "b"])))):
+            rows.append({"item_id": f"x{i}", "prompt": f"Question number {i}?", "response_a": a, "response_b": b,
+                         "winner": w, "domain": ["general", "legal", "coding"][i % 3], "mechanism": mech,
+                         "mechanism_type": mtype})
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
 
 def cfg(srv, **kw) -> LLMConfig:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.core.warehouse import connect
 from pipelines.llm_apps.apply.common import ApplyError, wilson
 from pipelines.llm_apps.apply.guide import run_guide
 from pipelines.llm_apps.apply.tiebreak import run_tiebreak
 from pipelines.llm_apps.judge import judge_items
-from pipelines.core.warehouse import connect
 from tests.conftest import env_with, venv_bin
 from tests.llm_server import LLMTestServer
 from tests.planted import JUDGE, cfg, planted_items, write_served

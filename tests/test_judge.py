@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.llm_apps.judge import judge_items, judge_spec
 from pipelines.core.warehouse import connect
+from pipelines.llm_apps.judge import judge_items, judge_spec
 from tests.conftest import env_with, venv_bin
 from tests.llm_server import LLMTestServer
 from tests.planted import HOSTILE, HUMAN, JUDGE, add_item, cfg, planted_items

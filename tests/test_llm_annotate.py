@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.annotate.llm import annotate_llm, annotator_version, project_annotations
-from pipelines.llm.config import LLMConfig
 from pipelines.core.warehouse import connect
+from pipelines.llm.config import LLMConfig
 from tests.llm_server import LLMTestServer
 
 HOSTILE = "Robert'); drop table raw.items; --"

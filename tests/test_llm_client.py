@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from pipelines.llm.client import CallSpec, LLMClient, backoff_delay, parse_retry_after
+from pipelines.core.warehouse import connect
+from pipelines.llm.client import LLMClient
 from pipelines.llm.config import LLMConfig, load_llm_config
 from pipelines.llm.prompting import block, concepts_block, messages
-from pipelines.core.warehouse import connect
+from pipelines.llm.retry import backoff_delay, parse_retry_after
+from pipelines.llm.types import CallSpec
 from tests.llm_server import LLMTestServer
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipelines.core.warehouse import connect
+from pipelines.llm.config import LLMConfig
 from pipelines.llm_apps.discover.catalog import active_catalog, latest_catalog_version, load_catalog
 from pipelines.llm_apps.discover.run import _UF, discover
 from pipelines.llm_apps.discover.stem import name_stems, stem
-from pipelines.llm.config import LLMConfig
-from pipelines.core.warehouse import connect
 from tests.llm_server import LLMTestServer
-from tests.test_llm_e2e import write_fixture
+from tests.planted import write_planted_pairs as write_fixture
 
 
 def test_stemmer_and_stop_words() -> None:

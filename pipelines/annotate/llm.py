@@ -26,21 +26,23 @@ new model or prompt version writes a new annotator version while old ones stay q
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 from pydantic import BaseModel, Field
 
-from pipelines.llm_apps.discover.catalog import LLMConcept, active_catalog
-from pipelines.llm.client import CallResult, CallSpec, LLMClient
+from pipelines.llm.answers import ids_check
+from pipelines.llm.client import LLMClient
 from pipelines.llm.config import LLMConfig
-from pipelines.llm.prompting import block, concepts_block, messages
+from pipelines.llm.prompting import block, chunks, entry_ids, messages, numbered_concepts
+from pipelines.llm.report import LLMRunReport
+from pipelines.llm.types import CallSpec
+from pipelines.llm_apps.discover.catalog import LLMConcept, active_catalog
 
 LLM_ANNOTATOR = "llm"
 PROMPT_VERSION = "p1"   # bump when any template below changes (it is part of the annotator version)
@@ -62,9 +64,14 @@ class RelevanceAnswer(BaseModel):
     verdicts: list[RelevanceVerdict]
 
 
-class CompVerdict(BaseModel):
+class _Explained(BaseModel):
+    """One concept's entry in an answer: its id, then a short explanation written before the verdict."""
+
     id: str
     explanation: str = ""
+
+
+class CompVerdict(_Explained):
     answer: int = Field(ge=0, le=2)
 
 
@@ -72,9 +79,7 @@ class CompAnswer(BaseModel):
     verdicts: list[CompVerdict]
 
 
-class JointScore(BaseModel):
-    id: str
-    explanation: str = ""
+class JointScore(_Explained):
     score_1: int = Field(ge=0, le=7)
     score_2: int = Field(ge=0, le=7)
 
@@ -83,30 +88,12 @@ class JointScoreAnswer(BaseModel):
     scores: list[JointScore]
 
 
-class SingleScore(BaseModel):
-    id: str
-    explanation: str = ""
+class SingleScore(_Explained):
     score: int = Field(ge=0, le=7)
 
 
 class SingleScoreAnswer(BaseModel):
     scores: list[SingleScore]
-
-
-def _ids_check(field_name: str, ids: list[str]) -> Callable[[Any], str | None]:
-    expected = set(ids)
-
-    def check(parsed: Any) -> str | None:
-        got = [e.id for e in getattr(parsed, field_name)]
-        if len(got) != len(set(got)):
-            return "duplicate concept ids"
-        if set(got) != expected:
-            missing = sorted(expected - set(got))
-            extra = sorted(set(got) - expected)
-            return f"concept ids missing {missing[:5]} extra {extra[:5]}"
-        return None
-
-    return check
 
 
 # ---- prompts --------------------------------------------------------------------------------------------
@@ -134,56 +121,50 @@ Return JSON: {"scores": [{"id": "<concept id>", "explanation": "<one sentence>",
 entry per concept id."""
 
 
-def _cblock(chunk: Sequence[LLMConcept]) -> tuple[list[str], str]:
-    ids = [f"c{i + 1}" for i in range(len(chunk))]
-    return ids, concepts_block([(i, c.name, c.definition) for i, c in zip(ids, chunk)])
+def _concept_spec(item: dict, chunk: Sequence[LLMConcept], responses: Sequence[tuple[str, str]], *, stage: str,
+                  template: str, version: str, instructions: str, schema: type[BaseModel], answer_list: str,
+                  tokens_per_concept: int) -> CallSpec:
+    """One call about an item's query, its ``responses`` ((block name, text)) and a chunk of concepts; the answer's
+    list ``answer_list`` holds one entry per concept id. The template ``version`` also tags the prompt."""
+    ids, concepts = numbered_concepts([(c.name, c.definition) for c in chunk])
+    blocks = [block("QUERY", item["prompt"]), *(block(name, text) for name, text in responses), concepts]
+    return CallSpec(stage, template, version, messages(version, instructions, blocks), schema, item_id=item["item_id"],
+                    concepts=[c.name for c in chunk], check=ids_check(answer_list, ids),
+                    expected_output_tokens=tokens_per_concept * len(chunk) + 10)
+
+
+def _both(item: dict, swapped: bool = False) -> list[tuple[str, str]]:
+    r1, r2 = (item["response_b"], item["response_a"]) if swapped else (item["response_a"], item["response_b"])
+    return [("RESPONSE_1", r1), ("RESPONSE_2", r2)]
 
 
 def relevance_spec(item: dict, chunk: Sequence[LLMConcept]) -> CallSpec:
-    ids, cb = _cblock(chunk)
-    msgs = messages("relevance-v1", _REL, [block("QUERY", item["prompt"]), block("RESPONSE_1", item["response_a"]),
-                                           block("RESPONSE_2", item["response_b"]), cb])
-    return CallSpec("relevance", "relevance", "relevance-v1", msgs, RelevanceAnswer, item_id=item["item_id"],
-                    concepts=[c.name for c in chunk], check=_ids_check("verdicts", ids),
-                    expected_output_tokens=12 * len(chunk) + 10)
+    return _concept_spec(item, chunk, _both(item), stage="relevance", template="relevance", version="relevance-v1",
+                         instructions=_REL, schema=RelevanceAnswer, answer_list="verdicts", tokens_per_concept=12)
 
 
 def comp_spec(item: dict, chunk: Sequence[LLMConcept], swapped: bool) -> CallSpec:
-    ids, cb = _cblock(chunk)
-    r1, r2 = (item["response_b"], item["response_a"]) if swapped else (item["response_a"], item["response_b"])
-    msgs = messages("comp-v1", _COMP, [block("QUERY", item["prompt"]), block("RESPONSE_1", r1),
-                                       block("RESPONSE_2", r2), cb])
-    return CallSpec("comp_ba" if swapped else "comp_ab", "comp", "comp-v1", msgs, CompAnswer, item_id=item["item_id"],
-                    concepts=[c.name for c in chunk], check=_ids_check("verdicts", ids),
-                    expected_output_tokens=40 * len(chunk) + 10)
+    return _concept_spec(item, chunk, _both(item, swapped), stage="comp_ba" if swapped else "comp_ab",
+                         template="comp", version="comp-v1", instructions=_COMP, schema=CompAnswer,
+                         answer_list="verdicts", tokens_per_concept=40)
 
 
 def score_joint_spec(item: dict, chunk: Sequence[LLMConcept]) -> CallSpec:
-    ids, cb = _cblock(chunk)
-    msgs = messages("score-joint-v1", _SCORE_JOINT, [block("QUERY", item["prompt"]), block("RESPONSE_1", item["response_a"]),
-                                                     block("RESPONSE_2", item["response_b"]), cb])
-    return CallSpec("score", "score-joint", "score-joint-v1", msgs, JointScoreAnswer, item_id=item["item_id"],
-                    concepts=[c.name for c in chunk], check=_ids_check("scores", ids),
-                    expected_output_tokens=40 * len(chunk) + 10)
+    return _concept_spec(item, chunk, _both(item), stage="score", template="score-joint", version="score-joint-v1",
+                         instructions=_SCORE_JOINT, schema=JointScoreAnswer, answer_list="scores",
+                         tokens_per_concept=40)
 
 
 def score_single_spec(item: dict, chunk: Sequence[LLMConcept], side: str) -> CallSpec:
-    ids, cb = _cblock(chunk)
-    msgs = messages("score-single-v1", _SCORE_SINGLE, [block("QUERY", item["prompt"]),
-                                                       block("RESPONSE", item[f"response_{side}"]), cb])
-    return CallSpec(f"score_{side}", "score-single", "score-single-v1", msgs, SingleScoreAnswer,
-                    item_id=item["item_id"], concepts=[c.name for c in chunk], check=_ids_check("scores", ids),
-                    expected_output_tokens=35 * len(chunk) + 10)
-
-
-def _chunks(seq: Sequence[LLMConcept], size: int) -> list[list[LLMConcept]]:
-    return [list(seq[i:i + size]) for i in range(0, len(seq), size)]
+    return _concept_spec(item, chunk, [("RESPONSE", item[f"response_{side}"])], stage=f"score_{side}",
+                         template="score-single", version="score-single-v1", instructions=_SCORE_SINGLE,
+                         schema=SingleScoreAnswer, answer_list="scores", tokens_per_concept=35)
 
 
 # ---- the run ----------------------------------------------------------------------------------------------
 
 @dataclass
-class AnnotateReport:
+class AnnotateReport(LLMRunReport):
     annotator_version: str
     catalog: str
     n_concepts: int
@@ -192,19 +173,13 @@ class AnnotateReport:
     cells_written: int = 0
     inconsistent_cells: int = 0
     failed_calls: int = 0
-    dry_run: bool = False
-    budget_stopped: bool = False
-    run_id: str | None = None
-    stats: Any = None
-    failures: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         s = self.stats
         out = [f"LLM annotator {self.annotator_version}, catalog {self.catalog} ({self.n_concepts} concepts)"]
         if self.dry_run:
             out.append(f"dry run: {self.items_pending} items pending; cache hits {s.cache_hits}")
-            out.append(f"projected: {s.projected_calls} calls, {s.projected_prompt_tokens} input + "
-                       f"{s.projected_completion_tokens} output tokens, ${s.projected_cost_usd:.4f} "
+            out.append(f"projected: {s.projection()} "
                        "(upper bound: every concept assumed relevant where relevance is not cached yet)")
             for stage, d in sorted(s.by_stage.items()):
                 out.append(f"  {stage:<10} {int(d.get('projected_calls', 0)):>7} calls  "
@@ -213,11 +188,7 @@ class AnnotateReport:
             return out
         out.append(f"{self.items_completed}/{self.items_pending} pending items completed, {self.cells_written} cells "
                    f"written ({self.inconsistent_cells} order-inconsistent -> 0)")
-        out.append(f"calls {s.calls} (cache hits {s.cache_hits}, failed {s.failed}, skipped {s.skipped}), tokens "
-                   f"{s.prompt_tokens} in / {s.completion_tokens} out, ${s.cost_usd:.4f}  [run {self.run_id}]")
-        if self.budget_stopped:
-            out.append("budget reached: stopped before exceeding it; finished work is saved, re-run to continue")
-        return out
+        return out + self.closing_lines()
 
 
 _VOTE_INSERT = """insert or replace into raw.annotation_votes (item_id, concept, definition_hash, annotator_version,
@@ -226,7 +197,7 @@ _VOTE_INSERT = """insert or replace into raw.annotation_votes (item_id, concept,
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def write_concepts(con: duckdb.DuckDBPyConnection, version: str, concepts: Sequence[LLMConcept]) -> None:
@@ -310,7 +281,7 @@ async def _annotate_async(client: LLMClient, work: list[tuple[dict, list[LLMConc
     # phase 1: relevance
     rel_specs: list[tuple[int, CallSpec, list[LLMConcept]]] = []
     for i, (item, pend) in enumerate(work):
-        for chunk in _chunks(pend, cfg.relevance_chunk_size):
+        for chunk in chunks(pend, cfg.relevance_chunk_size):
             rel_specs.append((i, relevance_spec(item, chunk), chunk))
     rel_results = await client.run([s for _, s, _ in rel_specs])
     relevant: dict[int, dict[str, bool]] = {}
@@ -322,7 +293,7 @@ async def _annotate_async(client: LLMClient, work: list[tuple[dict, list[LLMConc
                 relevant.setdefault(i, {})[c.name] = True
         elif res.ok:
             by_id = {v.id: v.relevant for v in res.parsed.verdicts}
-            for cid, c in zip([f"c{k + 1}" for k in range(len(chunk))], chunk):
+            for cid, c in zip(entry_ids("c", len(chunk)), chunk):
                 relevant.setdefault(i, {})[c.name] = by_id[cid]
                 rel_key[(i, c.name)] = spec.key
         else:
@@ -336,12 +307,12 @@ async def _annotate_async(client: LLMClient, work: list[tuple[dict, list[LLMConc
         if i in rel_failed:
             continue
         rel = [c for c in pend if relevant.get(i, {}).get(c.name)]
-        for chunk in _chunks(rel, cfg.comp_chunk_size):
+        for chunk in chunks(rel, cfg.comp_chunk_size):
             for swapped in (False, True):
                 plan.append((i, "ba" if swapped else "ab", chunk, len(specs)))
                 specs.append(comp_spec(item, chunk, swapped))
         if cfg.score_mode != "off":
-            for chunk in _chunks(rel, cfg.score_chunk_size):
+            for chunk in chunks(rel, cfg.score_chunk_size):
                 if cfg.score_mode == "joint":
                     plan.append((i, "score", chunk, len(specs)))
                     specs.append(score_joint_spec(item, chunk))
@@ -356,8 +327,8 @@ async def _annotate_async(client: LLMClient, work: list[tuple[dict, list[LLMConc
     cells: dict[tuple[int, str], dict[str, Any]] = {}
     broken: set[tuple[int, str]] = set()
     for i, kind, chunk, si in plan:
-        res: CallResult = results[si]
-        ids = [f"c{k + 1}" for k in range(len(chunk))]
+        res = results[si]
+        ids = entry_ids("c", len(chunk))
         if not res.ok:
             for c in chunk:
                 broken.add((i, c.name))
@@ -435,23 +406,14 @@ def annotate_llm(
     work = pending_work(con, version, concepts, item_ids)
     report.items_pending = len(work)
     client = LLMClient(config, con, command="annotate", dry_run=dry_run, budget_usd=budget_usd)
-    report.run_id = None if dry_run else client.run_id
     with client:
         if not dry_run:
             write_concepts(con, version, concepts)
-
-        async def go() -> None:
-            try:
-                await _annotate_async(client, work, version, report, progress)
-            finally:
-                await client.aclose()
-
         if work:
-            asyncio.run(go())
+            client.drive(lambda: _annotate_async(client, work, version, report, progress))
         client.flush()
-        report.budget_stopped = client.budget_stopped
+        report.record(client)
         report.failed_calls = client.stats.failed
-        report.stats = client.stats
     if not dry_run:
         project_annotations(con, version)
     return report

@@ -94,7 +94,7 @@ class LLMConfig:
             out["seed"] = self.seed
         return out
 
-    def with_overrides(self, **kw: Any) -> "LLMConfig":
+    def with_overrides(self, **kw: Any) -> LLMConfig:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
 

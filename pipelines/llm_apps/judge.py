@@ -21,22 +21,23 @@ JSON ``{"final_answer": "A"|"B"}`` (with ``"explanation"`` first when CoT is on)
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import random
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import duckdb
 from pydantic import BaseModel
 
-from pipelines.llm.client import CallSpec, LLMClient, RunStats
+from pipelines.llm.client import LLMClient
 from pipelines.llm.config import LLMConfig
 from pipelines.llm.prompting import block, messages
+from pipelines.llm.report import LLMRunReport
+from pipelines.llm.types import CallSpec
 
 JUDGE_PROMPT_VERSION = "judge-v1"
 SOURCE_FILE = "preflens judge"
@@ -117,11 +118,11 @@ def first_human_mechanism(con: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass
-class JudgeReport:
+class JudgeReport(LLMRunReport):
     mechanism: str
     model: str
     protocol: dict[str, Any]
@@ -131,27 +132,17 @@ class JudgeReport:
     wins_a: int = 0
     wins_b: int = 0
     incomplete: int = 0
-    dry_run: bool = False
-    budget_stopped: bool = False
-    run_id: str | None = None
-    stats: RunStats | None = None
-    failures: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        s = self.stats or RunStats()
+        s = self.stats
         out = [f"judge {self.model} -> mechanism {self.mechanism} ({json.dumps(self.protocol, sort_keys=True)})"]
         if self.dry_run:
             out.append(f"dry run: {self.items_pending} items to judge; cache hits {s.cache_hits}; projected "
-                       f"{s.projected_calls} calls, {s.projected_prompt_tokens} input + "
-                       f"{s.projected_completion_tokens} output tokens, ${s.projected_cost_usd:.4f}")
+                       f"{s.projection()}")
             return out
         out.append(f"{self.items_judged}/{self.items_pending} items judged: a {self.wins_a}, b {self.wins_b}, "
                    f"tie (order-inconsistent) {self.ties}; {self.incomplete} left pending")
-        out.append(f"calls {s.calls} (cache hits {s.cache_hits}, failed {s.failed}, skipped {s.skipped}), tokens "
-                   f"{s.prompt_tokens} in / {s.completion_tokens} out, ${s.cost_usd:.4f}  [run {self.run_id}]")
-        if self.budget_stopped:
-            out.append("budget reached: stopped before exceeding it; finished work is saved, re-run to continue")
-        return out
+        return out + self.closing_lines()
 
 
 def _shot_sets(con: duckdb.DuckDBPyConnection, source: str | None, shots: int, ensemble: int,
@@ -228,18 +219,10 @@ def judge_items(
                 plan.append((n, m, swapped))
                 specs.append(judge_spec(it, swapped, cot=cot, shots=sh))
     client = LLMClient(config, con, command="judge", dry_run=dry_run, budget_usd=budget_usd)
-    report.run_id = None if dry_run else client.run_id
     out_rows: list[tuple] = []
     with client:
-        async def go() -> list:
-            try:
-                return await client.run(specs)
-            finally:
-                await client.aclose()
-
-        results = asyncio.run(go()) if specs else []
-        report.stats = client.stats
-        report.budget_stopped = client.budget_stopped
+        results = client.run_sync(specs)
+        report.record(client)
         if dry_run:
             return report
         votes: dict[int, dict[bool, list[str]]] = {}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.llm.prompting import numbered_concepts
 from pipelines.serve.report.data import latest_fit_id
 
 SHARED = "__shared__"
@@ -103,5 +104,6 @@ def wilson(successes: float, n: int, z: float = 1.959963984540054) -> tuple[floa
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def concepts_payload(concepts: list[Concept]) -> list[tuple[str, str, str]]:
-    return [(f"c{i + 1}", c.name, c.definition) for i, c in enumerate(concepts)]
+def concepts_data(concepts: list[Concept]) -> str:
+    """The CONCEPTS block of a prompt: each concept's name and definition."""
+    return numbered_concepts([(c.name, c.definition) for c in concepts])[1]

@@ -20,23 +20,32 @@ Rows go to ``raw.app_guide_results`` (one per query) and ``raw.app_guide_runs`` 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 from pydantic import BaseModel
 
-from pipelines.llm_apps.apply.common import ApplyError, Concept, Explanations, concepts_payload, judge_mechanism, judge_model, wilson
-from pipelines.llm_apps.judge import combine, judge_spec, side_from
-from pipelines.llm.client import CallSpec, LLMClient, RunStats
+from pipelines.core.ids import new_id
+from pipelines.llm.client import LLMClient
 from pipelines.llm.config import LLMConfig
-from pipelines.llm.prompting import block, concepts_block, messages
+from pipelines.llm.prompting import block, messages
+from pipelines.llm.report import BUDGET_NOTE
+from pipelines.llm.types import CallSpec, RunStats
+from pipelines.llm_apps.apply.common import (
+    ApplyError,
+    Concept,
+    Explanations,
+    concepts_data,
+    judge_mechanism,
+    judge_model,
+    wilson,
+)
+from pipelines.llm_apps.judge import combine, judge_spec, side_from
 
 GENERATE_VERSION = "generate-v1"
 
@@ -66,7 +75,7 @@ class Generation(BaseModel):
 
 def generate_spec(query: str, concepts: list[Concept] | None, item_id: str | None = None) -> CallSpec:
     if concepts:
-        msgs = messages(GENERATE_VERSION, _GEN_CONCEPTS, [block("QUERY", query), concepts_block(concepts_payload(concepts))])
+        msgs = messages(GENERATE_VERSION, _GEN_CONCEPTS, [block("QUERY", query), concepts_data(concepts)])
     else:
         msgs = messages(GENERATE_VERSION, _GEN_VANILLA, [block("QUERY", query)])
     return CallSpec("generate", "generate", GENERATE_VERSION, msgs, Generation, item_id=item_id,
@@ -111,17 +120,8 @@ class GuideReport:
         cost = sum(s.cost_usd for s in self.stats)
         out.append(f"calls {calls} (cache hits {hits}), ${cost:.4f}")
         if self.budget_stopped:
-            out.append("budget reached: stopped before exceeding it; finished calls are cached, re-run to continue")
+            out.append(BUDGET_NOTE)
         return out
-
-
-def _run(client: LLMClient, specs: list[CallSpec]) -> list:
-    async def go() -> list:
-        try:
-            return await client.run(specs)
-        finally:
-            await client.aclose()
-    return asyncio.run(go()) if specs else []
 
 
 def run_guide(
@@ -158,7 +158,7 @@ def run_guide(
     queries = rng.sample(queries, min(n_prompts, len(queries)))
     rand_sets = [expl.random_k(k, random.Random(f"{seed}\x1f{q[0]}"), pool) for q in queries]
 
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    run_id = new_id()
     report.run_id = None if dry_run else run_id
     # 1. generation
     gen_specs: list[CallSpec] = []
@@ -167,7 +167,7 @@ def run_guide(
     gen_client = LLMClient(config.with_overrides(model=gen_model), con, command="apply-guide", dry_run=dry_run,
                            budget_usd=budget_usd)
     with gen_client:
-        gen_res = _run(gen_client, gen_specs)
+        gen_res = gen_client.run_sync(gen_specs)
     report.stats.append(gen_client.stats)
     report.budget_stopped = gen_client.budget_stopped
     # 2. judging, both orders
@@ -184,14 +184,14 @@ def run_guide(
     judge_client = LLMClient(config.with_overrides(model=jmodel), con, command="apply-guide", dry_run=dry_run,
                              budget_usd=remaining)
     with judge_client:
-        j_res = _run(judge_client, judge_specs) if not report.budget_stopped else []
+        j_res = judge_client.run_sync(judge_specs) if not report.budget_stopped else []
     report.stats.append(judge_client.stats)
     report.budget_stopped = report.budget_stopped or judge_client.budget_stopped
     if dry_run:
         return report
     for stmt in DDL:
         con.execute(stmt)
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     out = []
     for j, (n, p) in enumerate(pairs):
         if 2 * j + 1 >= len(j_res):

@@ -23,19 +23,26 @@ Rows go to ``raw.app_tiebreak_results`` (run × source × item) and ``raw.app_ti
 
 from __future__ import annotations
 
-import asyncio
 import random
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
-from pipelines.llm_apps.apply.common import ApplyError, Concept, Explanations, concepts_payload, judge_mechanism, judge_model
-from pipelines.llm_apps.judge import JudgeAnswer, combine, judge_messages, side_from
-from pipelines.llm.client import CallSpec, LLMClient, RunStats
+from pipelines.llm.client import LLMClient
 from pipelines.llm.config import LLMConfig
-from pipelines.llm.prompting import concepts_block
+from pipelines.llm.report import LLMRunReport
+from pipelines.llm.types import CallSpec
+from pipelines.llm_apps.apply.common import (
+    ApplyError,
+    Concept,
+    Explanations,
+    concepts_data,
+    judge_mechanism,
+    judge_model,
+)
+from pipelines.llm_apps.judge import JudgeAnswer, combine, judge_messages, side_from
 
 TIEBREAK_VERSION = "tiebreak-v1"
 SOURCES = ("random", "judge", "reference", "difference")
@@ -61,7 +68,7 @@ DDL = [
 def tiebreak_spec(item: dict, concepts: list[Concept], swapped: bool) -> CallSpec:
     ra, rb = (item["response_b"], item["response_a"]) if swapped else (item["response_a"], item["response_b"])
     msgs = judge_messages(item["prompt"], ra, rb, instructions=_TIEBREAK,
-                          extra_blocks=[concepts_block(concepts_payload(concepts))], tag=TIEBREAK_VERSION)
+                          extra_blocks=[concepts_data(concepts)], tag=TIEBREAK_VERSION)
     return CallSpec("tiebreak" + ("_ba" if swapped else "_ab"), "tiebreak", TIEBREAK_VERSION, msgs, JudgeAnswer,
                     item_id=item["item_id"], concepts=[c.name for c in concepts], expected_output_tokens=12)
 
@@ -77,26 +84,21 @@ class SourceResult:
 
 
 @dataclass
-class TiebreakReport:
+class TiebreakReport(LLMRunReport):
     judge_mechanism: str
     reference_mechanism: str
     k: int
     n_ties: int = 0
     n_judge_labels: int = 0
     sources: dict[str, SourceResult] = field(default_factory=dict)
-    dry_run: bool = False
-    budget_stopped: bool = False
-    run_id: str | None = None
-    stats: RunStats | None = None
 
     def lines(self) -> list[str]:
-        s = self.stats or RunStats()
+        s = self.stats
         out = [f"Tie Break: judge {self.judge_mechanism} vs reference {self.reference_mechanism}, top-{self.k} "
                f"concepts; {self.n_ties} judge ties labelled decisively by the reference "
                f"(of {self.n_judge_labels} judge labels)"]
         if self.dry_run:
-            out.append(f"dry run: projected {s.projected_calls} calls, {s.projected_prompt_tokens} input tokens, "
-                       f"${s.projected_cost_usd:.4f}")
+            out.append(f"dry run: projected {s.projection()}")
             return out
         out.append(f"{'concepts':<12} {'resolved':>9} {'correct':>8} {'accuracy':>9} {'gain (pp)':>10}")
         for src in SOURCES:
@@ -104,11 +106,7 @@ class TiebreakReport:
             if r is None or r.accuracy is None:
                 continue
             out.append(f"{src:<12} {r.n_resolved:>9} {r.n_correct:>8} {100 * r.accuracy:>8.1f}% {r.gain_pp:>+10.1f}")
-        out.append(f"calls {s.calls} (cache hits {s.cache_hits}, failed {s.failed}, skipped {s.skipped}), "
-                   f"${s.cost_usd:.4f}  [run {self.run_id}]")
-        if self.budget_stopped:
-            out.append("budget reached: stopped before exceeding it; finished calls are cached, re-run to continue")
-        return out
+        return out + self.closing_lines()
 
 
 def resolve_reference(con: duckdb.DuckDBPyConnection, reference: str) -> str:
@@ -170,18 +168,9 @@ def run_tiebreak(
     client = LLMClient(config.with_overrides(model=judge_model(judge)), con, command="apply-tiebreak",
                        dry_run=dry_run, budget_usd=budget_usd)
     run_id = client.run_id
-    report.run_id = None if dry_run else run_id
-
-    async def go() -> list:
-        try:
-            return await client.run(specs)
-        finally:
-            await client.aclose()
-
     with client:
-        results = asyncio.run(go()) if specs else []
-    report.stats = client.stats
-    report.budget_stopped = client.budget_stopped
+        results = client.run_sync(specs)
+    report.record(client)
     if dry_run:
         return report
     for stmt in DDL:
@@ -202,7 +191,7 @@ def run_tiebreak(
         sr.n_correct += w == it["ref"]
         sr.accuracy = (sr.accuracy or 0.0) + score
         out.append((run_id, src, it["item_id"], it["domain"], [c.name for c in cs], v_ab, v_ba, w, it["ref"], score))
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     run_rows = []
     for src, sr in per.items():
         if sr.n_ties:

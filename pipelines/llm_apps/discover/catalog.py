@@ -22,11 +22,13 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import yaml
+
+from pipelines.core.ids import new_id
 
 DEFINITION_RE = re.compile(r"^A high score indicates the response .+; A low score indicates the response .+$", re.S)
 
@@ -95,8 +97,9 @@ def load_catalog(con: duckdb.DuckDBPyConnection, version: str) -> list[LLMConcep
 def store_catalog(con: duckdb.DuckDBPyConnection, concepts: list[LLMConcept], label: str = "discovered") -> str:
     """Store a new catalog version (sortable: UTC timestamp + content hash) and return it."""
     content = "\n".join(sorted(f"{c.name}\x1f{c.definition_hash}\x1f{c.is_shared}\x1f{','.join(c.domains)}" for c in concepts))
-    now = datetime.now(timezone.utc)
-    version = f"cat-{now.strftime('%Y%m%dT%H%M%S%f')}-{hashlib.sha256(content.encode()).hexdigest()[:8]}"
+    now = datetime.now(UTC)
+    content_hash = hashlib.sha256(content.encode()).hexdigest()[:8]
+    version = new_id("cat-", now=now, stamp="%Y%m%dT%H%M%S%f", suffix=content_hash)
     rows = [
         (version, c.name, c.description or c.name, c.definition, c.origin, c.is_shared, list(c.domains) or None,
          c.n_domains, c.n_batches, list(c.merged_from) or None, c.definition_hash, now.replace(tzinfo=None))

@@ -19,21 +19,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import duckdb
 from pydantic import BaseModel
 
+from pipelines.llm.answers import ids_check
+from pipelines.llm.client import LLMClient
+from pipelines.llm.config import LLMConfig
+from pipelines.llm.prompting import block, chunks, entry_ids, messages, numbered_concepts
+from pipelines.llm.report import LLMRunReport
+from pipelines.llm.types import CallResult, CallSpec
 from pipelines.llm_apps.discover.catalog import DEFINITION_RE, FIXED_CONCEPTS, LLMConcept, store_catalog
 from pipelines.llm_apps.discover.stem import name_stems
-from pipelines.llm.client import CallSpec, LLMClient
-from pipelines.llm.config import LLMConfig
-from pipelines.llm.prompting import block, concepts_block, messages
 
 TAG_VERSION = "tag-v1"
 N_B = 5            # triplets per batch / queries per tag-proposal call
@@ -84,15 +87,8 @@ class DefineAnswer(BaseModel):
     definitions: list[Definition]
 
 
-def _ids(field_name: str, ids: list[str]):  # noqa: ANN202
-    def check(parsed: Any) -> str | None:
-        got = [e.id for e in getattr(parsed, field_name)]
-        return None if sorted(got) == sorted(ids) else "ids do not match the request"
-    return check
-
-
 @dataclass
-class DiscoverReport:
+class DiscoverReport(LLMRunReport):
     mechanism: str | None = None
     catalog_version: str | None = None
     domains: list[str] = field(default_factory=list)
@@ -102,22 +98,16 @@ class DiscoverReport:
     merges: int = 0
     concepts: int = 0
     shared: int = 0
-    dry_run: bool = False
-    budget_stopped: bool = False
-    stats: Any = None
 
     def lines(self) -> list[str]:
-        s = self.stats
         if self.dry_run:
             return [f"discover dry run ({self.mechanism}): {len(self.domains)} domains, {self.batches} batches",
-                    f"projected (tagging + proposals; dedup and definitions depend on the answers): {s.projected_calls} "
-                    f"calls, {s.projected_prompt_tokens} in + {s.projected_completion_tokens} out tokens, "
-                    f"${s.projected_cost_usd:.4f}"]
+                    "projected (tagging + proposals; dedup and definitions depend on the answers): "
+                    f"{self.stats.projection()}"]
         out = [f"discover ({self.mechanism}): {len(self.domains)} domains, {self.batches} batches, {self.candidates} "
                f"distinct candidate names, {self.flagged_pairs} flagged pairs, {self.merges} merged",
                f"catalog {self.catalog_version}: {self.concepts} concepts ({self.shared} shared)",
-               f"calls {s.calls} (cache hits {s.cache_hits}, failed {s.failed}), tokens {s.prompt_tokens} in / "
-               f"{s.completion_tokens} out, ${s.cost_usd:.4f}"]
+               self.usage_line()]
         if self.budget_stopped:
             out.append("budget reached: stopped early; no catalog stored (re-run to continue from the cache)")
         return out
@@ -188,185 +178,264 @@ score indicates the response ...".
 Return JSON: {"definitions": [{"id": "<concept id>", "definition": "<the definition>"}, ...]}."""
 
 
+_NO_TAGS: tuple[list[str], list[str]] = (["None"], ["None"])
+_FIXED_NAMES = ", ".join(c.name for c in FIXED_CONCEPTS)
+Tags = dict[str, tuple[list[str], list[str]]]   # item id -> (sub-domains, tasks), each with the wildcard 'None'
+
+
+@dataclass
+class _Candidate:
+    """A proposed concept name: the domains and number of batches that proposed it, up to 5 descriptions."""
+
+    domains: set[str] = field(default_factory=set)
+    batches: int = 0
+    descriptions: list[str] = field(default_factory=list)
+
+
 def _fmt_pair(t: dict, framing: str) -> str:
     if framing == "pair":
         return f"QUERY: {t['prompt']}\nCHOSEN: {t['chosen']}\nREJECTED: {t['rejected']}"
     return f"QUERY: {t['prompt']}\n{framing.upper()}: {t[framing]}"
 
 
-async def _discover(client: LLMClient, pool: list[dict], report: DiscoverReport, *, batches_per_domain: int,
-                    max_batches: int | None, shared_threshold: float, rng: random.Random,
-                    con: duckdb.DuckDBPyConnection) -> list[LLMConcept] | None:
+def _group_by_domain(pool: list[dict]) -> dict[str, list[dict]]:
+    """The pool's pairs per domain, domains in sorted order."""
     by_domain: dict[str, list[dict]] = defaultdict(list)
     for t in pool:
         by_domain[t["domain"]].append(t)
-    domains = sorted(by_domain)
-    report.domains = domains
-    # 1. tagging: propose lists
-    prop_specs, prop_dom = [], []
-    for d in domains:
-        qs = by_domain[d]
+    return {d: by_domain[d] for d in sorted(by_domain)}
+
+
+async def _tag_options(client: LLMClient, by_domain: dict[str, list[dict]],
+                       rng: random.Random) -> dict[str, dict[str, list[str]]]:
+    """Step 1a: per domain, 10% of the queries (>= N_B) in batches of N_B propose sub-domains and tasks; the 10
+    most frequent of each are the domain's options."""
+    specs, spec_domain = [], []
+    for d, qs in by_domain.items():
         sample = rng.sample(qs, min(len(qs), max(N_B, len(qs) // 10)))
-        for k in range(0, len(sample), N_B):
-            batch = sample[k:k + N_B]
+        for batch in chunks(sample, N_B):
             text = "\n\n".join(f"- {t['prompt']}" for t in batch)
-            prop_specs.append(CallSpec("tag", "tag-propose", "tag-propose-v1",
-                                       messages("tag-propose-v1", _TAG_PROPOSE, [block("QUERIES", text)]), TagProposal,
-                                       expected_output_tokens=60))
-            prop_dom.append(d)
-    props = await client.run(prop_specs)
+            specs.append(CallSpec("tag", "tag-propose", "tag-propose-v1",
+                                  messages("tag-propose-v1", _TAG_PROPOSE, [block("QUERIES", text)]), TagProposal,
+                                  expected_output_tokens=60))
+            spec_domain.append(d)
+    results = await client.run(specs)
     options: dict[str, dict[str, list[str]]] = {}
-    for d in domains:
-        cd, ct = Counter(), Counter()
-        for dom, res in zip(prop_dom, props):
+    for d in by_domain:
+        cd: Counter[str] = Counter()
+        ct: Counter[str] = Counter()
+        for dom, res in zip(spec_domain, results):
             if dom == d and res.ok:
                 cd.update(_norm(x) for x in res.parsed.domains if x.strip())
                 ct.update(_norm(x) for x in res.parsed.tasks if x.strip())
         options[d] = {"domains": [x for x, _ in cd.most_common(10)], "tasks": [x for x, _ in ct.most_common(10)]}
-    # 1b. tag every query
-    asg_specs, asg_batches = [], []
-    for d in domains:
-        qs = by_domain[d]
-        for k in range(0, len(qs), 10):
-            batch = qs[k:k + 10]
-            ids = [f"q{j + 1}" for j in range(len(batch))]
+    return options
+
+
+async def _tag_queries(client: LLMClient, by_domain: dict[str, list[dict]],
+                       options: dict[str, dict[str, list[str]]]) -> Tags:
+    """Step 1b: every query is tagged from its domain's options (10 queries per call); a tag outside the options
+    is dropped, and a query whose call failed keeps only 'None'."""
+    specs, batches = [], []
+    for d, qs in by_domain.items():
+        for batch in chunks(qs, 10):
+            ids = entry_ids("q", len(batch))
             payload = json.dumps([{"id": i, "query": t["prompt"]} for i, t in zip(ids, batch)], ensure_ascii=False)
-            asg_specs.append(CallSpec("tag", "tag-assign", "tag-assign-v1", messages(
+            specs.append(CallSpec("tag", "tag-assign", "tag-assign-v1", messages(
                 "tag-assign-v1", _TAG_ASSIGN, [block("OPTIONS", json.dumps(options[d])), block("QUERIES", payload)]),
-                TagAssignment, check=_ids("tags", ids), expected_output_tokens=25 * len(batch)))
-            asg_batches.append((batch, ids))
-    asg = await client.run(asg_specs)
-    tags: dict[str, tuple[list[str], list[str]]] = {}
-    for (batch, ids), res in zip(asg_batches, asg):
+                TagAssignment, check=ids_check("tags", ids), expected_output_tokens=25 * len(batch)))
+            batches.append((batch, ids))
+    tags: Tags = {}
+    for (batch, ids), res in zip(batches, await client.run(specs)):
         by_id = {e.id: e for e in res.parsed.tags} if res.ok else {}
         for i, t in zip(ids, batch):
             e = by_id.get(i)
             doms = [x for x in (e.domains if e else []) if x in options[t["domain"]]["domains"]]
             tks = [x for x in (e.tasks if e else []) if x in options[t["domain"]]["tasks"]]
             tags[t["item_id"]] = (["None", *doms], ["None", *tks])
-    if not client.dry_run:
-        domain_of = {t["item_id"]: t["domain"] for t in pool}
-        con.executemany("insert or replace into raw.query_tags values (?, ?, ?, ?, ?)",
-                        [(iid, TAG_VERSION, domain_of[iid], v[0], v[1]) for iid, v in tags.items()])
-    # 2. batches and proposals
-    per_domain = batches_per_domain
-    if max_batches is not None:
-        per_domain = max(1, min(per_domain, max_batches // max(1, len(domains))))
-    specs, spec_dom = [], []
-    fixed_names = ", ".join(c.name for c in FIXED_CONCEPTS)
-    for d in domains:
-        qs = by_domain[d]
-        pairs = Counter()
+    return tags
+
+
+def _store_tags(con: duckdb.DuckDBPyConnection, pool: list[dict], tags: Tags) -> None:
+    """Step 1c: the tags go to ``raw.query_tags`` (version ``TAG_VERSION``)."""
+    domain_of = {t["item_id"]: t["domain"] for t in pool}
+    con.executemany("insert or replace into raw.query_tags values (?, ?, ?, ?, ?)",
+                    [(iid, TAG_VERSION, domain_of[iid], v[0], v[1]) for iid, v in tags.items()])
+
+
+def _proposal_instructions(framing: str, sub_domain: str, task: str, different: bool) -> str:
+    """A batch's instructions: its framing, its sub-domain and task (unless 'None'), and, on every other batch,
+    the request to move away from the fixed concepts."""
+    context = [f"Sub-domain: {sub_domain}."] if sub_domain != "None" else []
+    if task != "None":
+        context.append(f"Task: {task}.")
+    instructions = " ".join([_FRAMING[framing], *context])
+    if different:
+        instructions += f" Propose concepts completely different from these generic ones: {_FIXED_NAMES}."
+    return instructions + "\n" + _PROPOSE_TAIL
+
+
+def _proposal_specs(by_domain: dict[str, list[dict]], tags: Tags, per_domain: int,
+                    rng: random.Random) -> tuple[list[CallSpec], list[str]]:
+    """Step 2: per domain, ``per_domain`` batches of N_B triplets carrying one (sub-domain, task) pair drawn in
+    proportion to its frequency, each under a random framing. Returns the specs and each one's domain."""
+    specs, spec_domain = [], []
+    for d, qs in by_domain.items():
+        tag_of = {t["item_id"]: tags.get(t["item_id"], _NO_TAGS) for t in qs}
+        pairs: Counter[tuple[str, str]] = Counter()
         for t in qs:
-            sd, tk = tags.get(t["item_id"], (["None"], ["None"]))
-            pairs.update((a, b) for a in sd for b in tk)
+            sub_domains, tasks = tag_of[t["item_id"]]
+            pairs.update((a, b) for a in sub_domains for b in tasks)
         keys = sorted(pairs)
         weights = [pairs[k] for k in keys]
         start = rng.random() < 0.5
         for b in range(per_domain):
             sd, tk = rng.choices(keys, weights)[0]
-            carriers = [t for t in qs if sd in tags.get(t["item_id"], (["None"], ["None"]))[0]
-                        and tk in tags.get(t["item_id"], (["None"], ["None"]))[1]]
+            carriers = [t for t in qs if sd in tag_of[t["item_id"]][0] and tk in tag_of[t["item_id"]][1]]
             batch = rng.sample(carriers, N_B) if len(carriers) >= N_B else rng.choices(carriers, k=N_B)
             framing = rng.choice(["pair", "chosen", "rejected"])
-            different = (b % 2 == 0) == start
-            ctx = []
-            if sd != "None":
-                ctx.append(f"Sub-domain: {sd}.")
-            if tk != "None":
-                ctx.append(f"Task: {tk}.")
-            instr = " ".join([_FRAMING[framing], *ctx])
-            if different:
-                instr += f" Propose concepts completely different from these generic ones: {fixed_names}."
-            instr += "\n" + _PROPOSE_TAIL
+            instructions = _proposal_instructions(framing, sd, tk, different=(b % 2 == 0) == start)
             text = "\n\n---\n\n".join(_fmt_pair(t, framing) for t in batch)
-            specs.append(CallSpec("propose", "propose", "propose-v1", messages("propose-v1", instr,
+            specs.append(CallSpec("propose", "propose", "propose-v1", messages("propose-v1", instructions,
                                   [block("PAIRS", text)]), Proposal, expected_output_tokens=400))
-            spec_dom.append(d)
-    report.batches = len(specs)
-    results = await client.run(specs)
-    if client.dry_run or client.budget_stopped:
-        return None
-    found: dict[str, dict[str, Any]] = {}
-    for d, res in zip(spec_dom, results):
+            spec_domain.append(d)
+    return specs, spec_domain
+
+
+def _candidates(spec_domain: list[str], results: list[CallResult]) -> dict[str, _Candidate]:
+    """Step 2b: the distinct normalised names among the first N_C concepts of each answered batch."""
+    found: dict[str, _Candidate] = {}
+    for d, res in zip(spec_domain, results):
         if not res.ok:
             continue
         for c in res.parsed.concepts[:N_C]:
             n = _norm(c.name)
             if not n:
                 continue
-            e = found.setdefault(n, {"domains": set(), "batches": 0, "desc": []})
-            e["domains"].add(d)
-            e["batches"] += 1
-            if len(e["desc"]) < 5 and c.description not in e["desc"]:
-                e["desc"].append(c.description)
-    report.candidates = len(found)
-    # 3. dedup: flag by shared stems, LLM decides, union-find
-    names = sorted(found)
-    stems = {n: name_stems(n) for n in names}
+            e = found.setdefault(n, _Candidate())
+            e.domains.add(d)
+            e.batches += 1
+            if len(e.descriptions) < 5 and c.description not in e.descriptions:
+                e.descriptions.append(c.description)
+    return found
+
+
+def _flagged_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """Step 3a: the pairs of names sharing a stem after stop-word removal."""
     index: dict[str, list[str]] = defaultdict(list)
     for n in names:
-        for s in stems[n]:
+        for s in name_stems(n):
             index[s].append(n)
-    flagged = sorted({(a, b) for grp in index.values() for i, a in enumerate(grp) for b in grp[i + 1:] if a != b})
-    report.flagged_pairs = len(flagged)
+    return sorted({(a, b) for grp in index.values() for i, a in enumerate(grp) for b in grp[i + 1:] if a != b})
+
+
+async def _dedup_groups(client: LLMClient, names: list[str], flagged: list[tuple[str, str]]) -> list[list[str]]:
+    """Step 3b: the LLM decides the flagged pairs (DEDUP_PER_CALL per call); merges are transitive (union-find).
+    Returns the groups of names that are one concept."""
     uf = _UF()
-    dspecs, dchunks = [], []
-    for k in range(0, len(flagged), DEDUP_PER_CALL):
-        chunk = flagged[k:k + DEDUP_PER_CALL]
-        ids = [f"p{j + 1}" for j in range(len(chunk))]
+    specs, asked = [], []
+    for chunk in chunks(flagged, DEDUP_PER_CALL):
+        ids = entry_ids("p", len(chunk))
         payload = json.dumps([{"id": i, "a": a, "b": b} for i, (a, b) in zip(ids, chunk)], ensure_ascii=False)
-        dspecs.append(CallSpec("dedup", "dedup", "dedup-v1", messages("dedup-v1", _DEDUP, [block("PAIRS", payload)]),
-                               DedupAnswer, check=_ids("decisions", ids), expected_output_tokens=12 * len(chunk)))
-        dchunks.append((chunk, ids))
-    for (chunk, ids), res in zip(dchunks, await client.run(dspecs)):
+        specs.append(CallSpec("dedup", "dedup", "dedup-v1", messages("dedup-v1", _DEDUP, [block("PAIRS", payload)]),
+                              DedupAnswer, check=ids_check("decisions", ids), expected_output_tokens=12 * len(chunk)))
+        asked.append((chunk, ids))
+    for (chunk, ids), res in zip(asked, await client.run(specs)):
         if res.ok:
-            dec = {e.id: e.same for e in res.parsed.decisions}
+            same = {e.id: e.same for e in res.parsed.decisions}
             for i, (a, b) in zip(ids, chunk):
-                if dec.get(i):
+                if same.get(i):
                     uf.union(a, b)
     groups: dict[str, list[str]] = defaultdict(list)
     for n in names:
         groups[uf.find(n)].append(n)
+    return list(groups.values())
+
+
+def _merge(groups: list[list[str]], found: dict[str, _Candidate], n_domains: int,
+           shared_threshold: float) -> tuple[list[LLMConcept], dict[str, list[str]]]:
+    """Step 4: one concept per group, named by its survivor (found in more domains, then in more batches, then
+    alphabetical); shared when found in >= ``shared_threshold`` of the domains, else specific to the domains where
+    its group was found. Returns the concepts sorted by name and up to 5 descriptions of each."""
     merged: list[LLMConcept] = []
-    n_dom = max(1, len(domains))
-    for members in groups.values():
-        doms = set().union(*(found[m]["domains"] for m in members))
-        batches = sum(found[m]["batches"] for m in members)
-        survivor = sorted(members, key=lambda m: (-len(found[m]["domains"]), -found[m]["batches"], m))[0]
-        desc = [d for m in [survivor, *members] for d in found[m]["desc"]]
-        desc = list(dict.fromkeys(desc))[:5]
-        shared = len(doms) / n_dom >= shared_threshold
+    descriptions: dict[str, list[str]] = {}
+    for members in groups:
+        doms = set().union(*(found[m].domains for m in members))
+        batches = sum(found[m].batches for m in members)
+        survivor = sorted(members, key=lambda m: (-len(found[m].domains), -found[m].batches, m))[0]
+        desc = list(dict.fromkeys(d for m in [survivor, *members] for d in found[m].descriptions))[:5]
+        shared = len(doms) / max(1, n_domains) >= shared_threshold
         merged.append(LLMConcept(survivor, "", " ".join(desc[:1]), "discovered", shared,
                                  () if shared else tuple(sorted(doms)), len(doms), batches,
                                  tuple(sorted(m for m in members if m != survivor))))
-        merged[-1].__dict__["_descs"] = desc  # carried to the definition step
+        descriptions[survivor] = desc
+    return sorted(merged, key=lambda c: c.name), descriptions
+
+
+def _definitions_check(ids: list[str]) -> Callable[[Any], str | None]:
+    """One definition per id, each in the form "A high score indicates the response ...; A low score ..."."""
+    ids_ok = ids_check("definitions", ids)
+
+    def check(parsed: Any) -> str | None:
+        problem = ids_ok(parsed)
+        if problem:
+            return problem
+        bad = [e.id for e in parsed.definitions if not DEFINITION_RE.match(e.definition.strip())]
+        return f"definitions not in the required form: {bad}" if bad else None
+
+    return check
+
+
+async def _define(client: LLMClient, merged: list[LLMConcept],
+                  descriptions: dict[str, list[str]]) -> list[LLMConcept]:
+    """Step 5: a definition for each concept from its collected descriptions, DEFINE_PER_CALL per call. A concept
+    whose call failed is left out (recorded as a failed call), never given a made-up definition."""
+    specs, asked = [], []
+    for chunk in chunks(merged, DEFINE_PER_CALL):
+        ids, cb = numbered_concepts([(c.name, " | ".join(descriptions[c.name])) for c in chunk])
+        specs.append(CallSpec("define", "define", "define-v1", messages("define-v1", _DEFINE, [cb]), DefineAnswer,
+                              concepts=[c.name for c in chunk], check=_definitions_check(ids),
+                              expected_output_tokens=60 * len(chunk)))
+        asked.append((chunk, ids))
+    defined: list[LLMConcept] = []
+    for (chunk, ids), res in zip(asked, await client.run(specs)):
+        if res.ok:
+            by_id = {e.id: e.definition.strip() for e in res.parsed.definitions}
+            defined += [replace(c, definition=by_id[i]) for i, c in zip(ids, chunk)]
+    return defined
+
+
+def _batches_per_domain(batches_per_domain: int, max_batches: int | None, n_domains: int) -> int:
+    if max_batches is None:
+        return batches_per_domain
+    return max(1, min(batches_per_domain, max_batches // max(1, n_domains)))
+
+
+async def _discover(client: LLMClient, pool: list[dict], report: DiscoverReport, *, batches_per_domain: int,
+                    max_batches: int | None, shared_threshold: float, rng: random.Random,
+                    con: duckdb.DuckDBPyConnection) -> list[LLMConcept] | None:
+    """Steps 1-5 of the module docstring; the catalog sorted by name, or None in a dry run or when the budget
+    stopped the run before the proposals were in."""
+    by_domain = _group_by_domain(pool)
+    report.domains = list(by_domain)
+    options = await _tag_options(client, by_domain, rng)
+    tags = await _tag_queries(client, by_domain, options)
+    if not client.dry_run:
+        _store_tags(con, pool, tags)
+    per_domain = _batches_per_domain(batches_per_domain, max_batches, len(by_domain))
+    specs, spec_domain = _proposal_specs(by_domain, tags, per_domain, rng)
+    report.batches = len(specs)
+    results = await client.run(specs)
+    if client.dry_run or client.budget_stopped:
+        return None
+    found = _candidates(spec_domain, results)
+    report.candidates = len(found)
+    names = sorted(found)
+    flagged = _flagged_pairs(names)
+    report.flagged_pairs = len(flagged)
+    merged, descriptions = _merge(await _dedup_groups(client, names, flagged), found, len(by_domain), shared_threshold)
     report.merges = sum(len(c.merged_from) for c in merged)
-    # 4. definitions, 5 per call
-    merged.sort(key=lambda c: c.name)
-    fspecs, fchunks = [], []
-    for k in range(0, len(merged), DEFINE_PER_CALL):
-        chunk = merged[k:k + DEFINE_PER_CALL]
-        ids = [f"c{j + 1}" for j in range(len(chunk))]
-        cb = concepts_block([(i, c.name, " | ".join(c.__dict__["_descs"])) for i, c in zip(ids, chunk)])
-
-        def check(parsed: Any, ids: list[str] = ids) -> str | None:
-            if sorted(e.id for e in parsed.definitions) != sorted(ids):
-                return "ids do not match the request"
-            bad = [e.id for e in parsed.definitions if not DEFINITION_RE.match(e.definition.strip())]
-            return f"definitions not in the required form: {bad}" if bad else None
-
-        fspecs.append(CallSpec("define", "define", "define-v1", messages("define-v1", _DEFINE, [cb]), DefineAnswer,
-                               concepts=[c.name for c in chunk], check=check, expected_output_tokens=60 * len(chunk)))
-        fchunks.append((chunk, ids))
-    final: list[LLMConcept] = []
-    for (chunk, ids), res in zip(fchunks, await client.run(fspecs)):
-        if not res.ok:
-            continue  # an undefined concept is left out (recorded as a failed call), never given a made-up definition
-        dd = {e.id: e.definition.strip() for e in res.parsed.definitions}
-        for i, c in zip(ids, chunk):
-            final.append(LLMConcept(c.name, dd[i], c.description, c.origin, c.is_shared, c.domains, c.n_domains,
-                                    c.n_batches, c.merged_from))
+    final = await _define(client, merged, descriptions)
     have = {c.name.lower() for c in final}
     final += [c for c in FIXED_CONCEPTS if c.name.lower() not in have]
     return sorted(final, key=lambda c: c.name)
@@ -381,18 +450,11 @@ def discover(con: duckdb.DuckDBPyConnection, config: LLMConfig, *, mechanism: st
         raise ValueError(f"no decisive labels for mechanism {mech!r}: ingest labelled pairs first")
     client = LLMClient(config, con, command="discover", dry_run=dry_run, budget_usd=budget_usd, seed=seed)
     with client:
-        async def go() -> list[LLMConcept] | None:
-            try:
-                return await _discover(client, pool, report, batches_per_domain=batches_per_domain,
-                                       max_batches=max_batches, shared_threshold=shared_threshold,
-                                       rng=random.Random(seed), con=con)
-            finally:
-                await client.aclose()
-
-        concepts = asyncio.run(go())
+        concepts = client.drive(lambda: _discover(client, pool, report, batches_per_domain=batches_per_domain,
+                                                  max_batches=max_batches, shared_threshold=shared_threshold,
+                                                  rng=random.Random(seed), con=con))
         client.flush()
-        report.stats = client.stats
-        report.budget_stopped = client.budget_stopped
+        report.record(client)
     if concepts:
         report.catalog_version = store_catalog(con, concepts)
         report.concepts = len(concepts)
