@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.preflens-installed
 # a separate venv with a DuckDB 1.x client, to prove BI tools on 1.x can open the served copy
 DUCK1  := .venv-duckdb1/bin/python
 
-.PHONY: run test test-fast bench docs clean-warehouse venv
+.PHONY: run test test-fast lint bench docs clean-warehouse venv
 
 venv: $(STAMP)
 
@@ -30,6 +30,18 @@ test: $(STAMP) $(DUCK1)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
+
+# ruff (lint + format check) and mypy (pyproject.toml), sqlfluff with the dbt templater (.sqlfluff). The templater
+# compiles the dbt project, so the profile needs a build file: an empty one in a temp dir, removed afterwards with
+# dbt's target folder (nothing is written to the tree).
+SQL_PATHS := dbt_project/models $(wildcard dbt_project/data-tests)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  PREFLENS_BUILD_DB=$$tmp/lint.duckdb DBT_TARGET_PATH=$$tmp/target $(BIN)/sqlfluff lint $(SQL_PATHS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_offline_annotator.py

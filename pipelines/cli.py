@@ -8,13 +8,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from py_models.representations import REPRESENTATION_NAMES
-
 from pipelines import __version__
 from pipelines.core.config import SAMPLE_PATH, Paths, default_paths
+from py_models.representations import REPRESENTATION_NAMES
+
+if TYPE_CHECKING:  # the stage modules are imported by their commands, for a fast start
+    from pipelines.llm_apps.apply.guide import GuideReport
+    from pipelines.llm_apps.apply.tiebreak import TiebreakReport
 
 EPILOG = """examples:
   preflens run                               # whole job on the bundled sample (what `make run` does)
@@ -47,8 +51,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     inputs = [Path(p) for p in args.paths] if args.paths else [SAMPLE_PATH]
     console.print(f"[bold]preflens {__version__}[/] main job on {', '.join(str(p) for p in inputs)}")
     t0 = time.perf_counter()
-    result = run_pipeline(paths, inputs, console=console, annotator=args.annotator, llm_options=_llm_options(args),
-                          dbt_vars=_vars(args))
+    result = run_pipeline(
+        paths, inputs, console=console, annotator=args.annotator, llm_options=_llm_options(args), dbt_vars=_vars(args)
+    )
     _print_llm_report(result.llm_report, console)
     rep, summaries = load_summary(paths.serve_db)
     render_summary(summaries, console, rep)
@@ -62,7 +67,7 @@ def _vars(args: argparse.Namespace) -> dict[str, str]:
     """``--var KEY=VALUE`` options as a mapping (validated by run.check_dbt_vars)."""
     from pipelines.build.run import check_dbt_vars
 
-    out: dict[str, str] = {}
+    out: dict[str, object] = {}
     for item in getattr(args, "var", None) or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -83,8 +88,8 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
     """Load preference pairs into raw tables; bad rows go to raw.quarantine."""
-    from pipelines.ingest import IngestError, ingest_paths
     from pipelines.core.lock import locked_build_db
+    from pipelines.ingest import IngestError, ingest_paths
 
     paths = _paths(args)
     options = {
@@ -116,7 +121,7 @@ def _llm_options(args: argparse.Namespace) -> dict:
 
 def _print_llm_report(report: object, console: Console) -> None:
     if report is not None and hasattr(report, "lines"):
-        for line in report.lines():  # type: ignore[attr-defined]
+        for line in report.lines():
             console.print(line, markup=False, highlight=False)
 
 
@@ -139,14 +144,16 @@ def cmd_annotate(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_annotate_llm(args: argparse.Namespace, console: Console) -> int:
     from pipelines.annotate.llm import annotate_llm
-    from pipelines.llm.config import load_llm_config
     from pipelines.core.lock import locked_build_db
+    from pipelines.llm.config import load_llm_config
 
     paths = _paths(args)
     config = load_llm_config(warehouse=paths.warehouse)
     if not config.model:
-        console.print("[red]no LLM configured: set PREFLENS_LLM_MODEL (and PREFLENS_LLM_BASE_URL for a non-OpenAI "
-                      "endpoint) or an [llm] table in preflens.toml[/]")
+        console.print(
+            "[red]no LLM configured: set PREFLENS_LLM_MODEL (and PREFLENS_LLM_BASE_URL for a non-OpenAI "
+            "endpoint) or an [llm] table in preflens.toml[/]"
+        )
         return 2
     with locked_build_db(paths) as con:
         report = annotate_llm(con, config, dry_run=args.dry_run, **_llm_options(args))
@@ -156,9 +163,9 @@ def _cmd_annotate_llm(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_discover(args: argparse.Namespace, console: Console) -> int:
     """Discover concepts with the LLM (paper §2) and store a new catalog version."""
-    from pipelines.llm_apps.discover.run import discover
-    from pipelines.llm.config import load_llm_config
     from pipelines.core.lock import locked_build_db
+    from pipelines.llm.config import load_llm_config
+    from pipelines.llm_apps.discover.run import discover
 
     paths = _paths(args)
     config = load_llm_config(warehouse=paths.warehouse)
@@ -167,9 +174,15 @@ def cmd_discover(args: argparse.Namespace, console: Console) -> int:
         return 2
     with locked_build_db(paths) as con:
         report = discover(
-            con, config, mechanism=args.mechanism, max_batches=args.max_batches,
-            batches_per_domain=args.batches_per_domain, shared_threshold=args.shared_threshold,
-            dry_run=args.dry_run, budget_usd=args.budget, seed=args.seed,
+            con,
+            config,
+            mechanism=args.mechanism,
+            max_batches=args.max_batches,
+            batches_per_domain=args.batches_per_domain,
+            shared_threshold=args.shared_threshold,
+            dry_run=args.dry_run,
+            budget_usd=args.budget,
+            seed=args.seed,
         )
     _print_llm_report(report, console)
     return 0
@@ -208,9 +221,9 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     """In-domain and out-of-domain protocols for HMDR and its baselines; results to raw.eval_results + marts."""
-    from pipelines.evaluate.runner import comparison_table, run_evaluation
     from pipelines.core.lock import BuildLock
     from pipelines.core.warehouse import connect
+    from pipelines.evaluate.runner import comparison_table, run_evaluation
 
     paths = _paths(args)
     if not paths.build_db.exists():
@@ -219,8 +232,13 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     reps = list(REPRESENTATION_NAMES) if args.representation == "all" else [args.representation]
     with BuildLock(paths.lock_file):
         ev = run_evaluation(
-            paths, representations=reps, mechanisms=args.mechanism or None, n_splits=args.splits,
-            n_seeds=args.seeds, n_jobs=args.jobs, seed=args.seed,
+            paths,
+            representations=reps,
+            mechanisms=args.mechanism or None,
+            n_splits=args.splits,
+            n_seeds=args.seeds,
+            n_jobs=args.jobs,
+            seed=args.seed,
             protocols=["in_domain", "ood"] if args.protocol == "both" else [args.protocol],
         )
     con = connect(paths.build_db, read_only=True)
@@ -231,8 +249,10 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
             console.print(table.to_string(), markup=False, highlight=False, soft_wrap=True)
     finally:
         con.close()
-    console.print(f"{len(ev.results)} result rows in {ev.seconds:.1f}s -> raw.eval_results, marts.fct_eval_results, "
-                  f"marts.rpt_model_comparison of {paths.build_db}")
+    console.print(
+        f"{len(ev.results)} result rows in {ev.seconds:.1f}s -> raw.eval_results, marts.fct_eval_results, "
+        f"marts.rpt_model_comparison of {paths.build_db}"
+    )
     return 0
 
 
@@ -243,8 +263,12 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     paths = _paths(args)
     try:
         out = build_report(
-            paths.serve_db, paths.warehouse / "reports", representation=args.representation,
-            max_domains=args.max_domains, top_k=args.top, contrast_domains=args.contrast_domains,
+            paths.serve_db,
+            paths.warehouse / "reports",
+            representation=args.representation,
+            max_domains=args.max_domains,
+            top_k=args.top,
+            contrast_domains=args.contrast_domains,
             output=Path(args.output) if args.output else None,
             progress=lambda step: console.print(f"  {step}", markup=False, highlight=False),
         )
@@ -263,8 +287,9 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
 
     paths = _paths(args)
     try:
-        exp = load_explanation(paths.serve_db, args.pair_id, mechanism=args.mechanism,
-                               representation=args.representation)
+        exp = load_explanation(
+            paths.serve_db, args.pair_id, mechanism=args.mechanism, representation=args.representation
+        )
     except ExplainError as exc:
         Console(stderr=True).print(f"preflens: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 1
@@ -284,8 +309,8 @@ def _judge_config(args: argparse.Namespace, model: str | None):
 
 def cmd_judge(args: argparse.Namespace, console: Console) -> int:
     """Have an LLM judge the pairs (both orders; order-inconsistent = tie) and store it as a mechanism."""
-    from pipelines.llm_apps.judge import judge_items
     from pipelines.core.lock import locked_build_db
+    from pipelines.llm_apps.judge import judge_items
 
     paths = _paths(args)
     config = _judge_config(args, args.model)
@@ -294,9 +319,19 @@ def cmd_judge(args: argparse.Namespace, console: Console) -> int:
         return 2
     with locked_build_db(paths) as con:
         try:
-            report = judge_items(con, config, mechanism=args.mechanism_name, cot=args.cot, shots=args.shots,
-                                 ensemble=args.ensemble, shots_from=args.shots_from, limit=args.limit,
-                                 dry_run=args.dry_run, budget_usd=args.budget, seed=args.seed)
+            report = judge_items(
+                con,
+                config,
+                mechanism=args.mechanism_name,
+                cot=args.cot,
+                shots=args.shots,
+                ensemble=args.ensemble,
+                shots_from=args.shots_from,
+                limit=args.limit,
+                dry_run=args.dry_run,
+                budget_usd=args.budget,
+                seed=args.seed,
+            )
         except ValueError as exc:
             Console(stderr=True).print(f"preflens: {exc}", markup=False, highlight=False)
             return 2
@@ -308,24 +343,44 @@ def cmd_judge(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_apply(args: argparse.Namespace, console: Console) -> int:
     """The paper's applications: `guide` (Judge Hack, §8) and `tiebreak` (Tie Break, §9)."""
-    from pipelines.llm_apps.apply.common import ApplyError, judge_model
     from pipelines.core.lock import locked_build_db
+    from pipelines.llm_apps.apply.common import ApplyError, judge_model
 
     paths = _paths(args)
     config = _judge_config(args, judge_model(args.judge))
+    report: GuideReport | TiebreakReport
     with locked_build_db(paths) as con:
         try:
             if args.application == "guide":
                 from pipelines.llm_apps.apply.guide import run_guide
 
-                report = run_guide(con, paths.serve_db, config, judge=args.judge, domain=args.domain, k=args.k,
-                                   generator=args.generator, n_prompts=args.n_prompts, seed=args.seed,
-                                   dry_run=args.dry_run, budget_usd=args.budget)
+                report = run_guide(
+                    con,
+                    paths.serve_db,
+                    config,
+                    judge=args.judge,
+                    domain=args.domain,
+                    k=args.k,
+                    generator=args.generator,
+                    n_prompts=args.n_prompts,
+                    seed=args.seed,
+                    dry_run=args.dry_run,
+                    budget_usd=args.budget,
+                )
             else:
                 from pipelines.llm_apps.apply.tiebreak import run_tiebreak
 
-                report = run_tiebreak(con, paths.serve_db, config, judge=args.judge, reference=args.reference,
-                                      k=args.k, seed=args.seed, dry_run=args.dry_run, budget_usd=args.budget)
+                report = run_tiebreak(
+                    con,
+                    paths.serve_db,
+                    config,
+                    judge=args.judge,
+                    reference=args.reference,
+                    k=args.k,
+                    seed=args.seed,
+                    dry_run=args.dry_run,
+                    budget_usd=args.budget,
+                )
         except ApplyError as exc:
             Console(stderr=True).print(f"preflens: {exc}", markup=False, highlight=False, soft_wrap=True)
             return 1
@@ -346,32 +401,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help=cmd_run.__doc__, description=cmd_run.__doc__)
     p.add_argument("paths", nargs="*", help=f"input files (default: the bundled sample {SAMPLE_PATH.name})")
-    p.add_argument("--annotator", choices=["offline", "llm"], default=None,
-                   help="default: llm when an LLM is configured (PREFLENS_LLM_* or preflens.toml), else offline")
+    p.add_argument(
+        "--annotator",
+        choices=["offline", "llm"],
+        default=None,
+        help="default: llm when an LLM is configured (PREFLENS_LLM_* or preflens.toml), else offline",
+    )
     p.add_argument("--budget", type=float, metavar="USD", help="llm: stop before spending more than this")
     p.add_argument("--concepts", metavar="YAML", help="llm: user concepts to add / reword / remove")
-    p.add_argument("--var", action="append", metavar="KEY=VALUE",
-                   help="a fit setting for this build, e.g. --var hmdr_n_bootstrap=0 (repeatable; see docs)")
+    p.add_argument(
+        "--var",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a fit setting for this build, e.g. --var hmdr_n_bootstrap=0 (repeatable; see docs)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("ingest", help=cmd_ingest.__doc__, description=cmd_ingest.__doc__)
     p.add_argument("paths", nargs="+", help="JSONL / JSON / CSV / Parquet files, gzip allowed")
-    p.add_argument("--format", choices=["canonical", "hf", "annotated_pairs", "arena"], help="default: inferred from the columns")
+    p.add_argument(
+        "--format", choices=["canonical", "hf", "annotated_pairs", "arena"], help="default: inferred from the columns"
+    )
     p.add_argument("--domain", help="domain for formats that carry none (default: general)")
     p.add_argument("--mechanism", help="mechanism '<type>:<who>' for formats that carry none, e.g. judge:my-judge")
     p.add_argument("--mechanism-type", choices=["human", "judge", "reward"], help="default: the prefix of --mechanism")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("annotate", help=cmd_annotate.__doc__, description=cmd_annotate.__doc__)
-    p.add_argument("--annotator", default="offline",
-                   help="offline (default; the embedded deterministic annotator) or llm (the configured endpoint)")
+    p.add_argument(
+        "--annotator",
+        default="offline",
+        help="offline (default; the embedded deterministic annotator) or llm (the configured endpoint)",
+    )
     p.add_argument("--dry-run", action="store_true", help="llm: print projected calls, tokens and $; call nothing")
     p.add_argument("--budget", type=float, metavar="USD", help="llm: stop cleanly before spending more than this")
     p.add_argument("--concepts", metavar="YAML", help="llm: user concepts to add / reword / remove")
     p.set_defaults(func=cmd_annotate)
 
     p = sub.add_parser("discover", help=cmd_discover.__doc__, description=cmd_discover.__doc__)
-    p.add_argument("--mechanism", default=None, help="whose labels drive discovery (default: the first human mechanism)")
+    p.add_argument(
+        "--mechanism", default=None, help="whose labels drive discovery (default: the first human mechanism)"
+    )
     p.add_argument("--max-batches", type=int, default=None, help="cap on proposal batches in total (cheap trial runs)")
     p.add_argument("--batches-per-domain", type=int, default=300, help="paper: 300")
     p.add_argument("--shared-threshold", type=float, default=0.5, help="share of domains to be shared (paper: 0.5)")
@@ -381,16 +451,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_discover)
 
     p = sub.add_parser("build", help=cmd_build.__doc__, description=cmd_build.__doc__)
-    p.add_argument("--var", action="append", metavar="KEY=VALUE",
-                   help="a fit setting for this build, e.g. --var hmdr_n_bootstrap=0 (repeatable; see docs)")
+    p.add_argument(
+        "--var",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a fit setting for this build, e.g. --var hmdr_n_bootstrap=0 (repeatable; see docs)",
+    )
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("check", help=cmd_check.__doc__, description=cmd_check.__doc__)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("evaluate", help=cmd_evaluate.__doc__, description=cmd_evaluate.__doc__)
-    p.add_argument("--representation", choices=[*REPRESENTATION_NAMES, "all"], default="measure",
-                   help="representation(s) to evaluate (default measure, the lead one; 'all' = every one)")
+    p.add_argument(
+        "--representation",
+        choices=[*REPRESENTATION_NAMES, "all"],
+        default="measure",
+        help="representation(s) to evaluate (default measure, the lead one; 'all' = every one)",
+    )
     p.add_argument("--protocol", choices=["in_domain", "ood", "both"], default="both")
     p.add_argument("--splits", type=int, default=25, help="in-domain random splits (default 25)")
     p.add_argument("--seeds", type=int, default=5, help="OOD seeds per held-out domain (default 5)")
@@ -400,25 +478,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("summary", help=cmd_summary.__doc__, description=cmd_summary.__doc__)
-    p.add_argument("--representation", choices=REPRESENTATION_NAMES, default=None,
-                   help="default: measure when it was fitted (offline concepts), else comp")
+    p.add_argument(
+        "--representation",
+        choices=REPRESENTATION_NAMES,
+        default=None,
+        help="default: measure when it was fitted (offline concepts), else comp",
+    )
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
-    p.add_argument("--representation", choices=REPRESENTATION_NAMES, default=None,
-                   help="default: measure when it was fitted (offline concepts), else comp")
+    p.add_argument(
+        "--representation",
+        choices=REPRESENTATION_NAMES,
+        default=None,
+        help="default: measure when it was fitted (offline concepts), else comp",
+    )
     p.add_argument("--max-domains", type=int, default=5, help="domain panels per mechanism (largest first; default 5)")
     p.add_argument("--top", type=int, default=8, help="concepts per panel, by |global lift| (default 8)")
-    p.add_argument("--contrast-domains", type=int, default=3,
-                   help="domains with a concept x mechanism heat map besides the shared one (default 3)")
-    p.add_argument("--output", metavar="HTML", help="file to write (default: <warehouse>/reports/preflens_report_<build>_<rep>.html)")
+    p.add_argument(
+        "--contrast-domains",
+        type=int,
+        default=3,
+        help="domains with a concept x mechanism heat map besides the shared one (default 3)",
+    )
+    p.add_argument(
+        "--output",
+        metavar="HTML",
+        help="file to write (default: <warehouse>/reports/preflens_report_<build>_<rep>.html)",
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("explain", help=cmd_explain.__doc__, description=cmd_explain.__doc__)
-    p.add_argument("pair_id", metavar="PAIR_ID", help="a label_id (one verdict) or an item_id (every mechanism that judged it)")
+    p.add_argument(
+        "pair_id", metavar="PAIR_ID", help="a label_id (one verdict) or an item_id (every mechanism that judged it)"
+    )
     p.add_argument("--mechanism", help="only this mechanism's verdict (for an item_id)")
-    p.add_argument("--representation", choices=REPRESENTATION_NAMES, default=None,
-                   help="default: measure when it was fitted (offline concepts), else comp")
+    p.add_argument(
+        "--representation",
+        choices=REPRESENTATION_NAMES,
+        default=None,
+        help="default: measure when it was fitted (offline concepts), else comp",
+    )
     p.add_argument("--top", type=int, default=8, help="concepts shown per direction (default 8; --json has all)")
     p.add_argument("--json", action="store_true", help="print the explanation as JSON (full texts, all concepts)")
     p.set_defaults(func=cmd_explain)
@@ -429,7 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cot", action="store_true", help="chain of thought: a short explanation before the answer")
     p.add_argument("--shots", type=int, default=0, help="k-shot demonstrations per call (default 0: zero-shot)")
     p.add_argument("--ensemble", type=int, default=1, help="with --shots: N demonstration sets, majority vote")
-    p.add_argument("--shots-from", help="mechanism whose decisive labels give the demonstrations (default: largest human)")
+    p.add_argument(
+        "--shots-from", help="mechanism whose decisive labels give the demonstrations (default: largest human)"
+    )
     p.add_argument("--limit", type=int, help="judge at most N pending items")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dry-run", action="store_true", help="print projected calls, tokens and $; call nothing")
@@ -438,8 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("apply", help=cmd_apply.__doc__, description=cmd_apply.__doc__)
     app = p.add_subparsers(dest="application", required=True)
-    for name, helptext in [("guide", "Judge Hack: generate with the judge's top-k concepts vs k random ones"),
-                           ("tiebreak", "Tie Break: re-ask the judge's ties with concepts from four sources")]:
+    for name, helptext in [
+        ("guide", "Judge Hack: generate with the judge's top-k concepts vs k random ones"),
+        ("tiebreak", "Tie Break: re-ask the judge's ties with concepts from four sources"),
+    ]:
         q = app.add_parser(name, help=helptext, description=helptext)
         q.add_argument("--judge", required=True, help="judge model M (mechanism judge:M) or a full mechanism name")
         q.add_argument("--k", type=int, default=4, help="concepts per prompt (paper: 4)")
@@ -451,16 +555,19 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--generator", help="generator model (default: the judge model)")
             q.add_argument("--n-prompts", type=int, default=50, help="queries of the domain (paper: 50)")
         else:
-            q.add_argument("--reference", default="human",
-                           help="reference mechanism: 'human' (largest human mechanism) or a full name, e.g. human:experts")
+            q.add_argument(
+                "--reference",
+                default="human",
+                help="reference mechanism: 'human' (largest human mechanism) or a full name, e.g. human:experts",
+            )
         q.set_defaults(func=cmd_apply)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: exit 0 on success, 1 on a failed stage (one-line reason), 2 on usage errors."""
-    from pipelines.core.lock import BuildAlreadyRunning
     from pipelines.build.run import StageFailed
+    from pipelines.core.lock import BuildAlreadyRunning
 
     args = build_parser().parse_args(argv)
     console = Console(stderr=False)

@@ -7,7 +7,7 @@ warehouse incrementally (anti-join on (annotator, version), one committed batch 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import numpy as np
@@ -17,24 +17,52 @@ from pipelines.annotate.catalog import CONCEPTS, OFFLINE_ANNOTATOR, OFFLINE_ANNO
 from pipelines.annotate.scorers import compare, likert, measure_texts, relevance_mask
 
 ANNOTATION_COLUMNS: tuple[str, ...] = (
-    "item_id", "concept", "annotator", "annotator_version", "measure_a", "measure_b", "score_a", "score_b",
-    "comp_value", "score_diff", "is_relevant", "is_consistent", "annotated_at",
+    "item_id",
+    "concept",
+    "annotator",
+    "annotator_version",
+    "measure_a",
+    "measure_b",
+    "score_a",
+    "score_b",
+    "comp_value",
+    "score_diff",
+    "is_relevant",
+    "is_consistent",
+    "annotated_at",
 )
 CONCEPT_COLUMNS: tuple[str, ...] = (
-    "concept", "annotator", "annotator_version", "description", "definition", "origin", "is_shared",
-    "domains", "definition_hash", "measure_transform",
+    "concept",
+    "annotator",
+    "annotator_version",
+    "description",
+    "definition",
+    "origin",
+    "is_shared",
+    "domains",
+    "definition_hash",
+    "measure_transform",
 )
 
 ANNOTATION_SCHEMA: dict[str, pl.DataType] = {
-    "item_id": pl.String(), "concept": pl.String(), "annotator": pl.String(), "annotator_version": pl.String(),
-    "measure_a": pl.Float64(), "measure_b": pl.Float64(), "score_a": pl.Int32(), "score_b": pl.Int32(),
-    "comp_value": pl.Int32(), "score_diff": pl.Int32(), "is_relevant": pl.Boolean(), "is_consistent": pl.Boolean(),
+    "item_id": pl.String(),
+    "concept": pl.String(),
+    "annotator": pl.String(),
+    "annotator_version": pl.String(),
+    "measure_a": pl.Float64(),
+    "measure_b": pl.Float64(),
+    "score_a": pl.Int32(),
+    "score_b": pl.Int32(),
+    "comp_value": pl.Int32(),
+    "score_diff": pl.Int32(),
+    "is_relevant": pl.Boolean(),
+    "is_consistent": pl.Boolean(),
     "annotated_at": pl.Datetime("us"),
 }
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def catalog_frame() -> pl.DataFrame:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from pipelines.annotate.catalog import CONCEPTS, Concept
+from pipelines.annotate.catalog import CONCEPTS, PROMPT_KINDS, Concept
 
 # ---- text views -------------------------------------------------------------------------------
 FENCE = "```"
@@ -124,11 +124,68 @@ CAVEAT = (
     r"|it's important to|always check)"
 )
 STOPWORDS = [
-    "the", "and", "for", "are", "but", "not", "you", "your", "with", "this", "that", "have", "from", "they",
-    "what", "can", "how", "was", "were", "will", "would", "there", "their", "about", "which", "when", "who",
-    "does", "did", "has", "had", "its", "it's", "i'm", "also", "some", "any", "all", "one", "out", "into",
-    "them", "then", "than", "just", "like", "more", "very", "get", "our", "she", "her", "his", "him",
-    "human", "assistant", "please", "could", "should", "know", "want", "yes",
+    "the",
+    "and",
+    "for",
+    "are",
+    "but",
+    "not",
+    "you",
+    "your",
+    "with",
+    "this",
+    "that",
+    "have",
+    "from",
+    "they",
+    "what",
+    "can",
+    "how",
+    "was",
+    "were",
+    "will",
+    "would",
+    "there",
+    "their",
+    "about",
+    "which",
+    "when",
+    "who",
+    "does",
+    "did",
+    "has",
+    "had",
+    "its",
+    "it's",
+    "i'm",
+    "also",
+    "some",
+    "any",
+    "all",
+    "one",
+    "out",
+    "into",
+    "them",
+    "then",
+    "than",
+    "just",
+    "like",
+    "more",
+    "very",
+    "get",
+    "our",
+    "she",
+    "her",
+    "his",
+    "him",
+    "human",
+    "assistant",
+    "please",
+    "could",
+    "should",
+    "know",
+    "want",
+    "yes",
 ]
 
 
@@ -255,8 +312,13 @@ def _measures() -> dict[str, pl.Expr]:
     """Raw measure expression per concept key, over the prepared columns (Polars-only concepts)."""
     words, n_prose = pl.col("words"), pl.col("n_prose")
     fenced_lines = (
-        pl.col("text").str.split(FENCE).list.gather_every(2, offset=1)
-        .list.eval(pl.element().str.count_matches("\n")).list.sum().fill_null(0).cast(pl.Float64)
+        pl.col("text")
+        .str.split(FENCE)
+        .list.gather_every(2, offset=1)
+        .list.eval(pl.element().str.count_matches("\n"))
+        .list.sum()
+        .fill_null(0)
+        .cast(pl.Float64)
     )
     sentences = SENTENCES
     head = words.list.head(100)
@@ -280,10 +342,14 @@ def _measures() -> dict[str, pl.Expr]:
         | (last_line_prose & unterminated)
     ) & (stripped.str.len_chars() > 0)
     sep_lines = _cnt("prose", TABLE_SEPARATOR)
-    table_rows = pl.when(sep_lines > 0).then((_cnt("prose", PIPE_LINE) - sep_lines).clip(lower_bound=0.0)).otherwise(0.0)
+    table_rows = (
+        pl.when(sep_lines > 0).then((_cnt("prose", PIPE_LINE) - sep_lines).clip(lower_bound=0.0)).otherwise(0.0)
+    )
     first_sentence = pl.col("prose_lower").str.strip_chars().str.extract(r"^([^\n.!?]*)", 1).fill_null("")
-    first_tokens = first_sentence.str.extract_all(r"[a-z0-9]{3,}").list.unique().list.set_difference(
-        pl.lit(STOPWORDS, dtype=pl.List(pl.String))
+    first_tokens = (
+        first_sentence.str.extract_all(r"[a-z0-9]{3,}")
+        .list.unique()
+        .list.set_difference(pl.lit(STOPWORDS, dtype=pl.List(pl.String)))
     )
     restated = first_tokens.list.set_intersection(pl.col("turn_tokens")).list.len().cast(pl.Float64)
     lead_sentences = pl.col("prose_lower").str.strip_chars().str.slice(0, 600).str.extract_all(r"[^.!?\n]+[.!?]*")
@@ -294,13 +360,19 @@ def _measures() -> dict[str, pl.Expr]:
     filler = (w_rest == 0) | e.str.contains(ANNOUNCEMENT) | rest.str.contains(ANNOUNCEMENT)
     lead = filler.cast(pl.Int64).cum_min()  # the leading filler sentences
     first_substantive = ((1 - lead).cum_sum() == 1).cast(pl.Int64)  # ... whose opening interjection also counts
-    lead_in_words = lead_sentences.list.eval(
-        (w_all * lead + (w_all - w_rest) * first_substantive).sum()
-    ).list.first().fill_null(0).cast(pl.Float64)
+    lead_in_words = (
+        lead_sentences.list.eval((w_all * lead + (w_all - w_rest) * first_substantive).sum())
+        .list.first()
+        .fill_null(0)
+        .cast(pl.Float64)
+    )
     unmarked = pl.col("prose_lower").str.replace_all(NUMBERED_MARKER, " ")
     numeric = (
-        pl.when(unmarked.str.slice(0, 150).str.contains(NUMBER_ANY)).then(1.0)
-        .when(unmarked.str.contains(NUMBER_ANY)).then(0.5).otherwise(0.0)
+        pl.when(unmarked.str.slice(0, 150).str.contains(NUMBER_ANY))
+        .then(1.0)
+        .when(unmarked.str.contains(NUMBER_ANY))
+        .then(0.5)
+        .otherwise(0.0)
     )
     return {
         "length": pl.col("text").str.len_chars().cast(pl.Float64),
@@ -308,7 +380,8 @@ def _measures() -> dict[str, pl.Expr]:
         "code_blocks": fenced_lines + _cnt("prose_lower", CODE_LINE),
         "specificity": _per100(
             (_cnt("text", NUMBER) - _cnt("text", NUMBERED_MARKER)).clip(lower_bound=0.0) + _cnt("prose", ENTITY),
-            pl.col("n_words"), 20.0,
+            pl.col("n_words"),
+            20.0,
         ),
         "references": _cnt("lower", REFERENCE),
         "hedging": _per100(_cnt("prose_lower", HEDGE), n_prose),
@@ -320,9 +393,9 @@ def _measures() -> dict[str, pl.Expr]:
         .then(resp_tokens.list.set_intersection(pl.col("prompt_tokens")).list.len().cast(pl.Float64) / n_prompt_tokens)
         .otherwise(0.0),
         "lexical_diversity": pl.when(n_prose > 0)
-        .then(head.list.n_unique().cast(pl.Float64) / head.list.len().cast(pl.Float64)).otherwise(0.0),
-        "repetition": pl.when(n_tri > 0)
-        .then(1.0 - trigrams.list.n_unique().cast(pl.Float64) / n_tri).otherwise(0.0),
+        .then(head.list.n_unique().cast(pl.Float64) / head.list.len().cast(pl.Float64))
+        .otherwise(0.0),
+        "repetition": pl.when(n_tri > 0).then(1.0 - trigrams.list.n_unique().cast(pl.Float64) / n_tri).otherwise(0.0),
         "enthusiasm": _cnt("prose_lower", ENTHUSIASM),
         "examples": _cnt("lower", EXAMPLE),
         "step_by_step": _cnt("prose_lower", STEP),
@@ -330,15 +403,19 @@ def _measures() -> dict[str, pl.Expr]:
         "formality": _per100(_cnt("prose_lower", FORMAL) - _cnt("prose_lower", INFORMAL), n_prose, 20.0),
         "emphasis": _cnt("prose", BOLD) + _cnt("prose", CAPS_WORD),
         "emojis": _cnt("text", EMOJI),
-        "first_person": _per100((_cnt("prose_lower", FIRST_PERSON) - _cnt("prose_lower", IE)).clip(lower_bound=0.0), n_prose),
-        "directness": (3.0 - pl.col("lower").str.slice(0, 200).str.count_matches(PREAMBLE).cast(pl.Float64))
-        .clip(lower_bound=0.0),
+        "first_person": _per100(
+            (_cnt("prose_lower", FIRST_PERSON) - _cnt("prose_lower", IE)).clip(lower_bound=0.0), n_prose
+        ),
+        "directness": (3.0 - pl.col("lower").str.slice(0, 200).str.count_matches(PREAMBLE).cast(pl.Float64)).clip(
+            lower_bound=0.0
+        ),
         "caveats": _cnt("lower", CAVEAT),
         # 2.0
         "truncation": truncated.cast(pl.Float64),
         "tables": table_rows + _cnt("lower", HTML_ROW),
         "paragraphs": pl.when(prose_stripped.str.len_chars() > 0)
-        .then(1.0 + prose_stripped.str.count_matches(PARAGRAPH_BREAK).cast(pl.Float64)).otherwise(0.0),
+        .then(1.0 + prose_stripped.str.count_matches(PARAGRAPH_BREAK).cast(pl.Float64))
+        .otherwise(0.0),
         "sentence_length": n_prose / sentences,
         "second_person": _per100(_cnt("prose_lower", SECOND_PERSON), n_prose),
         "math_notation": _cnt("prose_lower", MATH),
@@ -386,9 +463,13 @@ def last_user_turn(prompt: str) -> str:
 
 
 # ---- numbers in instructions ------------------------------------------------------------------
-_SMALL = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen".split())}
+_SMALL = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen".split()
+    )
+}
 _TENS = {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), start=2)}
 _SMALL_RX = "|".join(sorted((w for w in _SMALL if w != "zero"), key=len, reverse=True))
 _TENS_RX = "|".join(_TENS)
@@ -458,16 +539,65 @@ _REFERRING = frozenset(
     "contains containing includes including".split()
 )
 _LANGS = {
-    "english": "en", "french": "fr", "spanish": "es", "german": "de", "italian": "it", "portuguese": "pt",
-    "dutch": "nl", "russian": "ru", "chinese": "zh", "mandarin": "zh", "japanese": "ja", "korean": "ko",
-    "arabic": "ar", "hindi": "hi", "turkish": "tr", "polish": "pl", "swedish": "sv", "danish": "da",
-    "norwegian": "no", "finnish": "fi", "greek": "el", "hebrew": "he", "vietnamese": "vi", "thai": "th",
-    "indonesian": "id", "malay": "ms", "czech": "cs", "romanian": "ro", "hungarian": "hu", "ukrainian": "uk",
-    "persian": "fa", "farsi": "fa", "bengali": "bn", "urdu": "ur", "tamil": "ta", "swahili": "sw",
-    "catalan": "ca", "latin": "la", "tagalog": "tl", "filipino": "tl", "bulgarian": "bg", "serbian": "sr",
-    "croatian": "hr", "slovak": "sk", "slovenian": "sl", "lithuanian": "lt", "latvian": "lv", "estonian": "et",
-    "icelandic": "is", "irish": "ga", "welsh": "cy", "punjabi": "pa", "gujarati": "gu", "marathi": "mr",
-    "telugu": "te", "kannada": "kn", "malayalam": "ml", "nepali": "ne", "esperanto": "eo",
+    "english": "en",
+    "french": "fr",
+    "spanish": "es",
+    "german": "de",
+    "italian": "it",
+    "portuguese": "pt",
+    "dutch": "nl",
+    "russian": "ru",
+    "chinese": "zh",
+    "mandarin": "zh",
+    "japanese": "ja",
+    "korean": "ko",
+    "arabic": "ar",
+    "hindi": "hi",
+    "turkish": "tr",
+    "polish": "pl",
+    "swedish": "sv",
+    "danish": "da",
+    "norwegian": "no",
+    "finnish": "fi",
+    "greek": "el",
+    "hebrew": "he",
+    "vietnamese": "vi",
+    "thai": "th",
+    "indonesian": "id",
+    "malay": "ms",
+    "czech": "cs",
+    "romanian": "ro",
+    "hungarian": "hu",
+    "ukrainian": "uk",
+    "persian": "fa",
+    "farsi": "fa",
+    "bengali": "bn",
+    "urdu": "ur",
+    "tamil": "ta",
+    "swahili": "sw",
+    "catalan": "ca",
+    "latin": "la",
+    "tagalog": "tl",
+    "filipino": "tl",
+    "bulgarian": "bg",
+    "serbian": "sr",
+    "croatian": "hr",
+    "slovak": "sk",
+    "slovenian": "sl",
+    "lithuanian": "lt",
+    "latvian": "lv",
+    "estonian": "et",
+    "icelandic": "is",
+    "irish": "ga",
+    "welsh": "cy",
+    "punjabi": "pa",
+    "gujarati": "gu",
+    "marathi": "mr",
+    "telugu": "te",
+    "kannada": "kn",
+    "malayalam": "ml",
+    "nepali": "ne",
+    "esperanto": "eo",
 }
 _LANG_NAMES_RX = "|".join(sorted(_LANGS, key=len, reverse=True))
 _LANG_RE = re.compile(
@@ -527,7 +657,9 @@ _FORBID_TRIGGER = re.compile(
     r"|include|including|the\s+use\s+of)?\s*(?:the\s+|any\s+of\s+the\s+|any\s+)?(?:following\s+)?"
     r"(?:(?:key\s*)?words?|terms?|phrases?)\s*:?\s*(?=[\"'])"
 )
-_POSTSCRIPT_RE = re.compile(r"\b(?:add|include|end|append|with|write|finish)\b[^.?!\n]{0,60}(?:\bp\.\s*s\.|\bpostscript\b)")
+_POSTSCRIPT_RE = re.compile(
+    r"\b(?:add|include|end|append|with|write|finish)\b[^.?!\n]{0,60}(?:\bp\.\s*s\.|\bpostscript\b)"
+)
 _YES_NO_RE = re.compile(
     r"\b(?:answer|respond|reply)\s+(?:only\s+|just\s+|simply\s+)?(?:with\s+)?(?:a\s+)?(?:simple\s+)?[\"']?yes[\"']?"
     r"\s+or\s+[\"']?no\b|\b(?:just|only)\s+(?:say\s+)?[\"']?yes[\"']?\s+or\s+[\"']?no\b|\byes\s*/\s*no\s+answer\b"
@@ -564,11 +696,45 @@ class PromptInfo:
     requested_lang: str | None
 
 
-_LE = frozenset({"at most", "no more than", "not more than", "up to", "a maximum of", "maximum of", "maximum",
-                 "max", "max.", "under", "below", "less than", "fewer than", "within", "only", "just",
-                 "or less", "or fewer", "or under"})
-_GE = frozenset({"at least", "no less than", "not less than", "no fewer than", "more than", "over", "a minimum of",
-                 "minimum of", "minimum", "or more", "plus", "+"})
+_LE = frozenset(
+    {
+        "at most",
+        "no more than",
+        "not more than",
+        "up to",
+        "a maximum of",
+        "maximum of",
+        "maximum",
+        "max",
+        "max.",
+        "under",
+        "below",
+        "less than",
+        "fewer than",
+        "within",
+        "only",
+        "just",
+        "or less",
+        "or fewer",
+        "or under",
+    }
+)
+_GE = frozenset(
+    {
+        "at least",
+        "no less than",
+        "not less than",
+        "no fewer than",
+        "more than",
+        "over",
+        "a minimum of",
+        "minimum of",
+        "minimum",
+        "or more",
+        "plus",
+        "+",
+    }
+)
 _APPROX = frozenset({"about", "around", "approximately", "roughly", "nearly", "almost", "close to", "~"})
 
 
@@ -583,6 +749,8 @@ def _count_range(unit: str, rel: str | None, n: int, n2: int | None, suffix: str
     elif suffix in _GE or suffix in {"at least", "minimum"}:
         rel = "at least"
     fuzzy = unit in {"words", "characters"}
+    lo: float
+    hi: float
     if n2 is not None and n2 > n:
         lo, hi = n, n2
     elif rel in _LE or (unit == "characters" and rel is None):  # a bare character count is a limit (tweets)
@@ -614,7 +782,7 @@ def _norm_unit(unit: str) -> str:
 
 
 def _previous_word(text: str, pos: int) -> str:
-    m = re.search(r"([a-z]+)\W*$", text[max(0, pos - 40):pos])
+    m = re.search(r"([a-z]+)\W*$", text[max(0, pos - 40) : pos])
     return m.group(1) if m else ""
 
 
@@ -626,7 +794,7 @@ def _quoted_run(tail: str) -> list[str]:
         if not m:
             break
         items.append((m.group(1) or m.group(2)).strip())
-        gap = re.match(r"[\s,;&]*(?:(?:and|or)\s+)?", tail[m.end():])
+        gap = re.match(r"[\s,;&]*(?:(?:and|or)\s+)?", tail[m.end() :])
         pos = m.end() + (gap.end() if gap else 0)
         if len(items) >= 10:
             break
@@ -639,9 +807,12 @@ def parse_constraints(turn_lower: str) -> tuple[tuple, ...]:
     found: dict[tuple, None] = {}
     for m in _COUNT_RE.finditer(t):
         prev = _previous_word(t, m.start())
-        after = t[m.end():m.end() + 12]
-        if prev in _REFERRING or re.match(r"\s*(?:each|per|apiece|allocated|for\s+(?:each|every)"
-                                          r"|of\s+(?:the|this|that|your))\b", after):
+        after = t[m.end() : m.end() + 12]
+        if prev in _REFERRING or re.match(
+            r"\s*(?:each|per|apiece|allocated|for\s+(?:each|every)"
+            r"|of\s+(?:the|this|that|your))\b",
+            after,
+        ):
             continue
         n, n2 = _num(m.group("n")), _num(m.group("n2")) if m.group("n2") else None
         unit = _norm_unit(m.group("unit"))
@@ -657,11 +828,12 @@ def parse_constraints(turn_lower: str) -> tuple[tuple, ...]:
         n = _num(m.group("n"))
         if not rest or rest[-1] in _NOT_ENUMERABLE or n is None or not 2 <= n <= 50:
             continue
-        if re.match(r"\s*(?:each|per)\b", t[m.end():m.end() + 8]):
+        if re.match(r"\s*(?:each|per)\b", t[m.end() : m.end() + 8]):
             continue
         rel = (m.group("rel") or "").replace("  ", " ")
         lo, hi = {"at least": (n, math.inf), "at most": (1, n), "up to": (1, n), "no more than": (1, n)}.get(
-            rel, (n, n))
+            rel, (n, n)
+        )
         found[("items", float(lo), float(hi))] = None
     if _JSON_RE.search(t):
         found[("json",)] = None
@@ -672,9 +844,9 @@ def parse_constraints(turn_lower: str) -> tuple[tuple, ...]:
             phrase = (m.group("a") or m.group("b") or "").strip()
             if phrase:
                 found[(kind, phrase)] = None
-    m = _LANG_RE.search(t)
-    if m:
-        found[("language", _LANGS[m.group("lang") or m.group("lang2") or m.group("lang3")])] = None
+    lang = _LANG_RE.search(t)
+    if lang:
+        found[("language", _LANGS[lang.group("lang") or lang.group("lang2") or lang.group("lang3")])] = None
     if _TITLE_BRACKETS_RE.search(t):
         found[("title_brackets",)] = None
     elif _TITLE_RE.search(t):
@@ -685,21 +857,22 @@ def parse_constraints(turn_lower: str) -> tuple[tuple, ...]:
         found[("uppercase",)] = None
     keywords: list[str] = []
     for m in _KEYWORD_TRIGGER.finditer(t):
-        before = t[max(0, m.start() - 24):m.start()]
+        before = t[max(0, m.start() - 24) : m.start()]
         # "do not use the words ..." forbids; "when i use the word ..." narrates
         if not _NEGATED.search(before) and not _NARRATED.search(before):
-            keywords += _quoted_run(t[m.end():m.end() + 400])
+            keywords += _quoted_run(t[m.end() : m.end() + 400])
     if not keywords:
         for m in _KEYWORD_LIST.finditer(t):
-            keywords += [k.strip() for k in re.split(r",|;|\band\b|\bor\b|&", m.group(1))
-                         if 0 < len(k.strip().split()) <= 3]
+            keywords += [
+                k.strip() for k in re.split(r",|;|\band\b|\bor\b|&", m.group(1)) if 0 < len(k.strip().split()) <= 3
+            ]
         keywords += [m.group(1) for m in _KEYWORD_ONE.finditer(t)]
     keywords = [k for k in keywords if re.search(r"\w", k)]
     if keywords:
         found[("keywords", tuple(dict.fromkeys(keywords)))] = None
     forbidden: list[str] = []
     for m in _FORBID_TRIGGER.finditer(t):
-        forbidden += _quoted_run(t[m.end():m.end() + 400])
+        forbidden += _quoted_run(t[m.end() : m.end() + 400])
     forbidden = [k for k in forbidden if re.search(r"\w", k)]
     if forbidden:
         found[("forbidden", tuple(dict.fromkeys(forbidden)))] = None
@@ -711,9 +884,9 @@ def parse_constraints(turn_lower: str) -> tuple[tuple, ...]:
         found[("quotes",)] = None
     if _TABLE_RE.search(t) and not _SQL_TOPIC.search(t):
         found[("table",)] = None
-    m = _LIST_RE.search(t)
-    if m and not any(k[0] in {"items"} or (k[0] == "count" and k[1] == "bullets") for k in found):
-        found[("list", "numbered" in m.group(0))] = None
+    list_ask = _LIST_RE.search(t)
+    if list_ask and not any(k[0] in {"items"} or (k[0] == "count" and k[1] == "bullets") for k in found):
+        found[("list", "numbered" in list_ask.group(0))] = None
     return tuple(found)
 
 
@@ -803,8 +976,8 @@ def _key_terms(turn: str, lang: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
         low = tok.lower()
         if len(tok) < 2 or low in _ASK_STOP or _NUMERIC.fullmatch(low):
             continue
-        before = prose[max(0, m.start() - 8):m.start()].rstrip(" \t")
-        sentence_start = m.start() == 0 or not before or before[-1] in ".!?:\n\"(*#>-"
+        before = prose[max(0, m.start() - 8) : m.start()].rstrip(" \t")
+        sentence_start = m.start() == 0 or not before or before[-1] in '.!?:\n"(*#>-'
         identifier = not tok.isalpha() and bool(_IDENTIFIER.search(tok))
         acronym = tok.isupper() and 2 <= len(tok) <= 6 and tok.isalpha()
         proper = tok[:1].isupper() and not sentence_start and tok != "I"
@@ -845,8 +1018,13 @@ def _lang_view(text: str) -> str:
 
 def _lang_view_expr(prose: pl.Expr) -> pl.Expr:
     """``_lang_view`` over a column of prose (fenced code already removed), vectorised."""
-    return (prose.str.slice(0, 1500).str.replace_all(LANG_STRIP, " ").str.replace_all(r"\s+", " ")
-            .str.strip_chars().str.slice(0, LANG_VIEW_CHARS))
+    return (
+        prose.str.slice(0, 1500)
+        .str.replace_all(LANG_STRIP, " ")
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+        .str.slice(0, LANG_VIEW_CHARS)
+    )
 
 
 def detect_language(text: str, view: str | None = None) -> dict[str, float]:
@@ -929,6 +1107,7 @@ class _Response:
         def count() -> int:
             prose = _LIST_LINE.sub(lambda m: m.group(1), self.prose)
             return sum(1 for s in _SENT_SPLIT.split(prose) if s and re.search(r"[^\W_]", s))
+
         return self._get("sentences", count)
 
     def blocks(self) -> list[str]:
@@ -936,12 +1115,15 @@ class _Response:
 
     def paragraphs(self) -> int:
         def is_heading(b: str) -> bool:
-            return "\n" not in b and (bool(_HEADING_LINE.match(b)) or (
-                len(b.split()) <= 6 and not re.search(r"[.!?,;:]$", b)))
+            return "\n" not in b and (
+                bool(_HEADING_LINE.match(b)) or (len(b.split()) <= 6 and not re.search(r"[.!?,;:]$", b))
+            )
+
         return self._get("paragraphs", lambda: sum(1 for b in self.blocks() if not is_heading(b)))
 
     def list_items(self) -> tuple[int, int]:
         """(top-level list items, numbered top-level items)."""
+
         def count() -> tuple[int, int]:
             found = [(len(m.group(1).expandtabs(4)), m.group(2) is not None) for m in _LIST_LINE.finditer(self.prose)]
             if not found:
@@ -949,6 +1131,7 @@ class _Response:
             top = min(i for i, _ in found)
             items = [num for i, num in found if i == top]
             return len(items), sum(items)
+
         return self._get("list_items", count)
 
     def lines(self) -> list[str]:
@@ -1028,7 +1211,7 @@ def _json_present(r: _Response) -> bool:
     for open_, close in (("{", "}"), ("[", "]")):
         i, j = r.text.find(open_), r.text.rfind(close)
         if 0 <= i < j:
-            candidates.append(r.text[i:j + 1])
+            candidates.append(r.text[i : j + 1])
     return any(_json_parses(c.strip()) for c in candidates if c.strip()[:1] in ("{", "["))
 
 
@@ -1048,9 +1231,14 @@ def check_constraint(c: tuple, r: _Response) -> float:
     kind = c[0]
     if kind == "count":
         _, unit, lo, hi = c
-        n = {"words": r.words, "sentences": r.sentences, "paragraphs": r.paragraphs,
-             "lines": lambda: len(r.lines()), "characters": lambda: len(r.stripped),
-             "bullets": lambda: r.list_items()[0]}[unit]()
+        n = {
+            "words": r.words,
+            "sentences": r.sentences,
+            "paragraphs": r.paragraphs,
+            "lines": lambda: len(r.lines()),
+            "characters": lambda: len(r.stripped),
+            "bullets": lambda: r.list_items()[0],
+        }[unit]()
         return float(lo <= n <= hi)
     if kind == "items":
         _, lo, hi = c
@@ -1095,8 +1283,11 @@ def check_constraint(c: tuple, r: _Response) -> float:
         s = r.stripped
         return float(len(s) >= 2 and s[0] == '"' and s[-1] == '"')
     if kind == "table":
-        return float(bool(re.search(TABLE_SEPARATOR, r.prose)) or "<table" in r.lower
-                     or sum(1 for ln in r.lines() if ln.count("|") >= 2) >= 3)
+        return float(
+            bool(re.search(TABLE_SEPARATOR, r.prose))
+            or "<table" in r.lower
+            or sum(1 for ln in r.lines() if ln.count("|") >= 2) >= 3
+        )
     if kind == "list":
         items, numbered = r.list_items()
         return float((numbered if c[1] else items) >= 2)
@@ -1110,15 +1301,18 @@ def _coverage(stems: frozenset[str], response_stems: frozenset[str]) -> float:
 # ================================================================================================
 # measure_texts / relevance
 # ================================================================================================
-PYTHON_KEYS = frozenset({"instruction_following", "question_coverage", "key_term_coverage", "code_validity",
-                         "language_match"})
+PYTHON_KEYS = frozenset(
+    {"instruction_following", "question_coverage", "key_term_coverage", "code_validity", "language_match"}
+)
 SYLLABLE_KEYS = frozenset({"readability", "complex_words"})
 WORDS_KEYS = SYLLABLE_KEYS | {"prompt_copying"}  # computed after the Polars pass, on its word lists
-PROMPT_KINDS = frozenset({"prompt_constraints", "prompt_parts", "prompt_question", "prompt_terms",
-                          "quantity_question", "prompt_language", "checkable_code"})
 # relevance kind -> (column of measure_texts, compared with RelevanceRule.min_count)
-PROMPT_COUNT_COLUMNS = {"prompt_constraints": "n_constraints", "prompt_parts": "n_parts",
-                        "prompt_question": "n_questions", "prompt_terms": "n_terms"}
+PROMPT_COUNT_COLUMNS = {
+    "prompt_constraints": "n_constraints",
+    "prompt_parts": "n_parts",
+    "prompt_question": "n_questions",
+    "prompt_terms": "n_terms",
+}
 ASK_COVERED = 0.5  # a sub-ask is addressed when the response uses half of its content stems
 
 
@@ -1129,7 +1323,9 @@ def _flat_words(words: pl.Series) -> pl.DataFrame:
 
 def _per_row(n: int, frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` (keyed by ``row``) re-aligned to rows 0..n-1, missing rows as 0."""
-    return pl.DataFrame({"row": np.arange(n, dtype=np.int64)}).join(frame, on="row", how="left").sort("row").fill_null(0)
+    return (
+        pl.DataFrame({"row": np.arange(n, dtype=np.int64)}).join(frame, on="row", how="left").sort("row").fill_null(0)
+    )
 
 
 def _syllable_stats(flat: pl.DataFrame, n: int) -> pl.DataFrame:
@@ -1142,11 +1338,16 @@ def _syllable_stats(flat: pl.DataFrame, n: int) -> pl.DataFrame:
         {"w": vocab, "syl": [max(syllapy.count(w), 1) for w in vocab], "alpha": [w.isalpha() for w in vocab]},
         schema={"w": pl.String, "syl": pl.Float64, "alpha": pl.Boolean},
     )
-    return _per_row(n, flat.join(table, on="w", how="left").group_by("row").agg(
-        syllables=pl.col("syl").sum(),
-        alpha=pl.col("alpha").sum().cast(pl.Float64),
-        poly=(pl.col("alpha") & (pl.col("syl") >= 3)).sum().cast(pl.Float64),
-    ))
+    return _per_row(
+        n,
+        flat.join(table, on="w", how="left")
+        .group_by("row")
+        .agg(
+            syllables=pl.col("syl").sum(),
+            alpha=pl.col("alpha").sum().cast(pl.Float64),
+            poly=(pl.col("alpha") & (pl.col("syl") >= 3)).sum().cast(pl.Float64),
+        ),
+    )
 
 
 def _ngram_table(flat: pl.DataFrame, n: int) -> pl.DataFrame:
@@ -1158,8 +1359,12 @@ def _ngram_table(flat: pl.DataFrame, n: int) -> pl.DataFrame:
         g = g ^ w.shift(-k).hash(seed=11 * (k + 1))
     same_row = pl.col("row").shift(-(n - 1)) == pl.col("row")  # rows are contiguous after explode
     return (
-        flat.lazy().select("row", g.alias("g"), same_row.fill_null(False).alias("ok"))
-        .filter(pl.col("ok")).select("row", "g").unique().collect()
+        flat.lazy()
+        .select("row", g.alias("g"), same_row.fill_null(False).alias("ok"))
+        .filter(pl.col("ok"))
+        .select("row", "g")
+        .unique()
+        .collect()
     )
 
 
@@ -1203,18 +1408,24 @@ def measure_texts(prompts: pl.Series, texts: pl.Series, keys: Sequence[str] | No
         return pl.Series([values[p] for p in prompt_list], dtype=dtype).fill_null(False if dtype == pl.Boolean else 0)
 
     prompt_cols = {
-        "n_constraints": per_prompt(lambda i: len(i[0].constraints), pl.Int32),
-        "n_parts": per_prompt(lambda i: len(i[0].parts), pl.Int32),
-        "n_questions": per_prompt(lambda i: i[0].n_questions, pl.Int32),
-        "n_terms": per_prompt(lambda i: len(i[0].terms), pl.Int32),
-        "asks_quantity": per_prompt(lambda i: i[0].asks_quantity, pl.Boolean),
+        "n_constraints": per_prompt(lambda i: len(i[0].constraints), pl.Int32()),
+        "n_parts": per_prompt(lambda i: len(i[0].parts), pl.Int32()),
+        "n_questions": per_prompt(lambda i: i[0].n_questions, pl.Int32()),
+        "n_terms": per_prompt(lambda i: len(i[0].terms), pl.Int32()),
+        "asks_quantity": per_prompt(lambda i: i[0].asks_quantity, pl.Boolean()),
     }
 
     # vectorised measures
     polars_keys = [k for k in wanted if k in exprs]
-    lf = _prepare(pl.LazyFrame({
-        "prompt": prompts, "text": texts, "last_turn": pl.Series([turns[p] for p in prompt_list], dtype=pl.String),
-    }))
+    lf = _prepare(
+        pl.LazyFrame(
+            {
+                "prompt": prompts,
+                "text": texts,
+                "last_turn": pl.Series([turns[p] for p in prompt_list], dtype=pl.String),
+            }
+        )
+    )
     extra = [pl.col("words"), pl.col("n_prose"), SENTENCES.alias("n_sentences")] if want & WORDS_KEYS else []
     if analyse:
         extra.append(_lang_view_expr(pl.col("prose")).alias("lang_view"))
@@ -1227,22 +1438,28 @@ def measure_texts(prompts: pl.Series, texts: pl.Series, keys: Sequence[str] | No
     ).collect()
 
     cols: dict[str, pl.Series | np.ndarray] = {k: frame[k] for k in polars_keys}
-    flat = _flat_words(frame["words"]) if want & WORDS_KEYS else None
-    if want & SYLLABLE_KEYS:
-        stats = _syllable_stats(flat, frame.height)
-        n_prose, sentences = frame["n_prose"].to_numpy(), frame["n_sentences"].to_numpy()
-        syllables, alpha, poly = (stats[c].to_numpy() for c in ("syllables", "alpha", "poly"))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            flesch = 206.835 - 1.015 * (n_prose / sentences) - 84.6 * (syllables / np.maximum(n_prose, 1.0))
-            cols["readability"] = np.where(n_prose > 0, np.clip(flesch, 0.0, 100.0), 0.0)
-            cols["complex_words"] = np.where(alpha > 0, poly / np.maximum(alpha, 1.0), 0.0)
+    if want & WORDS_KEYS:
+        flat = _flat_words(frame["words"])
+        if want & SYLLABLE_KEYS:
+            stats = _syllable_stats(flat, frame.height)
+            n_prose, sentences = frame["n_prose"].to_numpy(), frame["n_sentences"].to_numpy()
+            syllables, alpha, poly = (stats[c].to_numpy() for c in ("syllables", "alpha", "poly"))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                flesch = 206.835 - 1.015 * (n_prose / sentences) - 84.6 * (syllables / np.maximum(n_prose, 1.0))
+                cols["readability"] = np.where(n_prose > 0, np.clip(flesch, 0.0, 100.0), 0.0)
+                cols["complex_words"] = np.where(alpha > 0, poly / np.maximum(alpha, 1.0), 0.0)
 
-    if "prompt_copying" in want:
-        pid = {p: i for i, p in enumerate(distinct)}
-        prompt_words = pl.Series(distinct, dtype=pl.String).str.replace_all("[\u2018\u2019\u02bc]", "'") \
-            .str.to_lowercase().str.extract_all(WORD)
-        cols["prompt_copying"] = _copy_share(
-            flat, frame.height, np.array([pid[p] for p in prompt_list], dtype=np.int64), prompt_words)
+        if "prompt_copying" in want:
+            pid = {p: i for i, p in enumerate(distinct)}
+            prompt_words = (
+                pl.Series(distinct, dtype=pl.String)
+                .str.replace_all("[\u2018\u2019\u02bc]", "'")
+                .str.to_lowercase()
+                .str.extract_all(WORD)
+            )
+            cols["prompt_copying"] = _copy_share(
+                flat, frame.height, np.array([pid[p] for p in prompt_list], dtype=np.int64), prompt_words
+            )
 
     # plain-Python measures (parsing, language id, per-prompt matchers)
     n = len(text_list)
@@ -1251,13 +1468,19 @@ def measure_texts(prompts: pl.Series, texts: pl.Series, keys: Sequence[str] | No
     lang_known = np.zeros(n, dtype=bool)  # expected language known and this response has prose to identify
     if analyse:
         for i, (p, t, view) in enumerate(zip(prompt_list, text_list, frame["lang_view"].to_list())):
-            info, lang = infos[p]
+            analysis = infos[p]
+            assert analysis is not None, "analyse is set: every prompt was analysed"
+            info, lang = analysis
             r = _Response(t, view)
             if "instruction_following" in py and info.constraints:
-                py["instruction_following"][i] = sum(check_constraint(c, r) for c in info.constraints) / len(info.constraints)
+                py["instruction_following"][i] = sum(check_constraint(c, r) for c in info.constraints) / len(
+                    info.constraints
+                )
             if "question_coverage" in py and len(info.parts) >= 2:
                 stems = _content_stems(r.text)
-                py["question_coverage"][i] = sum(_coverage(s, stems) >= ASK_COVERED for s in info.parts) / len(info.parts)
+                py["question_coverage"][i] = sum(_coverage(s, stems) >= ASK_COVERED for s in info.parts) / len(
+                    info.parts
+                )
             if "key_term_coverage" in py and info.terms:
                 py["key_term_coverage"][i] = sum(bool(pat.search(r.lower)) for _, pat in info.terms) / len(info.terms)
             if need_code:
@@ -1275,7 +1498,9 @@ def measure_texts(prompts: pl.Series, texts: pl.Series, keys: Sequence[str] | No
     return out.with_columns(
         pl.all().fill_nan(0.0).fill_null(0.0),
     ).with_columns(
-        frame["n_words"], frame["has_code"], frame["prompt_code"],
+        frame["n_words"],
+        frame["has_code"],
+        frame["prompt_code"],
         *[s.alias(name) for name, s in prompt_cols.items()],
         checkable_code=pl.Series(checkable),
         lang_known=pl.Series(lang_known),

@@ -70,4 +70,6 @@ def dbt_project_vars() -> dict[str, object]:
 
     project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))
     return dict(project.get("vars") or {})
+
+
 SAMPLE_PATH = REPO_ROOT / "warehouse" / "sample" / "pairs_sample.jsonl.gz"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import duckdb
 
@@ -25,9 +25,9 @@ class BuildLock:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._fh = None
+        self._fh: TextIO | None = None
 
-    def __enter__(self) -> "BuildLock":
+    def __enter__(self) -> BuildLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(self.path, "a+")
         try:
@@ -44,7 +44,9 @@ class BuildLock:
         self._fh = fh
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._fh is not None:
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
             self._fh.close()
@@ -52,7 +54,7 @@ class BuildLock:
 
 
 @contextmanager
-def locked_build_db(paths: "Paths") -> Iterator[duckdb.DuckDBPyConnection]:
+def locked_build_db(paths: Paths) -> Iterator[duckdb.DuckDBPyConnection]:
     """Hold the build lock and a read-write connection to the build DB; release both on exit."""
     from pipelines.core.warehouse import connect
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import reduce
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -37,6 +37,9 @@ from pipelines.ingest.model import (
     Issue,
 )
 from pipelines.ingest.readers import RawDocument, RawTable, clip
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import ChainedThen, Then
 
 FORMATS: tuple[str, ...] = ("canonical", "hf", "annotated_pairs", "arena")
 
@@ -158,7 +161,9 @@ def _domain_exprs(domain_col: pl.Expr, domain_source_col: pl.Expr, opts: Options
 
 def _finish(frame: pl.DataFrame) -> pl.DataFrame:
     """Ensure the canonical column set and order."""
-    missing = [pl.lit(None, dtype=pl.String).alias(c) for c in (*CANONICAL_COLUMNS, "_reason") if c not in frame.columns]
+    missing = [
+        pl.lit(None, dtype=pl.String).alias(c) for c in (*CANONICAL_COLUMNS, "_reason") if c not in frame.columns
+    ]
     frame = frame.with_columns(missing) if missing else frame
     return frame.select("_line", "_raw", *CANONICAL_COLUMNS, "_reason")
 
@@ -363,8 +368,10 @@ def adapt_annotated_pairs(doc: RawDocument, opts: Options) -> Adapted:
     meta = data.get("metadata") or {}
     default_id = meta.get("default_annotator")
     dataset = meta.get("dataset_name")
-    mechs = {aid: _ap_mechanism(aid, spec if isinstance(spec, dict) else {}, default_id, opts)
-             for aid, spec in annotators.items()}
+    mechs = {
+        aid: _ap_mechanism(aid, spec if isinstance(spec, dict) else {}, default_id, opts)
+        for aid, spec in annotators.items()
+    }
     rows: list[dict[str, Any]] = []
     issues: list[Issue] = []
     skips: Counter[str] = Counter()
@@ -379,7 +386,8 @@ def adapt_annotated_pairs(doc: RawDocument, opts: Options) -> Adapted:
         ra, rb = comp.get("response_a"), comp.get("response_b")
         ra = ra if isinstance(ra, dict) else {"text": ra}
         rb = rb if isinstance(rb, dict) else {"text": rb}
-        cmeta = comp.get("metadata") if isinstance(comp.get("metadata"), dict) else {}
+        cmeta = comp.get("metadata")
+        cmeta = cmeta if isinstance(cmeta, dict) else {}
         cdomain = cmeta.get("domain") if isinstance(cmeta.get("domain"), str) else None
         for aid, ann in anns.items():
             raw_text = clip(json.dumps({**comp, "annotations": {aid: ann}}, ensure_ascii=False))
@@ -388,28 +396,30 @@ def adapt_annotated_pairs(doc: RawDocument, opts: Options) -> Adapted:
                 issues.append(Issue(line, "unknown annotator", raw_text))
                 continue
             if mech == SKIP_MODEL_IDENTITY:
-                skips[mech] += 1
+                skips[SKIP_MODEL_IDENTITY] += 1
                 continue
             pref = ann.get("pref") if isinstance(ann, dict) else ann
             reason = mech if isinstance(mech, str) else None
-            rows.append({
-                "_line": line,
-                "_raw": raw_text,
-                "prompt": comp.get("prompt"),
-                "response_a": ra.get("text"),
-                "response_b": rb.get("text"),
-                "winner": "tie" if pref is None else str(pref).strip().lower(),
-                "_domain": cdomain,
-                "mechanism": None if reason else mech[0],
-                "mechanism_type": None if reason else mech[1],
-                "source": dataset,
-                "source_item_id": None if comp.get("id") is None else str(comp.get("id")),
-                "source_pair_id": None if comp.get("id") is None else f"{comp.get('id')}/{aid}",
-                "model_a": ra.get("model"),
-                "model_b": rb.get("model"),
-                "protocol": (annotators.get(aid) or {}).get("description"),
-                "_reason": reason,
-            })
+            rows.append(
+                {
+                    "_line": line,
+                    "_raw": raw_text,
+                    "prompt": comp.get("prompt"),
+                    "response_a": ra.get("text"),
+                    "response_b": rb.get("text"),
+                    "winner": "tie" if pref is None else str(pref).strip().lower(),
+                    "_domain": cdomain,
+                    "mechanism": None if reason else mech[0],
+                    "mechanism_type": None if reason else mech[1],
+                    "source": dataset,
+                    "source_item_id": None if comp.get("id") is None else str(comp.get("id")),
+                    "source_pair_id": None if comp.get("id") is None else f"{comp.get('id')}/{aid}",
+                    "model_a": ra.get("model"),
+                    "model_b": rb.get("model"),
+                    "protocol": (annotators.get(aid) or {}).get("description"),
+                    "_reason": reason,
+                }
+            )
     schema = {"_line": pl.Int64, **{k: pl.String for k in ("_raw", *CANONICAL_COLUMNS, "_domain", "_reason")}}
     for r in rows:  # every value a string (or null): the frame is all-String by contract
         for k, v in r.items():
@@ -441,5 +451,8 @@ def validate(frame: pl.DataFrame, names: dict[str, str] | None = None) -> pl.Dat
         (~pl.col("mechanism_type").is_in(list(MECHANISM_TYPES)).fill_null(False), _lit("unknown mechanism_type")),
         (prefix != pl.col("mechanism_type"), _lit("mechanism_type does not match mechanism")),
     ]
-    expr = reduce(lambda acc, ct: acc.when(ct[0]).then(ct[1]), checks[1:], pl.when(checks[0][0]).then(checks[0][1]))
+    (first_check, first_reason), *rest = checks
+    expr: Then | ChainedThen = pl.when(first_check).then(first_reason)
+    for check, reason in rest:
+        expr = expr.when(check).then(reason)
     return frame.with_columns(expr.otherwise(None).alias("_reason"))

@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterable
 
 import duckdb
 
+from pipelines.core.ids import new_id
+from pipelines.core.warehouse import ensure_raw_schema
 from pipelines.ingest.adapters import FORMATS, Options, adapt, detect_format
 from pipelines.ingest.load import write_file
 from pipelines.ingest.model import MECHANISM_TYPES, FileSummary, IngestError, IngestSummary
 from pipelines.ingest.readers import read_path
-from pipelines.core.warehouse import ensure_raw_schema
 
 Progress = Callable[[str], None]
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-def new_ingest_id(now: datetime | None = None) -> str:
-    """A sortable run id: ``YYYYmmddTHHMMSS-<8 hex>``."""
-    return f"{(now or _now()):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def ingest_paths(
@@ -58,7 +53,7 @@ def ingest_paths(
 
     ensure_raw_schema(con)
     started = _now()
-    summary = IngestSummary(ingest_id=new_ingest_id(started))
+    summary = IngestSummary(ingest_id=new_id(now=started, stamp="%Y%m%dT%H%M%S", suffix_len=8))
     con.execute(
         "insert into raw.ingest_runs (ingest_id, started_at, files) values (?, ?, ?)",
         [summary.ingest_id, started, [str(p.resolve()) for p in files]],
@@ -76,8 +71,10 @@ def ingest_paths(
             say(f"loading {adapted.rows_read} rows from {name} as {file_fmt}")
             fs = write_file(con, adapted, FileSummary(path=name, format=file_fmt), summary.ingest_id, _now())
             summary.files.append(fs)
-            say(f"{name}: loaded {fs.loaded}, duplicates {fs.duplicates}, quarantined {fs.quarantined}, "
-                f"skipped {fs.skipped}")
+            say(
+                f"{name}: loaded {fs.loaded}, duplicates {fs.duplicates}, quarantined {fs.quarantined}, "
+                f"skipped {fs.skipped}"
+            )
             if fs.usable == 0:
                 top = ", ".join(f"{r} ({n})" for r, n in fs.quarantine_reasons.most_common(3))
                 failures.append(

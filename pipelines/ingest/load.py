@@ -86,8 +86,11 @@ def write_file(
                 },
                 schema={"source_line": pl.Int64, "reason": pl.String, "raw_text": pl.String},
             ),
-            bad.select(pl.col("_line").alias("source_line"), pl.col("_reason").alias("reason"),
-                       pl.col("_raw").str.slice(0, RAW_TEXT_LIMIT).alias("raw_text")),
+            bad.select(
+                pl.col("_line").alias("source_line"),
+                pl.col("_reason").alias("reason"),
+                pl.col("_raw").str.slice(0, RAW_TEXT_LIMIT).alias("raw_text"),
+            ),
         ]
     )
     params = {"ingest_id": ingest_id, "file": summary.path, "now": now}
@@ -135,7 +138,8 @@ def write_file(
             params,
         )
         counts = dict(con.execute("select _status, count(*) from _ingest_stage group by all").fetchall())
-        summary.new_items = con.execute("select count(*) from _ingest_new_items").fetchone()[0]  # type: ignore[index]
+        new_items = con.execute("select count(*) from _ingest_new_items").fetchone()
+        summary.new_items = new_items[0] if new_items else 0
         summary.new_domains = int(new_domains[0]) if new_domains else 0
         summary.loaded = counts.get("new", 0)
         summary.duplicates = counts.get("duplicate", 0)

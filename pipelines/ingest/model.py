@@ -137,8 +137,13 @@ class IngestSummary:
             "quarantine_reasons": dict(self.quarantine_reasons),
             "skip_reasons": dict(self.skip_reasons),
             "files": [
-                {"path": f.path, "format": f.format, **{k: getattr(f, k) for k in keys},
-                 "quarantine_reasons": dict(f.quarantine_reasons), "skip_reasons": dict(f.skip_reasons)}
+                {
+                    "path": f.path,
+                    "format": f.format,
+                    **{k: getattr(f, k) for k in keys},
+                    "quarantine_reasons": dict(f.quarantine_reasons),
+                    "skip_reasons": dict(f.skip_reasons),
+                }
                 for f in self.files
             ],
         }

@@ -47,8 +47,8 @@ def _resolve(con: duckdb.DuckDBPyConnection, pair_id: str) -> tuple[str, str]:
         hits: set[tuple[str, str]] = set()
         for kind, col in (("label", "label_id"), ("item", "item_id")):
             rows = con.execute(
-                f"select distinct {col} from marts.fct_pair_features_comp where starts_with({col}, ?) limit 3",
-                [pid]).fetchall()
+                f"select distinct {col} from marts.fct_pair_features_comp where starts_with({col}, ?) limit 3", [pid]
+            ).fetchall()
             hits |= {(kind, r[0]) for r in rows}
         if len(hits) == 1:
             return next(iter(hits))
@@ -56,7 +56,8 @@ def _resolve(con: duckdb.DuckDBPyConnection, pair_id: str) -> tuple[str, str]:
             raise ExplainError(f"{pair_id!r} is ambiguous: matches {', '.join(sorted(h[1] for h in hits))}")
     raise ExplainError(
         f"unknown pair id {pair_id!r}: give a label_id or item_id from marts.fct_predictions "
-        "(e.g. `select label_id, item_id, mechanism from marts.fct_predictions limit 5`)")
+        "(e.g. `select label_id, item_id, mechanism from marts.fct_predictions limit 5`)"
+    )
 
 
 def _shorten(text: str | None, width: int) -> str:
@@ -97,18 +98,23 @@ def load_explanation(
         ).fetchall()
         judged = con.execute(
             f"select mechanism, winner, item_id from marts.fct_pair_features_comp where {col} = ? order by mechanism",
-            [full_id]).fetchall()
+            [full_id],
+        ).fetchall()
         item_id = judged[0][2]
         if mechanism is not None:
             preds = [p for p in preds if p[2] == mechanism]
             if not preds:
                 names = ", ".join(sorted({j[0] for j in judged})) or "none"
-                raise ExplainError(f"mechanism {mechanism!r} has no {representation}-rep prediction for {full_id}; "
-                                   f"mechanisms that judged it: {names}")
+                raise ExplainError(
+                    f"mechanism {mechanism!r} has no {representation}-rep prediction for {full_id}; "
+                    f"mechanisms that judged it: {names}"
+                )
         if not preds:
             verdicts = ", ".join(f"{m}: {w}" for m, w, _ in judged)
-            raise ExplainError(f"{full_id} was judged ({verdicts}) but has no {representation}-rep prediction in "
-                               "the latest fit (ties and skipped mechanisms are not fitted)")
+            raise ExplainError(
+                f"{full_id} was judged ({verdicts}) but has no {representation}-rep prediction in "
+                "the latest fit (ties and skipped mechanisms are not fitted)"
+            )
         item = _item(con, item_id)
         out_verdicts = []
         for label_id, _item_id, mech, mtype, domain, prob_a, pred, actual, correct, own, fold in preds:
@@ -116,21 +122,46 @@ def load_explanation(
                 """select concept, value, contribution, local_lift_pct from marts.fct_local_explanations
                    where fit_id = ? and representation = ? and label_id = ? and mechanism = ?
                    order by abs(contribution) desc, concept""",
-                [fit_id, representation, label_id, mech]).fetchall()
-            concepts = [{"concept": c, "value": float(v), "contribution": float(ct), "local_lift_pct": float(ll),
-                         "toward": "a" if ct > 0 else "b"} for c, v, ct, ll in rows if ct != 0]
+                [fit_id, representation, label_id, mech],
+            ).fetchall()
+            concepts = [
+                {
+                    "concept": c,
+                    "value": float(v),
+                    "contribution": float(ct),
+                    "local_lift_pct": float(ll),
+                    "toward": "a" if ct > 0 else "b",
+                }
+                for c, v, ct, ll in rows
+                if ct != 0
+            ]
             z = sum(c["contribution"] for c in concepts)
-            out_verdicts.append({
-                "label_id": label_id, "mechanism": mech, "mechanism_type": mtype, "domain": domain,
-                "prob_a": float(prob_a), "predicted_winner": pred, "actual_winner": actual,
-                "is_correct": bool(correct) if correct is not None else None,
-                "used_domain_weights": bool(own) if own is not None else None, "fold": fold,
-                "refit_prob_a": 1.0 / (1.0 + math.exp(-z)),
-                "toward_a": [c for c in concepts if c["toward"] == "a"],
-                "toward_b": [c for c in concepts if c["toward"] == "b"],
-            })
-        return {"pair_id": pair_id, "resolved_as": kind, "item_id": item_id, "fit_id": fit_id,
-                "representation": representation, "item": item, "verdicts": out_verdicts}
+            out_verdicts.append(
+                {
+                    "label_id": label_id,
+                    "mechanism": mech,
+                    "mechanism_type": mtype,
+                    "domain": domain,
+                    "prob_a": float(prob_a),
+                    "predicted_winner": pred,
+                    "actual_winner": actual,
+                    "is_correct": bool(correct) if correct is not None else None,
+                    "used_domain_weights": bool(own) if own is not None else None,
+                    "fold": fold,
+                    "refit_prob_a": 1.0 / (1.0 + math.exp(-z)),
+                    "toward_a": [c for c in concepts if c["toward"] == "a"],
+                    "toward_b": [c for c in concepts if c["toward"] == "b"],
+                }
+            )
+        return {
+            "pair_id": pair_id,
+            "resolved_as": kind,
+            "item_id": item_id,
+            "fit_id": fit_id,
+            "representation": representation,
+            "item": item,
+            "verdicts": out_verdicts,
+        }
     finally:
         con.close()
 
@@ -140,7 +171,9 @@ def _item(con: duckdb.DuckDBPyConnection, item_id: str) -> dict[str, Any]:
         return {"item_id": item_id, "prompt": None, "response_a": None, "response_b": None}
     row = con.execute(
         "select item_id, domain, source, prompt, response_a, response_b, model_a, model_b "
-        "from marts.dim_items where item_id = ?", [item_id]).fetchone()
+        "from marts.dim_items where item_id = ?",
+        [item_id],
+    ).fetchone()
     if row is None:
         return {"item_id": item_id, "prompt": None, "response_a": None, "response_b": None}
     keys = ("item_id", "domain", "source", "prompt", "response_a", "response_b", "model_a", "model_b")
@@ -165,8 +198,12 @@ def _concept_table(title: str, rows: list[dict[str, Any]], representation: str, 
     t.add_column("logit", justify="right")
     t.add_column("local lift", justify="right")
     for c in rows[:limit]:
-        t.add_row(Text(str(c["concept"])), _value_text(c["value"], representation), f"{c['contribution']:+.2f}",
-                  f"{c['local_lift_pct']:+.1f}%")
+        t.add_row(
+            Text(str(c["concept"])),
+            _value_text(c["value"], representation),
+            f"{c['contribution']:+.2f}",
+            f"{c['local_lift_pct']:+.1f}%",
+        )
     if not rows:
         t.add_row(Text("(none)", style="dim"), "", "", "")
     elif len(rows) > limit:
@@ -187,8 +224,11 @@ def render_explanation(exp: dict[str, Any], console: Console, width: int = 360, 
     if item.get("prompt") is None:
         body.append(Text("(pair text not in this served copy: marts.dim_items is missing)", style="dim"))
     else:
-        for label, key, model in (("Prompt", "prompt", None), ("A", "response_a", "model_a"),
-                                  ("B", "response_b", "model_b")):
+        for label, key, model in (
+            ("Prompt", "prompt", None),
+            ("A", "response_a", "model_a"),
+            ("B", "response_b", "model_b"),
+        ):
             t = Text()
             t.append(f"{label}", style="bold cyan")
             if model and item.get(model):
@@ -201,23 +241,38 @@ def render_explanation(exp: dict[str, Any], console: Console, width: int = 360, 
         p = v["prob_a"]
         line = Text()
         line.append(f"{v['mechanism']}", style="bold")
-        line.append(f" ({v['mechanism_type']}) · domain {v['domain']}"
-                    + ("" if v["used_domain_weights"] else " (shared weights b only)") + "\n")
+        line.append(
+            f" ({v['mechanism_type']}) · domain {v['domain']}"
+            + ("" if v["used_domain_weights"] else " (shared weights b only)")
+            + "\n"
+        )
         line.append(f"P(A wins) = {p:.2f}", style="bold")
         line.append(f" out-of-fold → predicts {str(v['predicted_winner']).upper()}; actual winner ")
         line.append(str(v["actual_winner"]).upper(), style="bold")
         ok = v["is_correct"]
         line.append("  ✓ correct" if ok else "  ✗ wrong" if ok is not None else "", style="green" if ok else "red")
-        line.append(f"\nconcept contributions come from the model refitted on all pairs "
-                    f"(its P(A wins) = {v['refit_prob_a']:.2f}); label {v['label_id']}", style="dim")
+        line.append(
+            f"\nconcept contributions come from the model refitted on all pairs "
+            f"(its P(A wins) = {v['refit_prob_a']:.2f}); label {v['label_id']}",
+            style="dim",
+        )
         console.print(line)
         if not (v["toward_a"] or v["toward_b"]):
-            console.print(Text("no concept moved this prediction: every concept the model uses is equal for A and B "
-                               "here, or the model uses none (P = 0.5)", style="yellow"))
+            console.print(
+                Text(
+                    "no concept moved this prediction: every concept the model uses is equal for A and B "
+                    "here, or the model uses none (P = 0.5)",
+                    style="yellow",
+                )
+            )
         else:
             console.print(_concept_table("pushed toward A", v["toward_a"], exp["representation"], "green", limit))
             console.print(_concept_table("pushed toward B", v["toward_b"], exp["representation"], "magenta", limit))
         console.print()
-    console.print(Text("logit = (b + s_d)·x, the concept's additive share of the log-odds that A wins; local lift = "
-                       "% change in P(A wins) if A were one more unit better on the concept (method §5).",
-                       style="dim"))
+    console.print(
+        Text(
+            "logit = (b + s_d)·x, the concept's additive share of the log-odds that A wins; local lift = "
+            "% change in P(A wins) if A were one more unit better on the concept (method §5).",
+            style="dim",
+        )
+    )

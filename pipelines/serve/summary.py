@@ -10,9 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from py_models.representations import lead_representation
-
 from pipelines.serve.report.data import latest_fit_id
+from py_models.representations import lead_representation
 
 
 def resolve_representation(con: duckdb.DuckDBPyConnection, requested: str | None) -> str:
@@ -131,11 +130,17 @@ def render_summary(summaries: list[MechanismSummary], console: Console, represen
     if scored:
         n = len(scored)
         mean = [sum(v) / n for v in zip(*[(s.accuracy, s.accuracy_length_only, s.accuracy_style) for s in scored])]
-        console.print(f"Concepts {100 * mean[0]:.1f}% vs length only {100 * mean[1]:.1f}% vs style baseline "
-                      f"{100 * mean[2]:.1f}% (mean held-out accuracy of {n} mechanisms, same folds)")
+        console.print(
+            f"Concepts {100 * mean[0]:.1f}% vs length only {100 * mean[1]:.1f}% vs style baseline "
+            f"{100 * mean[2]:.1f}% (mean held-out accuracy of {n} mechanisms, same folds)"
+        )
     console.print(
         "[dim]Lift = expected % change in P(preferred) per "
-        + ("standard deviation of the concept's A−B difference" if representation == "measure" else "unit of the concept")
+        + (
+            "standard deviation of the concept's A−B difference"
+            if representation == "measure"
+            else "unit of the concept"
+        )
         + " (50*(b+s_d)). "
         "'shared b only': too few pairs in that domain for its own weights.[/]"
     )

@@ -1,17 +1,22 @@
 -- Annotators (offline catalog or an LLM model + prompt version) and what they have annotated.
 with annotations as (
-    select annotator, annotator_version,
-           count(distinct item_id) as n_items,
-           count(*) as n_annotations,
-           avg({{ indicator('is_relevant') }}) as relevance_rate,
-           min(annotated_at) as first_annotated_at,
-           max(annotated_at) as last_annotated_at
+    select
+        annotator,
+        annotator_version,
+        count(distinct item_id) as n_items,
+        count(*) as n_annotations,
+        avg({{ indicator('is_relevant') }}) as relevance_rate,
+        min(annotated_at) as first_annotated_at,
+        max(annotated_at) as last_annotated_at
     from {{ ref('stg_raw__annotations') }}
     group by annotator, annotator_version
 ),
 
 concepts as (
-    select annotator, annotator_version, count(*) as n_concepts
+    select
+        annotator,
+        annotator_version,
+        count(*) as n_concepts
     from {{ ref('stg_raw__concepts') }}
     group by annotator, annotator_version
 )
@@ -28,5 +33,5 @@ select
     annotations.last_annotated_at
 from annotations
 left join concepts
-    on concepts.annotator = annotations.annotator
-    and concepts.annotator_version = annotations.annotator_version
+    on annotations.annotator = concepts.annotator
+        and annotations.annotator_version = concepts.annotator_version

@@ -4,7 +4,10 @@ with concepts as (
 ),
 
 used as (
-    select concept, count(*) as n_items, avg({{ indicator('is_relevant') }}) as relevance_rate
+    select
+        concept,
+        count(*) as n_items,
+        avg({{ indicator('is_relevant') }}) as relevance_rate
     from {{ ref('int_item_concepts') }}
     group by concept
 )
@@ -23,5 +26,5 @@ select
     cast(used.n_items as bigint) as n_items,
     used.relevance_rate
 from concepts
-inner join used on used.concept = concepts.concept
+inner join used on concepts.concept = used.concept
 where {{ active_annotator_filter(ref('stg_raw__concepts')) }}

@@ -38,10 +38,14 @@ def build_report(
     from pipelines.serve.report.render import render_report
 
     data = load_report_data(Path(serve_db), representation=representation)
-    text = render_report(data, max_domains=max_domains, top_k=top_k, contrast_domains_n=contrast_domains,
-                         progress=progress)
-    out = Path(output) if output else report_path(reports_dir, data.build.get("build_id", data.fit_id),
-                                                   data.representation)
+    text = render_report(
+        data, max_domains=max_domains, top_k=top_k, contrast_domains_n=contrast_domains, progress=progress
+    )
+    out = (
+        Path(output)
+        if output
+        else report_path(reports_dir, data.build.get("build_id", data.fit_id), data.representation)
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")

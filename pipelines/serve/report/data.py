@@ -60,9 +60,11 @@ def latest_fit_id(con: duckdb.DuckDBPyConnection, table: str = "fct_concept_effe
     of the served copy takes "latest" from here. Served copies published before that model existed have no
     fitted_at to order by; for those the largest fit id of ``table`` is used (build ids sort by time)."""
     if table_columns(con, "dim_latest_fit"):
-        row = con.execute("select fit_id from marts.dim_latest_fit").fetchone()
-        return None if row is None else row[0]
-    return con.execute(f"select max(fit_id) from marts.{table}").fetchone()[0]
+        sql = "select fit_id from marts.dim_latest_fit"
+    else:
+        sql = f"select max(fit_id) from marts.{table}"
+    row = con.execute(sql).fetchone()
+    return None if row is None else row[0]
 
 
 @dataclass
@@ -98,7 +100,9 @@ class ReportData:
         return m.sort_values(["_t", "n_labels", "mechanism"], ascending=[True, False, True])["mechanism"].tolist()
 
 
-def _effects(con: duckdb.DuckDBPyConnection, fit_id: str | None, representation: str) -> tuple[pd.DataFrame, bool, bool]:
+def _effects(
+    con: duckdb.DuckDBPyConnection, fit_id: str | None, representation: str
+) -> tuple[pd.DataFrame, bool, bool]:
     cols = set(table_columns(con, "fct_concept_effects"))
     ci = next(((lo, hi) for lo, hi in CI_COLUMNS if lo in cols and hi in cols), None)
     extra = []
@@ -108,13 +112,13 @@ def _effects(con: duckdb.DuckDBPyConnection, fit_id: str | None, representation:
     df = con.execute(
         f"""select mechanism, mechanism_type, domain, concept, shared_weight, domain_deviation, total_weight,
                    shared_lift_pct, deviation_lift_pct, global_lift_pct, n_pairs, has_domain_weights,
-                   {', '.join(extra)}
+                   {", ".join(extra)}
             from marts.fct_concept_effects
             where fit_id = ? and representation = ?{" and control = 'none'" if "control" in cols else ""}""",
         [fit_id, representation],
     ).df()
-    has_ci = bool(ci) and df["ci_low"].notna().any()
-    has_sel = has_sel and df["selection_frequency"].notna().any()
+    has_ci = bool(ci) and bool(df["ci_low"].notna().any())
+    has_sel = has_sel and bool(df["selection_frequency"].notna().any())
     return df, has_ci, has_sel
 
 
@@ -122,7 +126,7 @@ def _build(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
     if not table_columns(con, "fct_builds"):
         return {}
     df = con.execute("select * from marts.fct_builds order by started_at desc nulls last limit 1").df()
-    return {} if df.empty else {k: v for k, v in df.iloc[0].items()}
+    return {} if df.empty else {str(k): v for k, v in df.iloc[0].items()}
 
 
 def _metrics(con: duckdb.DuckDBPyConnection, fit_id: str | None) -> pd.DataFrame:
@@ -161,7 +165,8 @@ def load_report_data(serve_db: Path, representation: str | None = None) -> Repor
         if effects.empty:
             raise ReportDataError(f"no {representation}-rep explanation in {serve_db}")
         counts = {
-            "items": _scalar(con, "select count(*) from marts.dim_items") if table_columns(con, "dim_items")
+            "items": _scalar(con, "select count(*) from marts.dim_items")
+            if table_columns(con, "dim_items")
             else _scalar(con, "select count(distinct item_id) from marts.fct_pair_features_comp"),
             "labelled pairs": _scalar(con, "select count(*) from marts.fct_pair_features_comp"),
             "mechanisms": _scalar(con, "select count(*) from marts.dim_mechanisms"),
@@ -175,11 +180,13 @@ def load_report_data(serve_db: Path, representation: str | None = None) -> Repor
         ).df()
         agreement = (
             con.execute("select * from marts.rpt_mechanism_agreement").df()
-            if table_columns(con, "rpt_mechanism_agreement") else pd.DataFrame()
+            if table_columns(con, "rpt_mechanism_agreement")
+            else pd.DataFrame()
         )
         quality = (
             con.execute("select * from marts.rpt_annotation_quality order by annotator, concept").df()
-            if table_columns(con, "rpt_annotation_quality") else pd.DataFrame()
+            if table_columns(con, "rpt_annotation_quality")
+            else pd.DataFrame()
         )
         comparison = None
         if table_columns(con, "rpt_model_comparison"):
@@ -193,17 +200,31 @@ def load_report_data(serve_db: Path, representation: str | None = None) -> Repor
                 [fit_id, representation],
             ).df()
         return ReportData(
-            serve_db=Path(serve_db), representation=representation, fit_id=fit_id, build=_build(con),
-            counts=counts, effects=effects, has_ci=has_ci, has_selection=has_sel, mechanisms=mechanisms,
-            pairs=pairs, agreement=agreement, annotation_quality=quality, metrics=metrics,
-            model_comparison=comparison, notes=notes, controlled=controlled,
+            serve_db=Path(serve_db),
+            representation=representation,
+            fit_id=fit_id,
+            build=_build(con),
+            counts=counts,
+            effects=effects,
+            has_ci=has_ci,
+            has_selection=has_sel,
+            mechanisms=mechanisms,
+            pairs=pairs,
+            agreement=agreement,
+            annotation_quality=quality,
+            metrics=metrics,
+            model_comparison=comparison,
+            notes=notes,
+            controlled=controlled,
         )
     finally:
         con.close()
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
-    return int(con.execute(sql).fetchone()[0] or 0)
+    row = con.execute(sql).fetchone()
+    assert row is not None, "an aggregate query returns one row"
+    return int(row[0] or 0)
 
 
 # ------------------------------------------------------------------------------------------ derived frames
@@ -212,8 +233,9 @@ def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
 def largest_domains(effects: pd.DataFrame, mechanism: str, n: int) -> pd.DataFrame:
     """The ``n`` domains with the most pairs for one mechanism: domain, n_pairs, has_domain_weights."""
     e = effects[(effects["mechanism"] == mechanism) & (effects["domain"] != SHARED)]
-    d = (e.groupby("domain", as_index=False)
-          .agg(n_pairs=("n_pairs", "max"), has_domain_weights=("has_domain_weights", "max")))
+    d = e.groupby("domain", as_index=False).agg(
+        n_pairs=("n_pairs", "max"), has_domain_weights=("has_domain_weights", "max")
+    )
     d = d[d["n_pairs"] > 0]
     return d.sort_values(["n_pairs", "domain"], ascending=[False, True]).head(n).reset_index(drop=True)
 
@@ -251,8 +273,9 @@ def human_minus_judge(effects: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     of the human mechanisms and of the judge mechanisms per concept, subtract, then average over those domains.
     Returns (frame with concept, human, judge, diff sorted by diff; the domains used).
     """
-    e = effects[(effects["domain"] != SHARED) & (effects["n_pairs"] > 0)
-                & effects["mechanism_type"].isin(["human", "judge"])]
+    e = effects[
+        (effects["domain"] != SHARED) & (effects["n_pairs"] > 0) & effects["mechanism_type"].isin(["human", "judge"])
+    ]
     kinds = e.groupby("domain")["mechanism_type"].nunique()
     domains = sorted(kinds[kinds == 2].index)
     e = e[e["domain"].isin(domains)]

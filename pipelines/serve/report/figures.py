@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.artist import Artist  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
@@ -37,7 +38,7 @@ def _t(text: object, width: int | None = None) -> str:
     s = str(text)
     if width and len(s) > width:
         keep = width - 1
-        s = s[: keep - keep // 3] + "…" + s[-(keep // 3):]
+        s = s[: keep - keep // 3] + "…" + s[-(keep // 3) :]
     return s.replace("$", r"\$")
 
 
@@ -70,10 +71,12 @@ def figure1(
     e = effects[effects["mechanism"] == mechanism]
     n_shared = int(e.loc[e["domain"] == SHARED, "n_pairs"].max() or 0)
     panels: list[tuple[str, str, bool]] = [(SHARED, f"Shared (b) — all {n_shared} pairs", True)]
-    for row in domains.itertuples():
-        own = bool(row.has_domain_weights)
-        label = f"{row.domain} — {int(row.n_pairs)} pairs" + ("" if own else "\n(shared b only: too few pairs)")
-        panels.append((row.domain, label, own))
+    for domain, n_pairs, has_domain_weights in zip(
+        domains["domain"], domains["n_pairs"], domains["has_domain_weights"]
+    ):
+        own = bool(has_domain_weights)
+        label = f"{domain} — {int(n_pairs)} pairs" + ("" if own else "\n(shared b only: too few pairs)")
+        panels.append((domain, label, own))
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     tops = {d: top_concepts(effects, mechanism, d, k) for d, _, _ in panels}
@@ -82,33 +85,39 @@ def figure1(
         if not t.empty:
             bars = max(bars, float(t["global_lift_pct"].abs().max()), float(t["shared_lift_pct"].abs().max()))
             if has_ci:
-                cis = max([cis] + [float(v) for v in (t["ci_low"].abs().max(), t["ci_high"].abs().max()) if pd.notna(v)])
+                cis = max(
+                    [cis] + [float(v) for v in (t["ci_low"].abs().max(), t["ci_high"].abs().max()) if pd.notna(v)]
+                )
     # the axis fits the bars; very wide whiskers are cut at twice the largest bar (the cut shows at the edge)
     lim = max(bars * 1.3, min(cis * 1.05, bars * 2.0))
     k = max([1] + [len(t) for t in tops.values()])  # panels as tall as the fullest one, not always k rows
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 0.32 * k * nrows + 1.1 * nrows + 0.6),
-                             squeeze=False)
-    for ax in axes.flat[len(panels):]:
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 0.32 * k * nrows + 1.1 * nrows + 0.6), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     for ax, (domain, label, own) in zip(axes.flat, panels):
         _panel(ax, tops[domain], domain == SHARED, label, own, lim, k, has_ci, has_selection)
-    handles = [Patch(color=LIGHT, label="shared contribution 50·b"),
-               Patch(color=DARK, label="domain deviation 50·s_d"),
-               Line2D([], [], marker="D", color="black", linestyle="none", markersize=5, label="total lift")]
+    handles = [
+        Patch(color=LIGHT, label="shared contribution 50·b"),
+        Patch(color=DARK, label="domain deviation 50·s_d"),
+        Line2D([], [], marker="D", color="black", linestyle="none", markersize=5, label="total lift"),
+    ]
     if has_ci:
         handles.append(Line2D([], [], color="black", linewidth=1, label="95% bootstrap CI"))
     if has_selection:
         handles.append(Patch(color=GREY_LIGHT, label=f"grey: selected in < {RARE:.0%} of bootstrap fits"))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=9,
-               bbox_to_anchor=(0.5, -0.01))
+    fig.legend(
+        handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=9, bbox_to_anchor=(0.5, -0.01)
+    )
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
-def _panel(ax, top: pd.DataFrame, is_shared: bool, label: str, own: bool, lim: float, k: int,
-           has_ci: bool, has_selection: bool) -> None:
-    ax.set_title(_t(label), fontsize=10, loc="left", color="black" if own else "#666666",
-                 fontstyle="normal" if own else "italic")
+def _panel(
+    ax, top: pd.DataFrame, is_shared: bool, label: str, own: bool, lim: float, k: int, has_ci: bool, has_selection: bool
+) -> None:
+    ax.set_title(
+        _t(label), fontsize=10, loc="left", color="black" if own else "#666666", fontstyle="normal" if own else "italic"
+    )
     ax.axvline(0, color="#444444", linewidth=0.8)
     ax.set_xlim(-lim, lim)
     ax.set_ylim(k - 0.5, -0.5)
@@ -120,8 +129,7 @@ def _panel(ax, top: pd.DataFrame, is_shared: bool, label: str, own: bool, lim: f
         ax.spines[side].set_visible(False)
     if top.empty:
         ax.set_yticks([])
-        ax.text(0, (k - 1) / 2, "no concept with non-zero lift", ha="center", va="center", fontsize=9,
-                color="#666666")
+        ax.text(0, (k - 1) / 2, "no concept with non-zero lift", ha="center", va="center", fontsize=9, color="#666666")
         return
     y = np.arange(len(top))
     rare = (top["selection_frequency"].fillna(1.0) < RARE).to_numpy() if has_selection else np.zeros(len(top), bool)
@@ -139,12 +147,26 @@ def _panel(ax, top: pd.DataFrame, is_shared: bool, label: str, own: bool, lim: f
         hi = top["ci_high"].to_numpy(dtype=float)
         ok = ~(np.isnan(lo) | np.isnan(hi))
         if ok.any():
-            ax.errorbar(total[ok], y[ok], xerr=[np.clip(total[ok] - lo[ok], 0, None), np.clip(hi[ok] - total[ok], 0, None)],
-                        fmt="none", ecolor="black", elinewidth=0.9, capsize=2.5)
+            ax.errorbar(
+                total[ok],
+                y[ok],
+                xerr=[np.clip(total[ok] - lo[ok], 0, None), np.clip(hi[ok] - total[ok], 0, None)],
+                fmt="none",
+                ecolor="black",
+                elinewidth=0.9,
+                capsize=2.5,
+            )
     ax.scatter(total, y, marker="D", s=16, c=np.where(rare, GREY_DARK, "black"), zorder=3)
     for yi, tv, r in zip(y, total, rare):
-        ax.text(tv + (0.04 * lim if tv >= 0 else -0.04 * lim), yi - 0.3, f"{tv:+.1f}", fontsize=7,
-                ha="left" if tv >= 0 else "right", va="center", color=GREY_DARK if r else "#222222")
+        ax.text(
+            tv + (0.04 * lim if tv >= 0 else -0.04 * lim),
+            yi - 0.3,
+            f"{tv:+.1f}",
+            fontsize=7,
+            ha="left" if tv >= 0 else "right",
+            va="center",
+            color=GREY_DARK if r else "#222222",
+        )
     ax.set_yticks(y)
     ax.set_yticklabels([_t(c, 24) for c in top["concept"]], fontsize=8)
     for tick, r in zip(ax.get_yticklabels(), rare):
@@ -162,8 +184,9 @@ def lift_heatmap(matrix: pd.DataFrame, title: str, vmax: float, no_own: set[str]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * n_c + 3), max(2.5, 0.3 * n_r + 2.4)))
     im = ax.imshow(matrix.to_numpy(dtype=float), cmap="RdBu", vmin=-vmax, vmax=vmax, aspect="auto")
     ax.set_xticks(range(n_c))
-    ax.set_xticklabels([_t(c, 30) + (" *" if c in no_own else "") for c in matrix.columns], rotation=50,
-                       ha="right", fontsize=8)
+    ax.set_xticklabels(
+        [_t(c, 30) + (" *" if c in no_own else "") for c in matrix.columns], rotation=50, ha="right", fontsize=8
+    )
     for tick, c in zip(ax.get_xticklabels(), matrix.columns):
         tick.set_color(TYPE_COLORS.get(str(c).split(":", 1)[0], "black"))
     ax.set_yticks(range(n_r))
@@ -173,8 +196,15 @@ def lift_heatmap(matrix: pd.DataFrame, title: str, vmax: float, no_own: set[str]
         for j in range(n_c):
             v = vals[i, j]
             if not np.isnan(v) and abs(v) >= 0.5:
-                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6.5,
-                        color="white" if abs(v) > 0.6 * vmax else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6.5,
+                    color="white" if abs(v) > 0.6 * vmax else "black",
+                )
     ax.set_title(_t(title), fontsize=11, loc="left")
     cb = fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
     cb.set_label("global lift %", fontsize=8)
@@ -194,15 +224,38 @@ def diverging_bars(frame: pd.DataFrame, title: str) -> Figure:
     ax.set_xlim(-lim, lim)
     for yi, d, h, j in zip(y, diff, frame["human"], frame["judge"]):
         # the label sits on the other side of zero, so it never runs into the concept names
-        ax.text(-0.02 * lim if d >= 0 else 0.02 * lim, yi, f"{d:+.1f}  (human {h:+.1f}, judge {j:+.1f})",
-                va="center", ha="right" if d >= 0 else "left", fontsize=7, color="#333333")
+        ax.text(
+            -0.02 * lim if d >= 0 else 0.02 * lim,
+            float(yi),
+            f"{d:+.1f}  (human {h:+.1f}, judge {j:+.1f})",
+            va="center",
+            ha="right" if d >= 0 else "left",
+            fontsize=7,
+            color="#333333",
+        )
     ax.set_yticks(y)
     ax.set_yticklabels([_t(c, 24) for c in frame["concept"]], fontsize=8)
     ax.set_xlabel("mean human lift − mean judge lift (percentage points)", fontsize=9)
-    ax.text(0.99, 1.0, "humans reward more →", transform=ax.transAxes, ha="right", va="bottom",
-            fontsize=8, color=TYPE_COLORS["human"])
-    ax.text(0.01, 1.0, "← judges reward more", transform=ax.transAxes, ha="left", va="bottom", fontsize=8,
-            color=TYPE_COLORS["judge"])
+    ax.text(
+        0.99,
+        1.0,
+        "humans reward more →",
+        transform=ax.transAxes,
+        ha="right",
+        va="bottom",
+        fontsize=8,
+        color=TYPE_COLORS["human"],
+    )
+    ax.text(
+        0.01,
+        1.0,
+        "← judges reward more",
+        transform=ax.transAxes,
+        ha="left",
+        va="bottom",
+        fontsize=8,
+        color=TYPE_COLORS["judge"],
+    )
     ax.set_title(_t(title), fontsize=11, loc="left", pad=16)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
@@ -213,8 +266,17 @@ def diverging_bars(frame: pd.DataFrame, title: str) -> Figure:
 # ------------------------------------------------------------------------------------ data and quality
 
 
-def count_heatmap(matrix: pd.DataFrame, title: str, *, cmap: str = "Blues", fmt: str = "{:.0f}",
-                  vmin: float | None = None, vmax: float | None = None, label: str = "", log: bool = False) -> Figure:
+def count_heatmap(
+    matrix: pd.DataFrame,
+    title: str,
+    *,
+    cmap: str = "Blues",
+    fmt: str = "{:.0f}",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    label: str = "",
+    log: bool = False,
+) -> Figure:
     """A generic annotated heat map (rows x columns) with blanks for missing cells."""
     n_r, n_c = matrix.shape
     vals = matrix.to_numpy(dtype=float)
@@ -246,8 +308,9 @@ def count_heatmap(matrix: pd.DataFrame, title: str, *, cmap: str = "Blues", fmt:
                 else:
                     v_ = v
                 rel = (v_ - lo_) / max(1e-9, hi_ - lo_)
-                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6.5,
-                        color="white" if rel > 0.6 else "black")
+                ax.text(
+                    j, i, fmt.format(v), ha="center", va="center", fontsize=6.5, color="white" if rel > 0.6 else "black"
+                )
     ax.set_title(_t(title), fontsize=11, loc="left")
     cb = fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
     if label:
@@ -259,16 +322,22 @@ def count_heatmap(matrix: pd.DataFrame, title: str, *, cmap: str = "Blues", fmt:
 def annotation_quality_bars(quality: pd.DataFrame, rate_columns: list[tuple[str, str]]) -> Figure:
     """Grouped horizontal bars per concept for the rate columns present (relevance, equal, swap, failure)."""
     q = quality.sort_values("concept")
-    labels = [_t(f"{c}" if q["annotator"].nunique() <= 1 else f"{c} [{a}]", 32)
-              for c, a in zip(q["concept"], q["annotator"])]
+    labels = [
+        _t(f"{c}" if q["annotator"].nunique() <= 1 else f"{c} [{a}]", 32) for c, a in zip(q["concept"], q["annotator"])
+    ]
     n, m = len(q), len(rate_columns)
     fig, ax = plt.subplots(figsize=(8.5, max(2.5, 0.09 * n * (m + 1) + 1.4)))
     y = np.arange(n)
     h = 0.8 / max(m, 1)
     colors = ["#4292c6", "#bdbdbd", "#e6550d", "#a50f15"]
     for i, (col, name) in enumerate(rate_columns):
-        ax.barh(y - 0.4 + h * (i + 0.5), q[col].fillna(0).to_numpy(dtype=float), height=h, label=name,
-                color=colors[i % len(colors)])
+        ax.barh(
+            y - 0.4 + h * (i + 0.5),
+            q[col].fillna(0).to_numpy(dtype=float),
+            height=h,
+            label=name,
+            color=colors[i % len(colors)],
+        )
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=8)
     ax.set_ylim(n - 0.5, -0.5)
@@ -306,8 +375,17 @@ def accuracy_dots(metrics: pd.DataFrame, order: list[str]) -> Figure:
                 hi.append(row["acc_high"] - row["accuracy"])
                 cols.append(TYPE_COLORS.get(str(row["mechanism_type"]), "black"))
         ax.errorbar(xs, ys, xerr=[lo, hi], fmt="none", ecolor="#888888", elinewidth=1, capsize=2)
-        ax.scatter(xs, ys, c=cols, marker=markers.get(rep, "o"), s=28, zorder=3,
-                   label=f"{rep}-rep", edgecolors="black" if rep == "score" else "none", linewidths=0.5)
+        ax.scatter(
+            xs,
+            ys,
+            c=cols,
+            marker=markers.get(rep, "o"),
+            s=28,
+            zorder=3,
+            label=f"{rep}-rep",
+            edgecolors="black" if rep == "score" else "none",
+            linewidths=0.5,
+        )
     ax.axvline(0.5, color="#999999", linestyle="--", linewidth=0.8)
     ax.text(0.5, -0.7, " chance", fontsize=7, color="#777777", va="bottom")
     ax.set_yticks(range(len(mechs)))
@@ -318,8 +396,9 @@ def accuracy_dots(metrics: pd.DataFrame, order: list[str]) -> Figure:
     ax.set_xlim(0.2, 1.0)
     ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.set_xlabel("held-out accuracy (out-of-fold), 95% Wilson interval", fontsize=9)
-    legend = [Line2D([], [], marker=markers.get(r, "o"), color="#555555", linestyle="none", label=f"{r}-rep")
-              for r in reps]
+    legend: list[Artist] = [
+        Line2D([], [], marker=markers.get(r, "o"), color="#555555", linestyle="none", label=f"{r}-rep") for r in reps
+    ]
     legend += [Patch(color=c, label=t) for t, c in TYPE_COLORS.items()]
     ax.legend(handles=legend, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.grid(axis="x", color="#eeeeee")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 
@@ -74,7 +74,7 @@ def table(df: pd.DataFrame, formats: dict[str, str] | None = None, max_rows: int
         for c in df.columns:
             v = row[c]
             num = isinstance(v, int | float) and not isinstance(v, bool)
-            cells.append(f'<td{" class=num" if num else ""}>{esc(_fmt(v, formats.get(c, "")))}</td>')
+            cells.append(f"<td{' class=num' if num else ''}>{esc(_fmt(v, formats.get(c, '')))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     more = f'<p class="muted small">{len(df) - max_rows} more rows not shown.</p>' if len(df) > max_rows else ""
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
@@ -99,7 +99,7 @@ def _header(d: ReportData, toc: Sequence[tuple[str, str, Iterable[tuple[str, str
         sub = "".join(f'<li><a href="#{a}">{esc(t)}</a></li>' for a, t in subs)
         sub = f'<ul class="mechs">{sub}</ul>' if sub else ""
         toc_items.append(f'<li><a href="#{anchor}">{esc(title)}</a>{sub}</li>')
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""
 <h1>preflens report</h1>
 <p class="muted">What each preference mechanism rewards, in concepts. Build <code>{build}</code>
@@ -114,39 +114,62 @@ shared by all domains (50·b), <b>dark bars</b> the domain's own deviation (50·
 light bar ends, and the <b>diamond</b> the total. Domains with too few pairs for their own deviations use b
 alone (marked <i>shared b only</i>). Concepts are annotated by the offline or LLM annotator; lifts describe
 what the mechanism's verdicts correlate with, not causes.</div>
-<div class="toc box"><b>Contents</b><ol>{''.join(toc_items)}</ol></div>
+<div class="toc box"><b>Contents</b><ol>{"".join(toc_items)}</ol></div>
 """
 
 
-def _figure1_section(d: ReportData, max_domains: int, top_k: int, order: list[str],
-                     anchors: dict[str, str]) -> str:
-    parts = [f"""<h2 id="global">1. Global explanations per mechanism (the paper's Figure 1)</h2>
+def _figure1_section(d: ReportData, max_domains: int, top_k: int, order: list[str], anchors: dict[str, str]) -> str:
+    parts = [
+        f"""<h2 id="global">1. Global explanations per mechanism (the paper's Figure 1)</h2>
 <p>For each mechanism: a <b>Shared</b> panel (the weights b common to all its domains) and its
 {max_domains} largest domains, each with its top {top_k} concepts ranked by |global lift|.
-{'Whiskers are 95% bootstrap intervals of the total lift (very wide ones are cut at the panel edge).' if d.has_ci else
- '<span class="muted">No bootstrap intervals in this build (no whiskers).</span>'}
-{'Grey concepts were selected (non-zero) in fewer than half of the bootstrap fits: treat them as unstable.'
- if d.has_selection else ''}
-{'Measure-rep: a lift is per standard deviation of the concept&#39;s transformed A &minus; B difference '
- '(e.g. of the log length ratio); marts.dim_concepts.measure_transform and marts.fct_concept_effects.feature_scale '
- 'convert it back to raw units (weight per raw unit = total_weight / feature_scale).'
- if d.representation == 'measure' else ''}</p>"""]
-    acc = d.metrics[(d.metrics["representation"] == d.representation)
-                    & (d.metrics["variant"] == "hmdr")].drop_duplicates("mechanism").set_index(
-        "mechanism") if not d.metrics.empty else pd.DataFrame()
+{
+            "Whiskers are 95% bootstrap intervals of the total lift (very wide ones are cut at the panel edge)."
+            if d.has_ci
+            else '<span class="muted">No bootstrap intervals in this build (no whiskers).</span>'
+        }
+{
+            "Grey concepts were selected (non-zero) in fewer than half of the bootstrap fits: treat them as unstable."
+            if d.has_selection
+            else ""
+        }
+{
+            "Measure-rep: a lift is per standard deviation of the concept&#39;s transformed A &minus; B difference "
+            "(e.g. of the log length ratio); marts.dim_concepts.measure_transform and marts.fct_concept_effects.feature_scale "
+            "convert it back to raw units (weight per raw unit = total_weight / feature_scale)."
+            if d.representation == "measure"
+            else ""
+        }</p>"""
+    ]
+    acc = (
+        d.metrics[(d.metrics["representation"] == d.representation) & (d.metrics["variant"] == "hmdr")]
+        .drop_duplicates("mechanism")
+        .set_index("mechanism")
+        if not d.metrics.empty
+        else pd.DataFrame()
+    )
     for mech in order:
         e = d.effects[d.effects["mechanism"] == mech]
         mtype = e["mechanism_type"].iloc[0]
         doms = largest_domains(d.effects, mech, max_domains)
-        n_dom = int((d.effects[(d.effects["mechanism"] == mech) & (d.effects["domain"] != SHARED)]
-                     .groupby("domain")["n_pairs"].max() > 0).sum())
+        n_dom = int(
+            (
+                d.effects[(d.effects["mechanism"] == mech) & (d.effects["domain"] != SHARED)]
+                .groupby("domain")["n_pairs"]
+                .max()
+                > 0
+            ).sum()
+        )
         no_own = doms.loc[~doms["has_domain_weights"].astype(bool), "domain"].tolist()
-        info = [f"{int(e.loc[e['domain'] == SHARED, 'n_pairs'].max() or 0)} pairs in {n_dom} "
-                f"domain{'' if n_dom == 1 else 's'}"]
+        info = [
+            f"{int(e.loc[e['domain'] == SHARED, 'n_pairs'].max() or 0)} pairs in {n_dom} "
+            f"domain{'' if n_dom == 1 else 's'}"
+        ]
         if mech in acc.index:
             a = acc.loc[mech]
-            info.append(f"held-out accuracy {100 * a['accuracy']:.1f}% "
-                        f"[{100 * a['acc_low']:.1f}, {100 * a['acc_high']:.1f}]")
+            info.append(
+                f"held-out accuracy {100 * a['accuracy']:.1f}% [{100 * a['acc_low']:.1f}, {100 * a['acc_high']:.1f}]"
+            )
         if n_dom > len(doms):
             info.append(f"showing the {len(doms)} largest domains")
         if no_own:
@@ -154,11 +177,14 @@ def _figure1_section(d: ReportData, max_domains: int, top_k: int, order: list[st
         shown = e[e["domain"].isin(doms["domain"])]
         if len(doms) and not (shown["deviation_lift_pct"].abs() >= 0.05).any():
             info.append("no domain deviates from b here: the domain panels repeat the shared one")
-        head = (f'<h3 id="{anchors[mech]}">{esc(mech)} {_tag(mtype)}</h3>'
-                f'<p class="muted small">{esc(" · ".join(info))}</p>')
+        head = (
+            f'<h3 id="{anchors[mech]}">{esc(mech)} {_tag(mtype)}</h3><p class="muted small">{esc(" · ".join(info))}</p>'
+        )
         if not (e["global_lift_pct"].abs() > 1e-9).any():
-            parts.append(head + '<p class="note">The L1 model kept no concept for this mechanism (every lift is 0): '
-                                'the concepts do not explain its verdicts in this build.</p>')
+            parts.append(
+                head + '<p class="note">The L1 model kept no concept for this mechanism (every lift is 0): '
+                "the concepts do not explain its verdicts in this build.</p>"
+            )
             continue
         fig = F.figure1(d.effects, mech, doms, top_k, has_ci=d.has_ci, has_selection=d.has_selection)
         parts.append(head + _img(F.to_png_base64(fig), f"Figure 1 for {mech}"))
@@ -171,10 +197,12 @@ def _length_control_section(d: ReportData, order: list[str], top_k: int) -> str:
     if c.empty:
         return ""
     plain = d.effects[d.effects["domain"] == SHARED]
-    parts = [f"""<h3 id="length-control">At equal length</h3>
+    parts = [
+        f"""<h3 id="length-control">At equal length</h3>
 <p>Length dominates judges and reward models and hides everything else. Each mechanism was refitted with the log
 word-count ratio as an unpenalised covariate, so these shared lifts ({esc(d.representation)}-rep) read "with length
-held fixed"; the plain top concepts are beside them.</p>"""]
+held fixed"; the plain top concepts are beside them.</p>"""
+    ]
     rows = []
     for mech in order:
         cm = c[(c["mechanism"] == mech) & (c["global_lift_pct"].abs() > 1e-9)]
@@ -183,12 +211,15 @@ held fixed"; the plain top concepts are beside them.</p>"""]
         top_c = cm.reindex(cm["global_lift_pct"].abs().sort_values(ascending=False).index).head(top_k)
         pm = plain[(plain["mechanism"] == mech) & (plain["global_lift_pct"].abs() > 1e-9)]
         top_p = pm.reindex(pm["global_lift_pct"].abs().sort_values(ascending=False).index).head(top_k)
-        rows.append({
-            "mechanism": mech,
-            "top concepts, plain": "; ".join(f"{r.concept} {r.global_lift_pct:+.1f}%" for r in top_p.itertuples()),
-            "top concepts at equal length": "; ".join(
-                f"{r.concept} {r.global_lift_pct:+.1f}%" for r in top_c.itertuples()),
-        })
+        rows.append(
+            {
+                "mechanism": mech,
+                "top concepts, plain": "; ".join(f"{r.concept} {r.global_lift_pct:+.1f}%" for r in top_p.itertuples()),
+                "top concepts at equal length": "; ".join(
+                    f"{r.concept} {r.global_lift_pct:+.1f}%" for r in top_c.itertuples()
+                ),
+            }
+        )
     if not rows:
         return ""
     parts.append(table(pd.DataFrame(rows)))
@@ -196,11 +227,13 @@ held fixed"; the plain top concepts are beside them.</p>"""]
 
 
 def _contrast_section(d: ReportData, order: list[str], n_domains: int) -> str:
-    parts = ["""<h2 id="contrast">2. Mechanism contrast</h2>
+    parts = [
+        """<h2 id="contrast">2. Mechanism contrast</h2>
 <p>Global lift of every concept (rows) for every mechanism (columns, coloured by type: <span style="color:#1b9e77">
 human</span>, <span style="color:#d95f02">judge</span>, <span style="color:#7570b3">reward</span>). Blue = the
 mechanism rewards more of the concept, red = less. Columns marked * have no weights of their own in that
-domain (they show b). Concepts with zero lift everywhere are left out.</p>"""]
+domain (they show b). Concepts with zero lift everywhere are left out.</p>"""
+    ]
     doms = contrast_domains(d.effects, n_domains)
     mats = {dom: lift_matrix(d.effects, dom, order) for dom in doms}
     vmax = max([1.0] + [float(m.abs().max().max()) for m in mats.values() if not m.empty])
@@ -210,8 +243,10 @@ domain (they show b). Concepts with zero lift everywhere are left out.</p>"""]
         e = d.effects[(d.effects["domain"] == dom)]
         no_own = set() if dom == SHARED else set(e.loc[~e["has_domain_weights"].astype(bool), "mechanism"])
         title = "Shared weights b (all domains)" if dom == SHARED else f"Domain: {dom}"
-        parts.append(f"<h3>{esc(title)}</h3>" + _img(F.to_png_base64(F.lift_heatmap(m, title, vmax, no_own)),
-                                                    f"lift heat map {dom}"))
+        parts.append(
+            f"<h3>{esc(title)}</h3>"
+            + _img(F.to_png_base64(F.lift_heatmap(m, title, vmax, no_own)), f"lift heat map {dom}")
+        )
     diff, used = human_minus_judge(d.effects)
     parts.append('<h3 id="human-judge">Human minus judge</h3>')
     if diff.empty:
@@ -219,7 +254,7 @@ domain (they show b). Concepts with zero lift everywhere are left out.</p>"""]
     else:
         parts.append(f"""<p>Per concept, the mean lift of the human mechanisms minus the mean lift of the LLM-judge
 mechanisms, within each domain judged by both and then averaged over those {len(used)} domains
-({esc(', '.join(used))}). Green bars: what humans reward more than judges; orange: what judges reward
+({esc(", ".join(used))}). Green bars: what humans reward more than judges; orange: what judges reward
 more.</p>""")
         fig = F.diverging_bars(diff, f"Human − judge lift per concept ({d.representation}-rep)")
         parts.append(_img(F.to_png_base64(fig), "human minus judge lift"))
@@ -232,8 +267,9 @@ def _data_section(d: ReportData, order: list[str]) -> str:
         m = d.pairs.pivot_table(index="domain", columns="mechanism", values="n_pairs", aggfunc="sum")
         m = m[[c for c in order if c in m.columns] + sorted(set(m.columns) - set(order))]
         m = m.loc[m.sum(axis=1).sort_values(ascending=False).index]
-        fig = F.count_heatmap(m, "Labelled pairs per domain (rows) and mechanism (columns)", label="pairs (log scale)",
-                              log=True)
+        fig = F.count_heatmap(
+            m, "Labelled pairs per domain (rows) and mechanism (columns)", label="pairs (log scale)", log=True
+        )
         parts.append(_img(F.to_png_base64(fig), "pairs per domain and mechanism"))
     parts.append('<h3 id="agreement">Agreement between mechanisms on shared items</h3>')
     if d.agreement.empty:
@@ -244,31 +280,56 @@ def _data_section(d: ReportData, order: list[str]) -> str:
         if not rate.empty:
             names = [c for c in order if c in rate.index] + sorted(set(rate.index) - set(order))
             rate = rate.reindex(index=names, columns=names)
-            fig = F.count_heatmap(rate, f"Share of shared items (≥ {min_items} both decisive) where both pick the "
-                                        "same winner", cmap="viridis", fmt="{:.0%}", vmin=0.4, vmax=1.0,
-                                  label="agreement")
+            fig = F.count_heatmap(
+                rate,
+                f"Share of shared items (≥ {min_items} both decisive) where both pick the same winner",
+                cmap="viridis",
+                fmt="{:.0%}",
+                vmin=0.4,
+                vmax=1.0,
+                label="agreement",
+            )
             parts.append(_img(F.to_png_base64(fig), "agreement between mechanisms"))
         a = d.agreement[d.agreement["mechanism_a"] < d.agreement["mechanism_b"]]
         a = a.sort_values(["n_both_decisive", "mechanism_a"], ascending=[False, True])
-        cols = [c for c in ("mechanism_a", "mechanism_b", "n_shared_items", "n_both_decisive", "agreement_rate")
-                if c in a.columns]
-        parts.append('<p class="small">Each pair once, most shared items first:</p>'
-                     + table(a[cols], {"agreement_rate": "pct"}, max_rows=30))
+        cols = [
+            c
+            for c in ("mechanism_a", "mechanism_b", "n_shared_items", "n_both_decisive", "agreement_rate")
+            if c in a.columns
+        ]
+        parts.append(
+            '<p class="small">Each pair once, most shared items first:</p>'
+            + table(a[cols], {"agreement_rate": "pct"}, max_rows=30)
+        )
     parts.append('<h3 id="annotation">Annotation quality per concept</h3>')
     q = d.annotation_quality
     if q.empty:
         parts.append('<p class="note">No annotation quality table in this build.</p>')
     else:
-        rate_cols = [(c, n) for c, n in (("relevance_rate", "relevant"), ("equal_rate", "equal (tie on concept)"),
-                                         ("swap_inconsistency_rate", "swap-inconsistent"),
-                                         ("failure_rate", "failed")) if c in q.columns and q[c].notna().any()]
+        rate_cols = [
+            (c, n)
+            for c, n in (
+                ("relevance_rate", "relevant"),
+                ("equal_rate", "equal (tie on concept)"),
+                ("swap_inconsistency_rate", "swap-inconsistent"),
+                ("failure_rate", "failed"),
+            )
+            if c in q.columns and q[c].notna().any()
+        ]
         fail_cols = [c for c in q.columns if "fail" in c.lower()]
-        explain = ["<b>relevant</b>: share of items where the concept applies",
-                   "<b>equal</b>: relevant but both responses score the same"]
+        explain = [
+            "<b>relevant</b>: share of items where the concept applies",
+            "<b>equal</b>: relevant but both responses score the same",
+        ]
         if "swap_inconsistency_rate" in q.columns:
-            explain.append("<b>swap-inconsistent</b>: the verdict flips when A and B are swapped"
-                           + ("" if q["swap_inconsistency_rate"].notna().any()
-                              else " (not measured: the offline annotator is deterministic)"))
+            explain.append(
+                "<b>swap-inconsistent</b>: the verdict flips when A and B are swapped"
+                + (
+                    ""
+                    if q["swap_inconsistency_rate"].notna().any()
+                    else " (not measured: the offline annotator is deterministic)"
+                )
+            )
         if fail_cols:
             explain.append("<b>failures</b>: annotations that could not be parsed")
         parts.append(f'<p class="small">{"; ".join(explain)}.</p>')
@@ -280,8 +341,7 @@ def _data_section(d: ReportData, order: list[str]) -> str:
 
 
 def _model_section(d: ReportData, order: list[str]) -> str:
-    parts = ['<h2 id="model">4. Model quality</h2>',
-             '<h3 id="accuracy">Held-out accuracy per mechanism</h3>']
+    parts = ['<h2 id="model">4. Model quality</h2>', '<h3 id="accuracy">Held-out accuracy per mechanism</h3>']
     m = d.metrics
     if m.empty:
         parts.append('<p class="note">No metrics in this build.</p>')
@@ -294,8 +354,19 @@ not explain this mechanism; the lifts above are then weak evidence.</p>""")
         parts.append(_baselines(m, d.representation))
         t = m.copy()
         t["95% interval"] = [f"[{100 * lo:.1f}%, {100 * hi:.1f}%]" for lo, hi in zip(t["acc_low"], t["acc_high"])]
-        t = t[["mechanism", "mechanism_type", "representation", "variant", "protocol", "n_pairs", "accuracy",
-               "95% interval", "log_loss"]]
+        t = t[
+            [
+                "mechanism",
+                "mechanism_type",
+                "representation",
+                "variant",
+                "protocol",
+                "n_pairs",
+                "accuracy",
+                "95% interval",
+                "log_loss",
+            ]
+        ]
         parts.append(table(t, {"accuracy": "pct"}))
     parts.append('<h3 id="comparison">Model comparison (Table-1 style)</h3>')
     parts.append(_comparison(d))
@@ -304,8 +375,9 @@ not explain this mechanism; the lifts above are then weak evidence.</p>""")
 
 def _baselines(m: pd.DataFrame, representation: str) -> str:
     """One line: the concept model's mean held-out accuracy against the length-only and style baselines."""
-    w = m[m["representation"] == representation].pivot_table(index="mechanism", columns="variant",
-                                                              values="accuracy", aggfunc="first")
+    w = m[m["representation"] == representation].pivot_table(
+        index="mechanism", columns="variant", values="accuracy", aggfunc="first"
+    )
     need = ["hmdr", "length_only", "style"]
     if not set(need) <= set(w.columns):
         return ""
@@ -314,10 +386,10 @@ def _baselines(m: pd.DataFrame, representation: str) -> str:
         return ""
     mean = {k: 100 * float(w[k].mean()) for k in need}
     weak = [str(x) for x in w.index[w["hmdr"] <= w["length_only"]]]
-    note = (f" The concepts do not beat length alone for: {esc(', '.join(weak))}." if weak else "")
-    return (f"""<p><b>Faithfulness ({esc(representation)}-rep, mean of {len(w)} mechanisms, same folds):</b>
-concepts {mean['hmdr']:.1f}% vs length only {mean['length_only']:.1f}% vs the 15-feature style baseline
-{mean['style']:.1f}%.{note}</p>""")
+    note = f" The concepts do not beat length alone for: {esc(', '.join(weak))}." if weak else ""
+    return f"""<p><b>Faithfulness ({esc(representation)}-rep, mean of {len(w)} mechanisms, same folds):</b>
+concepts {mean["hmdr"]:.1f}% vs length only {mean["length_only"]:.1f}% vs the 15-feature style baseline
+{mean["style"]:.1f}%.{note}</p>"""
 
 
 def _first(cols: Sequence[str], *names: str) -> str | None:
@@ -327,8 +399,10 @@ def _first(cols: Sequence[str], *names: str) -> str | None:
 def _comparison(d: ReportData) -> str:
     c = d.model_comparison
     if c is None:
-        return ('<p class="note">marts.rpt_model_comparison is not in this served copy: the comparison of model '
-                'variants in-domain and out-of-domain is skipped.</p>')
+        return (
+            '<p class="note">marts.rpt_model_comparison is not in this served copy: the comparison of model '
+            "variants in-domain and out-of-domain is skipped.</p>"
+        )
     if c.empty:
         return '<p class="note">marts.rpt_model_comparison is empty in this build.</p>'
     cols = list(c.columns)
@@ -368,16 +442,22 @@ def _comparison(d: ReportData) -> str:
                 txt = esc(hit[0])
                 cells.append(f'<td class="num">{f"<b class=best>{txt}</b>" if hit[1] else txt}</td>')
         rows.append(f"<tr><td>{esc(mech)}</td>{''.join(cells)}</tr>")
-    return (f"""<p>Mean accuracy (%) over splits with 95% intervals, {esc(d.representation)}-rep; in-domain =
+    return f"""<p>Mean accuracy (%) over splits with 95% intervals, {esc(d.representation)}-rep; in-domain =
 random held-out pairs, ood = a whole held-out domain predicted with b only. Bold = best variant per mechanism and
-protocol.</p><table><thead><tr><th>mechanism</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>""")
+protocol.</p><table><thead><tr><th>mechanism</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>"""
 
 
 # ------------------------------------------------------------------------------------------------- page
 
 
-def render_report(d: ReportData, *, max_domains: int = 5, top_k: int = 8, contrast_domains_n: int = 3,
-                  progress: Callable[[str], None] | None = None) -> str:
+def render_report(
+    d: ReportData,
+    *,
+    max_domains: int = 5,
+    top_k: int = 8,
+    contrast_domains_n: int = 3,
+    progress: Callable[[str], None] | None = None,
+) -> str:
     """The whole report as one HTML string."""
     step = progress or (lambda _msg: None)
     order = d.mechanism_order
@@ -385,9 +465,15 @@ def render_report(d: ReportData, *, max_domains: int = 5, top_k: int = 8, contra
     toc = [
         ("global", "Global explanations per mechanism (Figure 1)", [(anchors[m], m) for m in order]),
         ("contrast", "Mechanism contrast", [("human-judge", "Human minus judge")]),
-        ("data", "Data and quality", [("pairs", "Pairs per domain and mechanism"),
-                                      ("agreement", "Agreement between mechanisms"),
-                                      ("annotation", "Annotation quality per concept")]),
+        (
+            "data",
+            "Data and quality",
+            [
+                ("pairs", "Pairs per domain and mechanism"),
+                ("agreement", "Agreement between mechanisms"),
+                ("annotation", "Annotation quality per concept"),
+            ],
+        ),
         ("model", "Model quality", [("accuracy", "Held-out accuracy"), ("comparison", "Model comparison")]),
     ]
     step("figure 1 per mechanism")
@@ -403,12 +489,12 @@ def render_report(d: ReportData, *, max_domains: int = 5, top_k: int = 8, contra
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>preflens report — {esc(d.build.get('build_id', d.fit_id))}</title>
+<title>preflens report — {esc(d.build.get("build_id", d.fit_id))}</title>
 <style>{CSS}</style></head>
 <body>
 {_header(d, toc)}
 {notes}
-{''.join(body)}
+{"".join(body)}
 <p class="muted small">Generated by preflens {esc(__version__)}. Source tables: marts.fct_concept_effects,
 fct_model_metrics, fct_pair_features_comp, rpt_mechanism_agreement, rpt_annotation_quality (and
 rpt_model_comparison when present) in the served copy.</p>

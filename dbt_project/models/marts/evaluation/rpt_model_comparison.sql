@@ -2,8 +2,17 @@
 -- in-domain (overall test accuracy of each split) and out-of-domain (accuracy on each held-out domain x seed),
 -- with the mean over splits and a normal-approximation 95% interval (mean +- 1.96 * sd / sqrt(n)).
 with runs as (
-    select eval_id, mechanism, mechanism_type, representation, variant, protocol, accuracy, log_loss,
-           n_pairs, tie_policy
+    select
+        eval_id,
+        mechanism,
+        mechanism_type,
+        representation,
+        variant,
+        protocol,
+        accuracy,
+        log_loss,
+        n_pairs,
+        tie_policy
     from {{ ref('fct_eval_results') }}
     where (protocol = 'in_domain' and domain = '__all__') or protocol = 'ood'
 ),

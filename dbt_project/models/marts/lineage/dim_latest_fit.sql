@@ -6,12 +6,18 @@ with configs as (
 ),
 
 fits as (
-    select fit_id, max(fitted_at) as fitted_at, count(*) as n_models
+    select
+        fit_id,
+        max(fitted_at) as fitted_at,
+        count(*) as n_models
     from configs
     group by fit_id
 )
 
-select fit_id, fitted_at, n_models
+select
+    fit_id,
+    fitted_at,
+    n_models
 from fits
 order by fitted_at desc nulls last, fit_id desc
 limit 1

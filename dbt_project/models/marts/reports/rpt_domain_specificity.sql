@@ -3,8 +3,8 @@
 with effects as (
     select * from {{ ref('fct_concept_effects') }}
     where fit_id = (select fit_id from {{ ref('dim_latest_fit') }})
-      and control = 'none'
-      and domain <> '__shared__'
+        and control = 'none'
+        and domain <> '__shared__'
 )
 
 select

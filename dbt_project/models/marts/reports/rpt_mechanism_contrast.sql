@@ -4,7 +4,7 @@
 with effects as (
     select * from {{ ref('fct_concept_effects') }}
     where fit_id = (select fit_id from {{ ref('dim_latest_fit') }})
-      and control = 'none'
+        and control = 'none'
 )
 
 select
@@ -24,7 +24,7 @@ select
 from effects as a
 inner join effects as b
     on a.representation = b.representation
-    and a.domain = b.domain
-    and a.concept = b.concept
-    and a.mechanism <> b.mechanism
+        and a.domain = b.domain
+        and a.concept = b.concept
+        and a.mechanism <> b.mechanism
 where a.total_weight <> 0 or b.total_weight <> 0

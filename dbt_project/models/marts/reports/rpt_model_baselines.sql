@@ -4,7 +4,7 @@
 with metrics as (
     select * from {{ ref('fct_model_metrics') }}
     where fit_id = (select fit_id from {{ ref('dim_latest_fit') }})
-      and domain = '__all__'
+        and domain = '__all__'
 ),
 
 wide as (

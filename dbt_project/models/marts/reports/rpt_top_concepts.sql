@@ -2,8 +2,8 @@
 with effects as (
     select * from {{ ref('fct_concept_effects') }}
     where fit_id = (select fit_id from {{ ref('dim_latest_fit') }})
-      and control = 'none'
-      and total_weight <> 0
+        and control = 'none'
+        and total_weight <> 0
 ),
 
 ranked as (

@@ -8,13 +8,26 @@ with source as (
 {%- else %}
 with source as (
     select
-        null::{{ dbt.type_string() }} as eval_id, null::{{ dbt.type_string() }} as build_id, null::timestamp as created_at,
-        null::{{ dbt.type_string() }} as mechanism, null::{{ dbt.type_string() }} as mechanism_type, null::{{ dbt.type_string() }} as representation,
-        null::{{ dbt.type_string() }} as variant, null::{{ dbt.type_string() }} as protocol, null::integer as split,
-        null::{{ dbt.type_string() }} as held_out_domain, null::{{ dbt.type_string() }} as domain, null::bigint as n_pairs,
-        null::double as accuracy, null::double as log_loss, null::bigint as n_train,
-        null::{{ dbt.type_string() }} as selected_config, null::{{ dbt.type_string() }} as tie_policy, null::bigint as n_ties_dropped,
-        null::integer as n_splits, null::integer as n_seeds
+        null::{{ dbt.type_string() }} as eval_id,
+        null::{{ dbt.type_string() }} as build_id,
+        null::timestamp as created_at,
+        null::{{ dbt.type_string() }} as mechanism,
+        null::{{ dbt.type_string() }} as mechanism_type,
+        null::{{ dbt.type_string() }} as representation,
+        null::{{ dbt.type_string() }} as variant,
+        null::{{ dbt.type_string() }} as protocol,
+        null::integer as split,
+        null::{{ dbt.type_string() }} as held_out_domain,
+        null::{{ dbt.type_string() }} as domain,
+        null::bigint as n_pairs,
+        null::double as accuracy,
+        null::double as log_loss,
+        null::bigint as n_train,
+        null::{{ dbt.type_string() }} as selected_config,
+        null::{{ dbt.type_string() }} as tie_policy,
+        null::bigint as n_ties_dropped,
+        null::integer as n_splits,
+        null::integer as n_seeds
     where false
 )
 {%- endif %}
