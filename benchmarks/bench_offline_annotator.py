@@ -23,7 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipelines.annotate.catalog import CONCEPTS, CONCEPTS_BY_KEY  # noqa: E402
 from pipelines.annotate.offline import annotate_items  # noqa: E402
 from pipelines.annotate.scorers import (  # noqa: E402
-    FENCED_BLOCK, HEADER, HEDGE, LIST_ITEM, NOT_REFUSAL, REFUSAL, WORD,
+    FENCED_BLOCK,
+    HEADER,
+    HEDGE,
+    LIST_ITEM,
+    NOT_REFUSAL,
+    REFUSAL,
+    WORD,
 )
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -34,8 +40,7 @@ def load_items(data_dir: Path) -> pl.DataFrame:
     """All distinct items (item_id, prompt, response_a, response_b) from pairs + ties."""
     cols = ["item_id", "prompt", "response_a", "response_b"]
     frames = [
-        pl.read_ndjson(p, infer_schema_length=None).select(cols)
-        for p in sorted(data_dir.glob("pairs*.jsonl.gz"))
+        pl.read_ndjson(p, infer_schema_length=None).select(cols) for p in sorted(data_dir.glob("pairs*.jsonl.gz"))
     ]
     return pl.concat(frames).unique("item_id", keep="first", maintain_order=True)
 
@@ -44,8 +49,16 @@ def baseline_python_loop(items: pl.DataFrame) -> list[tuple[str, str, int, int, 
     """Naive per-row pure Python for BASELINE_KEYS: same patterns, bins and comp-rep as the
     vectorised scorers, but one item, one response and one concept at a time."""
     fenced, word, quotes = re.compile(FENCED_BLOCK), re.compile(WORD), re.compile("[\u2018\u2019\u02bc]")
-    pats = {k: re.compile(p) for k, p in {"list": LIST_ITEM, "header": HEADER, "hedge": HEDGE,
-                                           "refusal": REFUSAL, "not_refusal": NOT_REFUSAL}.items()}
+    pats = {
+        k: re.compile(p)
+        for k, p in {
+            "list": LIST_ITEM,
+            "header": HEADER,
+            "hedge": HEDGE,
+            "refusal": REFUSAL,
+            "not_refusal": NOT_REFUSAL,
+        }.items()
+    }
 
     def measure(key: str, text: str) -> float:
         if key == "length":
@@ -102,8 +115,10 @@ def main() -> None:
 
     annotate_items(items.head(200))  # warm-up (regex compilation, thread pool)
     vec_s, rows = _best_of(args.repeats, annotate_items, items)
-    print(f"annotate_items, all {len(CONCEPTS)} concepts: {n:,} items -> {rows.height:,} rows "
-          f"in {vec_s:.2f}s = {n / vec_s:,.0f} items/s (best of {args.repeats})")
+    print(
+        f"annotate_items, all {len(CONCEPTS)} concepts: {n:,} items -> {rows.height:,} rows "
+        f"in {vec_s:.2f}s = {n / vec_s:,.0f} items/s (best of {args.repeats})"
+    )
 
     subset = [CONCEPTS_BY_KEY[k] for k in BASELINE_KEYS]
     vec5_s, rows5 = _best_of(args.repeats, annotate_items, items, concepts=subset)
@@ -119,11 +134,12 @@ def main() -> None:
 
     got = pl.DataFrame(base, schema=["item_id", "concept", "b_sa", "b_sb", "b_comp"], orient="row")
     both = rows5.filter(pl.col("is_relevant")).join(got, on=["item_id", "concept"])
-    agree = (both["score_a"] == both["b_sa"]) & (both["score_b"] == both["b_sb"]) & (both["comp_value"] == both["b_comp"])
+    agree = (
+        (both["score_a"] == both["b_sa"]) & (both["score_b"] == both["b_sb"]) & (both["comp_value"] == both["b_comp"])
+    )
     print(f"baseline vs vectorised agreement (relevant rows): {agree.mean():.4f} over {both.height:,} rows")
     print(f"speedup on the same {len(subset)} concepts: {base_full / vec5_s:.1f}x")
     print(f"target <30s for all items x all concepts: {'PASS' if vec_s < 30 else 'FAIL'} ({vec_s:.2f}s)")
-
 
 
 if __name__ == "__main__":

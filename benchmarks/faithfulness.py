@@ -36,35 +36,39 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.core.config import Paths, dbt_project_vars  # noqa: E402
 from pipelines.build.run import run_pipeline  # noqa: E402
+from pipelines.core.config import Paths, dbt_project_vars  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "pairs.jsonl.gz"
-COLUMNS = {"length_only": ("comp", "length_only"), "style": ("comp", "style"),
-           "default": ("measure", "hmdr"), "comp": ("comp", "hmdr")}
+COLUMNS = {
+    "length_only": ("comp", "length_only"),
+    "style": ("comp", "style"),
+    "default": ("measure", "hmdr"),
+    "comp": ("comp", "hmdr"),
+}
 
 
 def nested_accuracy(con: duckdb.DuckDBPyConnection, min_pairs: int) -> pd.Series:
     """Per mechanism: out-of-fold accuracy of the default model with its selection nested in each outer fold of
-    the build (the same folds, py_models.fit_job.assign_folds), measure-rep scaled on the outer training part."""
+    the build (the same folds, py_models.cv.stratified_folds keyed by label id), measure-rep scaled on the outer
+    training part."""
     import numpy as np
     from joblib import Parallel, delayed
 
-    from py_models.features import VALUE_COLUMN, pivot_features
-    from py_models.fit_job import assign_folds, rms_scale
-    from py_models.selection import HMDRClassifierCV, score
+    from py_models.cv import score, stratified_folds
+    from py_models.features import design_frame
+    from py_models.fit_job import rms_scale
+    from py_models.selection import HMDRClassifierCV
 
-    labels = con.sql("select * from intermediate.int_labelled_pairs").df()
-    concepts = con.sql("select * from intermediate.int_item_concepts").df()
-    df, cols = pivot_features(labels, concepts, VALUE_COLUMN["measure"], measured_only=True)
+    df, cols = design_frame(con.sql("select * from intermediate.int_pair_features_measure").df())
     min_domain = int(dbt_project_vars()["min_domain_pairs"])  # type: ignore[call-overload]
 
     def one(mech: str) -> tuple[str, float]:
-        sub = df[df["mechanism"] == mech].reset_index(drop=True)
+        sub = df[df["mechanism"] == mech].sort_values("label_id", kind="stable").reset_index(drop=True)
         X_raw = sub[cols].to_numpy(dtype=float)
         y = sub["winner"].to_numpy(dtype=object)
         dom = sub["domain"].to_numpy(dtype=object)
-        folds = assign_folds(dom, y, sub["label_id"].to_numpy(), 5, 0)
+        folds = stratified_folds(dom, y, 5, 0, order=sub["label_id"].to_numpy())
         prob = np.full(len(sub), 0.5)
         for k in range(5):
             te = folds == k
@@ -101,7 +105,9 @@ def main() -> int:
         try:
             m = con.execute(
                 """select mechanism, representation, variant, n_pairs, accuracy from marts.fct_model_metrics
-                   where fit_id = ? and domain = '__all__'""", [result.build_id]).df()
+                   where fit_id = ? and domain = '__all__'""",
+                [result.build_id],
+            ).df()
             nested = nested_accuracy(con, args.min_pairs) if args.nested else None
         finally:
             con.close()
@@ -127,7 +133,9 @@ def main() -> int:
     print(f"default - comp = {mean['default'] - mean['comp']:+.1f} points")
     if "default_nested" in mean:
         g = mean["default_nested"] - mean["style"]
-        print(f"default_nested - style = {g:+.1f} points (selection nested; target >= +2.0: {'met' if g >= 2 else 'MISSED'})")
+        print(
+            f"default_nested - style = {g:+.1f} points (selection nested; target >= +2.0: {'met' if g >= 2 else 'MISSED'})"
+        )
         g = mean["default_nested"] - mean["length_only"]
         print(f"default_nested - length_only = {g:+.1f} points (target >= +4.0: {'met' if g >= 4 else 'MISSED'})")
     return 0

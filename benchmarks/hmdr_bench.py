@@ -58,19 +58,38 @@ def task_ours_fit(D, args):
     from py_models.hmdr import HMDRClassifier
 
     t = time.perf_counter()
-    m = HMDRClassifier(alpha=ALPHA, lambda_shared=LAM_B, lambda_domain=LAM_S, shared_mask=D.shared_mask,
-                       domain_masks=D.domain_masks, min_domain_samples=1).fit(D.X, D.y, domains=D.domains)
+    m = HMDRClassifier(
+        alpha=ALPHA,
+        lambda_shared=LAM_B,
+        lambda_domain=LAM_S,
+        shared_mask=D.shared_mask,
+        domain_masks=D.domain_masks,
+        min_domain_samples=1,
+    ).fit(D.X, D.y, domains=D.domains)
     sec = time.perf_counter() - t
-    return {"seconds": sec, "objective": m.objective_, "duality_gap": m.duality_gap_,
-            "kkt_violation": m.kkt_violation_, "nnz": int(np.count_nonzero(m.coef_shared_) + np.count_nonzero(m.coef_domain_))}
+    return {
+        "seconds": sec,
+        "objective": m.objective_,
+        "duality_gap": m.duality_gap_,
+        "kkt_violation": m.kkt_violation_,
+        "nnz": int(np.count_nonzero(m.coef_shared_) + np.count_nonzero(m.coef_domain_)),
+    }
 
 
 def task_ours_select(D, args):
-    from py_models.selection import fit_hmdr_selected
+    from py_models.selection import HMDRClassifierCV
 
     t = time.perf_counter()
-    m = fit_hmdr_selected(D.X, D.y, D.domains, alpha=ALPHA, shared_mask=D.shared_mask, domain_masks=D.domain_masks,
-                          min_domain_samples=1, grid_domains=8)
+    m = HMDRClassifierCV(
+        grid="paper",
+        rule="max_fold_accuracy",
+        max_abs_weight=np.inf,
+        alpha=ALPHA,
+        shared_mask=D.shared_mask,
+        domain_masks=D.domain_masks,
+        min_domain_samples=1,
+        grid_domains=8,
+    ).fit(D.X, D.y, domains=D.domains)
     return {"seconds": time.perf_counter() - t, "objective": m.objective_, "selected": m.selected_config_}
 
 
@@ -85,8 +104,9 @@ def _literal_design(D, lam_b, lam_s, rows=None):
         X, y, dom = X[rows], y[rows], dom[rows]
     Xs = sp.vstack([X, -X], format="csr")
     ys, ds = np.concatenate([y, -y]), np.concatenate([dom, dom])
-    des = AugmentedDesign(Xs, ys, ds, np.flatnonzero(D.shared_mask),
-                          [np.flatnonzero(D.domain_masks[d]) for d in D.domain_names], ALPHA)
+    des = AugmentedDesign(
+        Xs, ys, ds, np.flatnonzero(D.shared_mask), [np.flatnonzero(D.domain_masks[d]) for d in D.domain_names], ALPHA
+    )
     r, ya, wa = des.rows(np.ones(len(ys)))
     lam = des.penalties(lam_b, lam_s)
     A = des.A[r] @ sp.diags(lam_s / lam)
@@ -116,8 +136,9 @@ def task_sk_aug_fit(D, args):
 
 
 def task_sk_aug_select(D, args):
-    from py_models.selection import paper_grid, score, stratified_folds
     from py_models._augment import rowwise_dot, sigmoid
+    from py_models.cv import score, stratified_folds
+    from py_models.selection import paper_grid
 
     t = time.perf_counter()
     folds = stratified_folds(D.domains, D.y, 5, 0)
@@ -179,8 +200,13 @@ def task_adam(D, args):
             mo[i] = b1 * mo[i] + (1 - b1) * g
             ve[i] = b2 * ve[i] + (1 - b2) * g * g
             par -= step * (mo[i] / (1 - b1**it)) / (np.sqrt(ve[i] / (1 - b2**it)) + eps)
-    return {"seconds": time.perf_counter() - t0, "objective": best, "iterations": it,
-            "reached": bool(best <= target), "rel_gap": (best - args.target) / args.target}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "objective": best,
+        "iterations": it,
+        "reached": bool(best <= target),
+        "rel_gap": (best - args.target) / args.target,
+    }
 
 
 def task_per_domain(D, args):
@@ -190,8 +216,9 @@ def task_per_domain(D, args):
     for d in D.domain_names:
         m = D.domains == d
         cols = np.flatnonzero(D.domain_masks[d])
-        LogisticRegression(l1_ratio=1.0, C=1.0 / (LAM_S * m.sum()), solver="liblinear", fit_intercept=False,
-                           tol=1e-6).fit(D.X[m][:, cols], D.y[m])
+        LogisticRegression(
+            l1_ratio=1.0, C=1.0 / (LAM_S * m.sum()), solver="liblinear", fit_intercept=False, tol=1e-6
+        ).fit(D.X[m][:, cols], D.y[m])
     return {"seconds": time.perf_counter() - t}
 
 
@@ -231,8 +258,10 @@ def main() -> None:
         child(args)
         return
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"HMDR benchmark: 600 concepts (75 shared), 8 domains, alpha={ALPHA}, fixed fit at "
-          f"lambda_b={LAM_B}, lambda_s={LAM_S}; selection over the paper's 9-config grid x 5 folds + refit")
+    print(
+        f"HMDR benchmark: 600 concepts (75 shared), 8 domains, alpha={ALPHA}, fixed fit at "
+        f"lambda_b={LAM_B}, lambda_s={LAM_S}; selection over the paper's 9-config grid x 5 folds + refit"
+    )
     rows = []
     for n in sizes:
         r = {"n": n, "ours_fit": run("ours_fit", n), "ours_select": run("ours_select", n)}
@@ -242,22 +271,31 @@ def main() -> None:
             r["per_domain"] = run("per_domain", n)
             tgt = r["ours_fit"].get("objective")
             if tgt is not None:
-                r["adam"] = run("adam", n, ["--target", repr(tgt), "--adam-cap", str(args.adam_cap),
-                                            "--adam-lr", str(args.adam_lr)])
+                r["adam"] = run(
+                    "adam", n, ["--target", repr(tgt), "--adam-cap", str(args.adam_cap), "--adam-lr", str(args.adam_lr)]
+                )
         rows.append(r)
         for k, v in r.items():
             if k != "n":
                 print(f"n={n:>8} {k:<14} {json.dumps(v, default=float)}", flush=True)
         of, os_ = r["ours_fit"], r["ours_select"]
-        print(f"n={n:>8} ours: fit {of.get('seconds', float('nan')):.2f}s (peak +{of.get('fit_peak_mb', 0):.0f} MB,"
-              f" gap {of.get('duality_gap', float('nan')):.1e}), selection {os_.get('seconds', float('nan')):.1f}s "
-              f"(peak +{os_.get('fit_peak_mb', 0):.0f} MB)")
+        print(
+            f"n={n:>8} ours: fit {of.get('seconds', float('nan')):.2f}s (peak +{of.get('fit_peak_mb', 0):.0f} MB,"
+            f" gap {of.get('duality_gap', float('nan')):.1e}), selection {os_.get('seconds', float('nan')):.1f}s "
+            f"(peak +{os_.get('fit_peak_mb', 0):.0f} MB)"
+        )
         if "sk_aug_fit" in r:
             sf, ss, ad, pdm = r["sk_aug_fit"], r["sk_aug_select"], r["adam"], r["per_domain"]
             rel = (sf["objective"] - of["objective"]) / of["objective"]
-            print(f"   ratio (b)/ours fit: {sf['seconds'] / of['seconds']:.2f}x  (objective (b) - ours: {rel:+.1e} rel)")
+            print(
+                f"   ratio (b)/ours fit: {sf['seconds'] / of['seconds']:.2f}x  (objective (b) - ours: {rel:+.1e} rel)"
+            )
             print(f"   ratio (b)/ours selection: {ss['seconds'] / os_['seconds']:.2f}x")
-            lb = "" if ad.get("reached") else f" (Adam stopped at {ad['seconds']:.0f}s, rel gap {ad['rel_gap']:.1e}: lower bound)"
+            lb = (
+                ""
+                if ad.get("reached")
+                else f" (Adam stopped at {ad['seconds']:.0f}s, rel gap {ad['rel_gap']:.1e}: lower bound)"
+            )
             print(f"   ratio (a) Adam/ours fit: {ad['seconds'] / of['seconds']:.1f}x{lb}")
             print(f"   ratio (c) per-domain/ours fit: {pdm['seconds'] / of['seconds']:.2f}x")
     if len(rows) > 1:

@@ -11,9 +11,9 @@ from typing import Any
 _EXPORTS = {
     "HMDRClassifier": "hmdr",
     "default_hyperparameters": "hmdr",
-    "local_lift": "explain",
-    "global_lift_pct": "explain",
-    "concept_contributions": "explain",
+    "local_lift": "lift",
+    "global_lift_pct": "lift",
+    "concept_contributions": "lift",
     "fit_mechanisms": "fit_job",
 }
 __all__ = list(_EXPORTS)

@@ -54,8 +54,7 @@ def encode_labels(y: ArrayLike) -> tuple[NDArray[np.float64], NDArray]:
     uniq = list(dict.fromkeys(y_arr.tolist()))
     if len(uniq) != 2:
         raise ValueError(
-            f"Only binary classification is supported. HMDR needs exactly 2 classes in y, got {len(uniq)}: "
-            f"{uniq[:5]!r}"
+            f"Only binary classification is supported. HMDR needs exactly 2 classes in y, got {len(uniq)}: {uniq[:5]!r}"
         )
     lowered = {str(u).lower() for u in uniq}
     if lowered == {"a", "b"} and all(isinstance(u, str) for u in uniq):
@@ -166,7 +165,8 @@ class AugmentedDesign:
         # per-column factor on lambda_shared for the b-block (1 = penalised as usual; UNPENALIZED_FACTOR = a control
         # covariate such as length, which the L1 penalty must leave alone)
         self.shared_penalty_factor = (
-            np.ones(widths[0]) if shared_penalty_factor is None
+            np.ones(widths[0])
+            if shared_penalty_factor is None
             else np.asarray(shared_penalty_factor, dtype=np.float64)[self.shared_cols]
         )
         # column bookkeeping: concept index and block (-1 = b) of every design column
@@ -197,9 +197,7 @@ class AugmentedDesign:
         for k in range(K):
             lo, hi = indptr[bounds[k + 1]], indptr[bounds[k + 2]]
             blk_off[lo:hi] = self.starts[k + 1] - widths[0]
-        Sblk = sp.csr_matrix(
-            (data[keep], (new_idx + blk_off)[keep], s_indptr), shape=(n, self.width - widths[0])
-        )
+        Sblk = sp.csr_matrix((data[keep], (new_idx + blk_off)[keep], s_indptr), shape=(n, self.width - widths[0]))
         top = sp.hstack([Xb, Sblk], format="csr")
         # instance -> design row
         self.top_row = np.empty(n, dtype=np.intp)
@@ -294,8 +292,13 @@ class AugmentedDesign:
             As = A[:, cols] if len(cols) < self.width else A
             As = As @ sp.diags(colscale[cols]) if np.any(colscale[cols] != 1.0) else As
             lr = LogisticRegression(
-                l1_ratio=1.0, C=1.0 / (float(lambda_domain) * N), solver="liblinear", fit_intercept=False,
-                tol=float(tol), max_iter=int(max_iter), random_state=0,
+                l1_ratio=1.0,
+                C=1.0 / (float(lambda_domain) * N),
+                solver="liblinear",
+                fit_intercept=False,
+                tol=float(tol),
+                max_iter=int(max_iter),
+                random_state=0,
             )
             if len(cols):
                 lr.fit(As, ya, sample_weight=wa)
@@ -315,8 +318,14 @@ class AugmentedDesign:
                 break
             keep |= viol
             readded += int(viol.sum())
-        return {**d, "beta": beta, "n_iter": n_iter, "n_screened": int((~keep).sum()),
-                "n_kkt_readded": readded, "lam": lam}
+        return {
+            **d,
+            "beta": beta,
+            "n_iter": n_iter,
+            "n_screened": int((~keep).sum()),
+            "n_kkt_readded": readded,
+            "lam": lam,
+        }
 
     def subset(self, w_inst: NDArray[np.float64]) -> tuple[sp.csr_matrix, NDArray, NDArray]:
         rows, ya, wa = self.rows(np.asarray(w_inst, dtype=np.float64))

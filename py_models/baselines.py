@@ -21,17 +21,18 @@ All L1 fits use liblinear without intercept (the symmetric data make one zero).
 
 from __future__ import annotations
 
-from typing import Any
+from numbers import Real
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
 
-from py_models._augment import encode_labels, sigmoid
+from py_models._base import FINITE_MAX, DomainLinearClassifierMixin, check_sample_weight
 from py_models.hmdr import HMDRClassifier
 
 __all__ = [
@@ -44,11 +45,13 @@ __all__ = [
 ]
 
 C_GRID = (0.05, 0.1, 0.125, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0)
+_POSITIVE = [Interval(Real, 0, FINITE_MAX, closed="neither")]
 
 
 def _l1(C: float, tol: float = 1e-6) -> LogisticRegression:
-    return LogisticRegression(l1_ratio=1.0, C=C, solver="liblinear", fit_intercept=False, tol=tol, max_iter=1000,
-                              random_state=0)
+    return LogisticRegression(
+        l1_ratio=1.0, C=C, solver="liblinear", fit_intercept=False, tol=tol, max_iter=1000, random_state=0
+    )
 
 
 def _fit_lr(lr: LogisticRegression, X, y_pm: NDArray, w: NDArray | None) -> NDArray[np.float64]:
@@ -60,52 +63,54 @@ def _fit_lr(lr: LogisticRegression, X, y_pm: NDArray, w: NDArray | None) -> NDAr
     return coef if lr.classes_[1] == 1.0 else -coef
 
 
-class _Base(ClassifierMixin, BaseEstimator):
+class _Baseline(DomainLinearClassifierMixin, BaseEstimator):
+    """A baseline of the family: validated parameters and training data, ``param_grid`` of its selection."""
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {"C": _POSITIVE, "tol": _POSITIVE}
+
+    @staticmethod
+    def param_grid(n_domains: int) -> list[dict[str, Any]]:
+        """The configurations its model selection searches: scikit-learn's C over ``C_GRID``."""
+        return [{"C": c} for c in C_GRID]
+
     def _setup(self, X, y, domains, sample_weight):
-        if y is None:
-            raise ValueError("requires y to be passed, but the target y is None")
-        X = validate_data(self, X, reset=True, dtype=np.float64, accept_sparse="csr", ensure_min_samples=2)
-        check_classification_targets(y)
-        y_pm, self.classes_ = encode_labels(np.asarray(y).ravel())
-        dom = np.full(X.shape[0], "__all__", dtype=object) if domains is None else np.asarray(domains, dtype=object).ravel()
-        if len(dom) != X.shape[0] or len(y_pm) != X.shape[0]:
-            raise ValueError("X, y and domains lengths differ")
-        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).ravel()
-        return X, y_pm, dom, w
-
-    def _check_X(self, X):
-        check_is_fitted(self, "classes_")
-        return validate_data(self, X, reset=False, dtype=np.float64, accept_sparse="csr")
-
-    def predict_proba(self, X: ArrayLike, domains: ArrayLike | None = None) -> NDArray[np.float64]:
-        p1 = sigmoid(self.decision_function(X, domains))
-        return np.column_stack([1.0 - p1, p1])
-
-    def predict(self, X: ArrayLike, domains: ArrayLike | None = None) -> NDArray:
-        z = self.decision_function(X, domains)
-        return self.classes_[(z > 0).astype(int)]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
-        tags.input_tags.sparse = True
-        return tags
-
-    def uses_domain_weights(self, domains: ArrayLike) -> NDArray[np.bool_]:
-        return np.zeros(len(np.asarray(domains, dtype=object).ravel()), dtype=bool)
+        self._validate_params()
+        X, y_pm, dom = self._validate_training_data(X, y, domains)
+        return X, y_pm, dom, check_sample_weight(sample_weight, X.shape[0])
 
 
-class SharedOnlyClassifier(_Base):
-    """L1 logistic regression on the shared concepts (``shared_mask``), no domain terms."""
+class SharedOnlyClassifier(_Baseline):
+    """L1 logistic regression on the shared concepts (``shared_mask``), no domain terms.
+
+    Parameters
+    ----------
+    C : float > 0
+        scikit-learn's inverse L1 strength (sum-loss convention).
+    shared_mask : bool array (n_features,) or None
+        The features it may use (default: all).
+    tol : float > 0
+        liblinear stopping tolerance.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (2,)
+        ``[negative, positive]``; the positive class is "response a wins".
+    n_features_in_ : int
+        Number of features seen in fit.
+    coef_ : ndarray of shape (n_features_in_,)
+        Weights towards "a wins" (zero outside ``shared_mask``).
+    """
+
+    uses_domains = False
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **_Baseline._parameter_constraints,
+        "shared_mask": ["array-like", None],
+    }
 
     def __init__(self, C: float = 1.0, shared_mask: ArrayLike | None = None, tol: float = 1e-6) -> None:
         self.C = C
         self.shared_mask = shared_mask
         self.tol = tol
-
-    @staticmethod
-    def param_grid(n_domains: int) -> list[dict[str, Any]]:
-        return [{"C": c} for c in C_GRID]
 
     def _mask(self, p: int) -> NDArray[np.bool_]:
         return np.ones(p, dtype=bool) if self.shared_mask is None else np.asarray(self.shared_mask, dtype=bool)
@@ -118,11 +123,26 @@ class SharedOnlyClassifier(_Base):
         return self
 
     def decision_function(self, X, domains=None):
-        return np.asarray(self._check_X(X) @ self.coef_).ravel()
+        return np.asarray(self._validate_X(X) @ self.coef_).ravel()
 
 
 class FlatPooledClassifier(SharedOnlyClassifier):
-    """L1 logistic regression on all concepts, ignoring domains."""
+    """L1 logistic regression on all concepts, ignoring domains.
+
+    Parameters
+    ----------
+    C, tol
+        As :class:`SharedOnlyClassifier`.
+
+    Attributes
+    ----------
+    classes_, n_features_in_
+        As :class:`SharedOnlyClassifier`.
+    coef_ : ndarray of shape (n_features_in_,)
+        Weights towards "a wins".
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = dict(_Baseline._parameter_constraints)
 
     def __init__(self, C: float = 1.0, tol: float = 1e-6) -> None:
         self.C = C
@@ -132,16 +152,29 @@ class FlatPooledClassifier(SharedOnlyClassifier):
         return np.ones(p, dtype=bool)
 
 
-class SpecificOnlyClassifier(_Base):
-    """One independent L1 logistic regression per domain; unseen domains get P = 0.5."""
+class SpecificOnlyClassifier(_Baseline):
+    """One independent L1 logistic regression per domain; unseen domains get P = 0.5.
+
+    Parameters
+    ----------
+    C, tol
+        As :class:`SharedOnlyClassifier`; C is the same in every domain.
+
+    Attributes
+    ----------
+    classes_, n_features_in_
+        As :class:`SharedOnlyClassifier`.
+    domains_ : ndarray
+        Distinct training domains, sorted.
+    coefs_ : dict
+        Domain -> weights towards "a wins", shape (n_features_in_,).
+    intercepts_ : dict
+        Domain -> intercept (0 without one).
+    """
 
     def __init__(self, C: float = 1.0, tol: float = 1e-6) -> None:
         self.C = C
         self.tol = tol
-
-    @staticmethod
-    def param_grid(n_domains: int) -> list[dict[str, Any]]:
-        return [{"C": c} for c in C_GRID]
 
     def _make(self) -> LogisticRegression:
         return _l1(self.C, self.tol)
@@ -164,7 +197,7 @@ class SpecificOnlyClassifier(_Base):
         return self
 
     def decision_function(self, X, domains=None):
-        X = self._check_X(X)
+        X = self._validate_X(X)
         z = np.zeros(X.shape[0])
         if domains is None:
             return z
@@ -172,7 +205,9 @@ class SpecificOnlyClassifier(_Base):
         for d in np.unique(dom):
             if d in self.coefs_:
                 m = dom == d
-                z[m] = np.asarray(self._prep_domain(X[m], fit=False, d=d) @ self.coefs_[d]).ravel() + self.intercepts_[d]
+                z[m] = (
+                    np.asarray(self._prep_domain(X[m], fit=False, d=d) @ self.coefs_[d]).ravel() + self.intercepts_[d]
+                )
         return z
 
     def uses_domain_weights(self, domains):
@@ -181,7 +216,31 @@ class SpecificOnlyClassifier(_Base):
 
 
 class PeerElasticNetClassifier(SpecificOnlyClassifier):
-    """Per-domain elastic-net (l1_ratio 0.5) on standardised features with an intercept (peers' practice)."""
+    """Per-domain elastic-net (l1_ratio 0.5) on standardised features with an intercept (peers' practice).
+
+    Parameters
+    ----------
+    C : float > 0
+        scikit-learn's inverse regularisation strength, the same in every domain.
+    l1_ratio : float in [0, 1]
+        Elastic-net mixing (1 = L1).
+    tol : float > 0
+        saga stopping tolerance.
+
+    Attributes
+    ----------
+    classes_, n_features_in_, domains_, intercepts_
+        As :class:`SpecificOnlyClassifier`.
+    coefs_ : dict
+        Domain -> weights per standardised feature towards "a wins".
+    scales_ : dict
+        Domain -> 1 / (training standard deviation) per feature (0 for a constant feature).
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **_Baseline._parameter_constraints,
+        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
+    }
 
     def __init__(self, C: float = 1.0, l1_ratio: float = 0.5, tol: float = 1e-4) -> None:
         self.C = C
@@ -189,8 +248,15 @@ class PeerElasticNetClassifier(SpecificOnlyClassifier):
         self.tol = tol
 
     def _make(self) -> LogisticRegression:
-        return LogisticRegression(l1_ratio=self.l1_ratio, C=self.C, solver="saga", fit_intercept=True,
-                                  tol=self.tol, max_iter=2000, random_state=0)
+        return LogisticRegression(
+            l1_ratio=self.l1_ratio,
+            C=self.C,
+            solver="saga",
+            fit_intercept=True,
+            tol=self.tol,
+            max_iter=2000,
+            random_state=0,
+        )
 
     def _prep_domain(self, Xd, fit=False, d=None):
         if fit:

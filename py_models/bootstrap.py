@@ -9,8 +9,6 @@ resamples in which its weight (b_j on ``__shared__``, b_j + s_dj on a domain) is
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
@@ -22,8 +20,14 @@ __all__ = ["DEFAULT_N_BOOTSTRAP", "bootstrap_hmdr", "BOOTSTRAP_COLUMNS"]
 DEFAULT_N_BOOTSTRAP = 200
 SHARED_DOMAIN = "__shared__"
 BOOTSTRAP_COLUMNS = [
-    "domain", "concept", "n_bootstrap", "total_weight_ci_low", "total_weight_ci_high",
-    "global_lift_ci_low", "global_lift_ci_high", "selection_frequency",
+    "domain",
+    "concept",
+    "n_bootstrap",
+    "total_weight_ci_low",
+    "total_weight_ci_high",
+    "global_lift_ci_low",
+    "global_lift_ci_high",
+    "selection_frequency",
 ]
 
 
@@ -46,11 +50,7 @@ def bootstrap_hmdr(
     """
     if n_bootstrap <= 0:
         return pd.DataFrame(columns=BOOTSTRAP_COLUMNS)
-    own = set(HMDRClassifier._get_param_names())  # est may be a subclass (HMDRClassifierCV) with more params
-    params: dict[str, Any] = {**{k: v for k, v in est.get_params().items() if k in own}, "alpha": est.alpha_,
-                              "lambda_shared": est.lambda_shared_, "lambda_domain": est.lambda_domain_,
-                              "warm_start": False}
-    m = HMDRClassifier(**params)
+    m = est.fixed_estimator()  # est may be a subclass (HMDRClassifierCV): a plain HMDR at its fitted configuration
     design, w, meta = m._prepare(X, y, domains, sample_weight)
     inv = meta["inv"]
     rng = np.random.default_rng(seed)
@@ -63,8 +63,7 @@ def bootstrap_hmdr(
         for g in groups:
             if len(g):
                 np.add.at(counts, rng.choice(g, size=len(g), replace=True), 1.0)
-        res = design.solve(m.lambda_shared_, m.lambda_domain_, counts * w, tol=float(m.tol),
-                           max_iter=int(m.max_iter))
+        res = design.solve(m.lambda_shared_, m.lambda_domain_, counts * w, tol=float(m.tol), max_iter=int(m.max_iter))
         bs[r], Ss[r] = design.unpack(res["beta"], meta["n_domains"], meta["weighted_rows"])
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     total = np.concatenate([bs[:, None, :], bs[:, None, :] + Ss], axis=1)  # (B, 1 + nd, p)

@@ -20,31 +20,54 @@ log-loss (EVAL_COLUMNS).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from py_models._jobs import map_jobs
 from py_models.baselines import (
     FlatPooledClassifier,
     PeerElasticNetClassifier,
     SharedOnlyClassifier,
     SpecificOnlyClassifier,
 )
-from py_models.selection import PAPER_GRID_DOMAINS, HMDRClassifierCV, fit_hmdr_selected, fit_selected, score
+from py_models.cv import score
+from py_models.selection import PAPER_GRID_DOMAINS, DomainGridSearchCV, HMDRClassifierCV
 
-__all__ = ["VARIANTS", "OOD_VARIANTS", "EVAL_COLUMNS", "TIE_POLICY", "in_domain_splits", "ood_splits",
-           "fit_variant", "run_protocols"]
+__all__ = [
+    "VARIANTS",
+    "OOD_VARIANTS",
+    "EVAL_COLUMNS",
+    "TIE_POLICY",
+    "in_domain_splits",
+    "ood_splits",
+    "fit_variant",
+    "run_protocols",
+]
 
 VARIANTS = ("hmdr", "hmdr_paper", "shared_only", "specific_only", "dirty", "flat_pooled", "peer_enet")
 OOD_VARIANTS = ("hmdr", "hmdr_paper", "shared_only", "dirty", "flat_pooled")
 TIE_POLICY = "ties_dropped;p=0.5_scores_0.5"
 ALL = "__all__"
 EVAL_COLUMNS = [
-    "mechanism", "mechanism_type", "representation", "variant", "protocol", "split", "held_out_domain",
-    "domain", "n_pairs", "accuracy", "log_loss", "n_train", "selected_config", "tie_policy", "n_ties_dropped",
+    "mechanism",
+    "mechanism_type",
+    "representation",
+    "variant",
+    "protocol",
+    "split",
+    "held_out_domain",
+    "domain",
+    "n_pairs",
+    "accuracy",
+    "log_loss",
+    "n_train",
+    "selected_config",
+    "tie_policy",
+    "n_ties_dropped",
 ]
 
 
@@ -52,7 +75,9 @@ def _rng(seed: int, *keys: str) -> np.random.Generator:
     return np.random.default_rng([seed, *(zlib.crc32(k.encode("utf-8")) for k in keys)])
 
 
-def in_domain_splits(domains: NDArray, n_splits: int, test_frac: float, seed: int, key: str = "") -> list[NDArray[np.bool_]]:
+def in_domain_splits(
+    domains: NDArray, n_splits: int, test_frac: float, seed: int, key: str = ""
+) -> list[NDArray[np.bool_]]:
     """Test masks, stratified by domain (round(n_d * test_frac) test pairs per domain)."""
     dom = np.asarray(domains, dtype=object).astype(str)
     out = []
@@ -74,7 +99,7 @@ def ood_splits(
     """(held-out domain, seed, train mask, test mask): train = stratified subsample of the other domains."""
     dom = np.asarray(domains, dtype=object).astype(str)
     names = sorted(set(dom.tolist()))
-    out = []
+    out: list[tuple[str, int, NDArray[np.bool_], NDArray[np.bool_]]] = []
     if len(names) < 2:
         return out
     for d in names:
@@ -109,30 +134,45 @@ def fit_variant(
 ) -> Any:
     """Fit one variant with its model selection (peer_enet: fixed C = 1, as the peers do).
 
-    ``hmdr``: the main job's selection (``HMDRClassifierCV``, pooling grid, one-SE rule towards pooling);
-    ``hmdr_paper``: the paper's 9-configuration grid by CV accuracy; ``dirty``: that grid with alpha = 0.
+    ``hmdr``: the main job's selection (``HMDRClassifierCV``, pooling grid, its default rule);
+    ``hmdr_paper``: the paper's 9-configuration grid by fold-averaged CV accuracy (``max_fold_accuracy``, no
+    weight bound); ``dirty``: that grid with alpha = 0; the L1 baselines: ``C_GRID`` by the same rule
+    (``DomainGridSearchCV``).
     """
     if variant == "hmdr":
-        return HMDRClassifierCV(n_folds=n_folds, seed=seed, min_domain_samples=min_domain_samples,
-                                shared_mask=shared_mask, domain_masks=domain_masks).fit(X, y, domains=dom)
+        return HMDRClassifierCV(
+            n_folds=n_folds,
+            seed=seed,
+            min_domain_samples=min_domain_samples,
+            shared_mask=shared_mask,
+            domain_masks=domain_masks,
+        ).fit(X, y, domains=dom)
     if variant in ("hmdr_paper", "dirty"):
-        extra: dict[str, Any] = {"alpha": 0.0} if variant == "dirty" else {}
-        return fit_hmdr_selected(X, y, dom, grid_domains=grid_domains, n_folds=n_folds, seed=seed,
-                                 min_domain_samples=min_domain_samples, shared_mask=shared_mask,
-                                 domain_masks=domain_masks, **extra)
-    makers: dict[str, Callable[..., Any]] = {
-        "shared_only": lambda **k: SharedOnlyClassifier(shared_mask=shared_mask, **k),
-        "specific_only": SpecificOnlyClassifier,
-        "flat_pooled": FlatPooledClassifier,
+        return HMDRClassifierCV(
+            grid="paper",
+            rule="max_fold_accuracy",
+            n_folds=n_folds,
+            seed=seed,
+            grid_domains=grid_domains,
+            max_abs_weight=np.inf,
+            alpha=0.0 if variant == "dirty" else None,
+            min_domain_samples=min_domain_samples,
+            shared_mask=shared_mask,
+            domain_masks=domain_masks,
+        ).fit(X, y, domains=dom)
+    baselines: dict[str, Any] = {
+        "shared_only": SharedOnlyClassifier(shared_mask=shared_mask),
+        "specific_only": SpecificOnlyClassifier(),
+        "flat_pooled": FlatPooledClassifier(),
     }
     if variant == "peer_enet":
         m = PeerElasticNetClassifier(C=1.0).fit(X, y, domains=dom)
         m.selected_config_ = {"C": 1.0}
         return m
-    if variant not in makers:
+    if variant not in baselines:
         raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
-    grid = SharedOnlyClassifier.param_grid(0)
-    return fit_selected(makers[variant], X, y, dom, grid=grid, n_folds=n_folds, seed=seed)
+    est = baselines[variant]
+    return DomainGridSearchCV(est, est.param_grid(0), n_folds=n_folds, seed=seed).fit(X, y, domains=dom)
 
 
 def _config_str(model: Any) -> str:
@@ -176,8 +216,13 @@ def evaluate_mechanism(
     y = dec["winner"].astype(str).str.strip().str.lower().to_numpy(dtype=object)
     dom = dec["domain"].astype(str).to_numpy(dtype=object)
     y_pos = y == "a"
-    base0 = {"mechanism": mech, "mechanism_type": "|".join(mtypes), "representation": representation,
-             "tie_policy": TIE_POLICY, "n_ties_dropped": n_ties}
+    base0 = {
+        "mechanism": mech,
+        "mechanism_type": "|".join(mtypes),
+        "representation": representation,
+        "tie_policy": TIE_POLICY,
+        "n_ties_dropped": n_ties,
+    }
     rows: list[dict[str, Any]] = []
     if len(set(y.tolist())) < 2 or len(dec) < 10:
         return rows
@@ -218,14 +263,7 @@ def run_protocols(
     """Run the protocols for every mechanism of ``df`` (labelled pairs + concept columns); EVAL_COLUMNS frame."""
     mechs = sorted(df["mechanism"].astype(str).unique().tolist()) if mechanisms is None else list(mechanisms)
     subs = [df[df["mechanism"].astype(str) == m] for m in mechs]
-    if n_jobs == 1:
-        parts = [evaluate_mechanism(s, concept_cols, representation=representation, **kw) for s in subs]
-    else:
-        from joblib import Parallel, delayed
-
-        parts = Parallel(n_jobs=n_jobs)(
-            delayed(evaluate_mechanism)(s, concept_cols, representation=representation, **kw) for s in subs
-        )
+    parts = map_jobs(evaluate_mechanism, [(s, concept_cols) for s in subs], n_jobs, representation=representation, **kw)
     rows = [r for p in parts for r in p]
     out = pd.DataFrame(rows, columns=EVAL_COLUMNS)
     return out

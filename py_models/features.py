@@ -1,4 +1,9 @@
-"""Turn long item x concept annotations into the per-pair design matrix (pure, no I/O)."""
+"""The fit's design matrix from dbt's wide feature table (pure, no I/O).
+
+dbt owns the pivot: ``int_pair_features_<representation>`` (macro ``concept_feature_table``) holds one row per
+decisive labelled pair, the ``PAIR_KEYS`` columns and one column per concept, 0 where a concept is "not
+relevant" or was not annotated for the item. Here the table only becomes the fit's input frame.
+"""
 
 from __future__ import annotations
 
@@ -12,29 +17,20 @@ from py_models.representations import (  # noqa: F401  (re-exported for the dbt 
     representation_settings,
 )
 
+__all__ = ["PAIR_KEYS", "design_frame"]
+
 PAIR_KEYS = ["label_id", "item_id", "mechanism", "mechanism_type", "domain", "winner"]
 
 
-def pivot_features(
-    labels: pd.DataFrame, concepts: pd.DataFrame, value_col: str, *, measured_only: bool = False
-) -> tuple[pd.DataFrame, list[str]]:
-    """Join labelled pairs to their item's concept values, one column per concept.
-
-    ``labels`` holds PAIR_KEYS; ``concepts`` holds item_id, concept and ``value_col``.
-    A concept missing for an item (e.g. not annotated) becomes 0, the paper's value for
-    "not relevant". Concept columns are sorted by name for a stable design matrix. ``measured_only`` keeps
-    only concepts with at least one non-null value (measure-rep: concepts with a raw measurement).
-    """
-    missing = [c for c in PAIR_KEYS if c not in labels.columns]
+def design_frame(wide: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``(frame, concept_cols)`` of a wide feature table: the pair keys, then the concept columns (every
+    non-key column) sorted by name as float64, so the design matrix does not depend on the engine's column
+    order. A table without concept columns (e.g. measure-rep on LLM annotations) gives ``[]``."""
+    missing = [c for c in PAIR_KEYS if c not in wide.columns]
     if missing:
-        raise ValueError(f"labels frame lacks columns {missing}")
-    if measured_only:
-        concepts = concepts[concepts[value_col].notna()]
-    if concepts.empty:
-        return labels[PAIR_KEYS].copy(), []
-    wide = concepts.pivot_table(index="item_id", columns="concept", values=value_col, aggfunc="first")
-    concept_cols = sorted(str(c) for c in wide.columns)
-    wide = wide.reindex(columns=concept_cols).fillna(0).astype(float).reset_index()
-    out = labels[PAIR_KEYS].merge(wide, on="item_id", how="left")
-    out[concept_cols] = out[concept_cols].fillna(0.0)
-    return out, concept_cols
+        raise ValueError(f"wide feature table lacks columns {missing}")
+    concept_cols = sorted(str(c) for c in wide.columns if c not in PAIR_KEYS)
+    frame = wide[PAIR_KEYS].copy()
+    if concept_cols:
+        frame = pd.concat([frame, wide[concept_cols].astype("float64")], axis=1)
+    return frame, concept_cols

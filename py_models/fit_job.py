@@ -9,14 +9,14 @@ Conventions (see method.md §4, §5, §14):
 * Every mechanism gets its own HMDR. Hyperparameters left as None are resolved
   ONCE per mechanism from |D| = its number of domains with decisive pairs, and
   used for all folds and the refit (``params`` frame).
-* Cross-fitting: ``n_folds`` folds stratified by domain (and, within a domain, by
-  winner), assigned round-robin over a per-domain permutation seeded by ``seed``
-  and the domain name; rows are first sorted by label_id so the assignment does
-  not depend on input row order. Each pair gets exactly one out-of-fold
-  probability; symmetrisation happens inside ``HMDRClassifier.fit`` (training
+* Row order: each mechanism's pairs are sorted by label_id first, so every result (folds, solver, bootstrap
+  resamples) is the same whatever order the input rows come in.
+* Cross-fitting: ``n_folds`` folds from :func:`py_models.cv.stratified_folds` (stratified by domain and,
+  within a domain, by winner; keyed by label_id, seeded by ``seed`` and the domain name). Each pair gets
+  exactly one out-of-fold probability; symmetrisation happens inside ``HMDRClassifier.fit`` (training
   part only). Domains unseen in a training fold, or below ``min_domain_samples``
   there, are predicted with b alone (``used_domain_weights``).
-* Scoring: ``predicted_winner`` is 'a' if prob_a > 0.5, 'b' if < 0.5 and 'tie' if
+* Scoring (:mod:`py_models.cv`): ``predicted_winner`` is 'a' if prob_a > 0.5, 'b' if < 0.5 and 'tie' if
   exactly 0.5 (z = 0, e.g. all concepts zero); ``is_correct`` is False for a
   'tie' prediction, while ``accuracy`` gives it 0.5 credit (chance level).
 * Coefficients and local explanations come from a refit on all decisive pairs
@@ -43,19 +43,21 @@ Conventions (see method.md §4, §5, §14):
 
 from __future__ import annotations
 
-import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from py_models._jobs import map_jobs
 from py_models.bootstrap import BOOTSTRAP_COLUMNS, bootstrap_hmdr
-from py_models.lift import concept_contributions
+from py_models.cv import pair_credit, pair_log_loss, stratified_folds
 from py_models.hmdr import HMDRClassifier, default_hyperparameters
+from py_models.lift import concept_contributions
 from py_models.selection import MAX_ABS_WEIGHT, PAPER_GRID_DOMAINS, HMDRClassifierCV
 from py_models.style_baseline import LENGTH_FEATURE, REFERENCE_MODELS, fit_reference_oof
 
-__all__ = ["fit_mechanisms", "assign_folds", "FRAME_COLUMNS"]
+__all__ = ["fit_mechanisms", "FRAME_COLUMNS", "rms_scale"]
 
 REQUIRED_COLUMNS = ("label_id", "item_id", "mechanism", "mechanism_type", "domain", "winner")
 SHARED_DOMAIN = "__shared__"
@@ -69,57 +71,88 @@ LENGTH_CONTROL_CONCEPT = "Length control (log word-count ratio)"
 
 FRAME_COLUMNS: dict[str, list[str]] = {
     "coefficients": [
-        "mechanism", "mechanism_type", "representation", "domain", "concept",
-        "shared_weight", "domain_deviation", "total_weight", "shared_lift_pct",
-        "deviation_lift_pct", "global_lift_pct", "n_pairs", "has_domain_weights",
-        "total_weight_ci_low", "total_weight_ci_high", "global_lift_ci_low", "global_lift_ci_high",
-        "selection_frequency", "n_bootstrap", "control", "feature_scale",
+        "mechanism",
+        "mechanism_type",
+        "representation",
+        "domain",
+        "concept",
+        "shared_weight",
+        "domain_deviation",
+        "total_weight",
+        "shared_lift_pct",
+        "deviation_lift_pct",
+        "global_lift_pct",
+        "n_pairs",
+        "has_domain_weights",
+        "total_weight_ci_low",
+        "total_weight_ci_high",
+        "global_lift_ci_low",
+        "global_lift_ci_high",
+        "selection_frequency",
+        "n_bootstrap",
+        "control",
+        "feature_scale",
     ],
     "predictions": [
-        "label_id", "item_id", "mechanism", "domain", "representation", "fold", "prob_a",
-        "predicted_winner", "actual_winner", "is_correct", "used_domain_weights",
+        "label_id",
+        "item_id",
+        "mechanism",
+        "domain",
+        "representation",
+        "fold",
+        "prob_a",
+        "predicted_winner",
+        "actual_winner",
+        "is_correct",
+        "used_domain_weights",
     ],
     "metrics": [
-        "mechanism", "mechanism_type", "representation", "variant", "domain", "protocol",
-        "n_pairs", "accuracy", "log_loss",
+        "mechanism",
+        "mechanism_type",
+        "representation",
+        "variant",
+        "domain",
+        "protocol",
+        "n_pairs",
+        "accuracy",
+        "log_loss",
     ],
     "local_explanations": [
-        "label_id", "mechanism", "representation", "domain", "concept", "value", "weight",
-        "contribution", "local_lift_pct",
+        "label_id",
+        "mechanism",
+        "representation",
+        "domain",
+        "concept",
+        "value",
+        "weight",
+        "contribution",
+        "local_lift_pct",
     ],
     "skipped": ["mechanism", "mechanism_type", "representation", "n_pairs", "n_decisive", "reason"],
     "params": [
-        "mechanism", "mechanism_type", "representation", "alpha", "lambda_shared",
-        "lambda_domain", "min_domain_samples", "n_train", "n_ties_dropped", "n_domains",
-        "n_domains_with_weights", "n_nonzero_shared", "n_nonzero_domain", "n_folds", "seed",
-        "selection", "n_bootstrap", "duality_gap", "control", "pooling", "cv_log_loss",
+        "mechanism",
+        "mechanism_type",
+        "representation",
+        "alpha",
+        "lambda_shared",
+        "lambda_domain",
+        "min_domain_samples",
+        "n_train",
+        "n_ties_dropped",
+        "n_domains",
+        "n_domains_with_weights",
+        "n_nonzero_shared",
+        "n_nonzero_domain",
+        "n_folds",
+        "seed",
+        "selection",
+        "n_bootstrap",
+        "duality_gap",
+        "control",
+        "pooling",
+        "cv_log_loss",
     ],
 }
-
-
-def assign_folds(
-    domain: np.ndarray, winner: np.ndarray, label_id: np.ndarray, n_folds: int, seed: int
-) -> np.ndarray:
-    """Deterministic fold ids stratified by domain (and winner within a domain)."""
-    n = len(domain)
-    folds = np.empty(n, dtype=np.int64)
-    counter = 0
-    dom_str = np.asarray(domain).astype(str)
-    for d in sorted(set(dom_str.tolist())):
-        rng = np.random.default_rng([seed, zlib.crc32(d.encode("utf-8"))])
-        idx = np.flatnonzero(dom_str == d)
-        idx = idx[np.argsort(np.asarray(label_id)[idx].astype(str), kind="stable")]
-        idx = idx[rng.permutation(len(idx))]
-        # stratify by winner: stable sort of the permuted rows by winner
-        idx = idx[np.argsort(np.asarray(winner)[idx], kind="stable")]
-        folds[idx] = (counter + np.arange(len(idx))) % n_folds
-        counter += len(idx)
-    return folds
-
-
-def _log_loss(y01: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, 1e-15, 1 - 1e-15)
-    return float(-np.mean(y01 * np.log(p) + (1 - y01) * np.log1p(-p)))
 
 
 def rms_scale(X: np.ndarray) -> np.ndarray:
@@ -128,20 +161,59 @@ def rms_scale(X: np.ndarray) -> np.ndarray:
     return np.where(scale > 0, scale, 1.0)
 
 
-def _metric_rows(base: dict[str, Any], variant: str, y: np.ndarray, prob: np.ndarray,
-                 dom: np.ndarray) -> list[dict[str, Any]]:
+def _metric_rows(
+    base: dict[str, Any], variant: str, y: np.ndarray, prob: np.ndarray, dom: np.ndarray
+) -> list[dict[str, Any]]:
     """Overall and per-domain accuracy (0.5 credit at prob 0.5) and log-loss of out-of-fold predictions."""
-    pred = np.where(prob > 0.5, "a", np.where(prob < 0.5, "b", "tie"))
-    score = np.where(pred == "tie", 0.5, (pred == y).astype(float))
-    y01 = (y == "a").astype(float)
+    y_pos = y == "a"
+    credit, loss = pair_credit(y_pos, prob), pair_log_loss(y_pos, prob)
     head = {**base, "variant": variant, "protocol": PROTOCOL}
-    rows = [{**head, "domain": ALL_DOMAINS, "n_pairs": len(y), "accuracy": float(score.mean()),
-             "log_loss": _log_loss(y01, prob)}]
+    rows = [
+        {
+            **head,
+            "domain": ALL_DOMAINS,
+            "n_pairs": len(y),
+            "accuracy": float(credit.mean()),
+            "log_loss": float(loss.mean()),
+        }
+    ]
     for d in sorted(set(dom.tolist()), key=str):
         s = dom == d
-        rows.append({**head, "domain": d, "n_pairs": int(s.sum()), "accuracy": float(score[s].mean()),
-                     "log_loss": _log_loss(y01[s], prob[s])})
+        rows.append(
+            {
+                **head,
+                "domain": d,
+                "n_pairs": int(s.sum()),
+                "accuracy": float(credit[s].mean()),
+                "log_loss": float(loss[s].mean()),
+            }
+        )
     return rows
+
+
+def _cross_fit(
+    make: Callable[[], HMDRClassifier],
+    design_for: Callable[[np.ndarray], np.ndarray],
+    y: np.ndarray,
+    dom: np.ndarray,
+    folds: np.ndarray,
+    n_folds: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold P(a wins) and "used its domain's weights" per pair: fold k is predicted by ``make()`` fitted
+    on the other folds, on ``design_for(training mask)`` (the design scaled on that training part). A fold
+    whose training part has one class only is predicted at chance (0.5)."""
+    prob = np.full(len(y), 0.5)
+    used = np.zeros(len(y), dtype=bool)
+    for k in range(n_folds):
+        te = folds == k
+        tr = ~te
+        if not te.any() or len(set(y[tr].tolist())) < 2:
+            continue
+        X = design_for(tr)
+        m = make().fit(X[tr], y[tr], domains=dom[tr])
+        prob[te] = m.predict_proba(X[te], dom[te])[:, 1]
+        used[te] = m.uses_domain_weights(dom[te])
+    return prob, used
 
 
 def _empty(name: str) -> pd.DataFrame:
@@ -171,8 +243,9 @@ def _validate(df: pd.DataFrame, concept_cols: list[str], n_folds: int) -> pd.Dat
     return out
 
 
-def _coefficients(est: HMDRClassifier, names: np.ndarray, n_dec: int, base: dict[str, Any], control: str,
-                  scale: np.ndarray) -> pd.DataFrame:
+def _coefficients(
+    est: HMDRClassifier, names: np.ndarray, n_dec: int, base: dict[str, Any], control: str, scale: np.ndarray
+) -> pd.DataFrame:
     """The refit's weights as coefficient rows: ``__shared__`` (b) plus one block per domain (b + s_d)."""
     b = est.coef_shared_
     shared = pd.DataFrame(
@@ -224,7 +297,7 @@ def _fit_one(
     out: dict[str, list[Any]] = {k: [] for k in FRAME_COLUMNS}
     mtypes = sub["mechanism_type"].unique().tolist()
     mtype = mtypes[0] if len(mtypes) == 1 else "|".join(sorted(map(str, mtypes)))
-    dec = sub[sub["winner"] != "tie"].reset_index(drop=True)
+    dec = sub[sub["winner"] != "tie"].sort_values("label_id", kind="stable").reset_index(drop=True)
     n_ties = int(len(sub) - len(dec))
     base = {"mechanism": mech, "mechanism_type": mtype, "representation": representation}
     reason = None
@@ -239,51 +312,41 @@ def _fit_one(
     y = dec["winner"].to_numpy(dtype=object)
     dom = dec["domain"].to_numpy(dtype=object)
     n_dom = len(pd.unique(dom))
-    folds = assign_folds(dom, y, dec["label_id"].to_numpy(), n_folds, seed)
+    folds = stratified_folds(dom, y, n_folds, seed, order=dec["label_id"].to_numpy())
     scale = rms_scale(X_raw) if standardize else np.ones(len(concept_cols))
     X = X_raw / scale
     params = {**default_hyperparameters(n_dom), **{k: v for k, v in hmdr_params.items() if v is not None}}
 
-    def fold_scaled(tr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(X scaled on the training part, the scale) -- the measure-rep standardisation inside a fold."""
-        sc = rms_scale(X_raw[tr]) if standardize else np.ones(len(concept_cols))
-        return X_raw / sc, sc
+    def fold_scaled(tr: np.ndarray) -> np.ndarray:
+        """X scaled on the training part: the measure-rep standardisation inside a fold."""
+        return X_raw / (rms_scale(X_raw[tr]) if standardize else np.ones(len(concept_cols)))
 
     # ---- model (and its out-of-fold predictions on the cross-fitting folds)
-    prob = np.full(len(dec), 0.5)
-    used = np.zeros(len(dec), dtype=bool)
+    def selector(**masks: Any) -> HMDRClassifierCV:
+        """The model selection with this fit's grid, rule and bound (``masks``: the estimator's masks)."""
+        cv_params = {k: v for k, v in params.items() if k in cv_keys}
+        return HMDRClassifierCV(
+            grid=grid,
+            rule=rule,
+            n_folds=n_folds,
+            seed=seed,
+            grid_domains=grid_domains,
+            max_abs_weight=max_abs_weight,
+            **{**cv_params, **masks},
+        )
+
     if select:
-        est = HMDRClassifierCV(grid=grid, rule=rule, n_folds=n_folds, seed=seed, grid_domains=grid_domains,
-                               max_abs_weight=max_abs_weight,
-                               **{k: v for k, v in params.items() if k in cv_keys})
-        if standardize:  # fold models must be scaled on their own training part: select per fold scale
-            est.fit(X, y, domains=dom, folds=folds)
-            cfg = est.selected_config_
-            for k in range(n_folds):
-                te = folds == k
-                tr = ~te
-                if not te.any() or len(set(y[tr].tolist())) < 2:
-                    continue
-                Xf, _ = fold_scaled(tr)
-                m = _fixed(params, cfg, cv_keys).fit(Xf[tr], y[tr], domains=dom[tr])
-                prob[te] = m.predict_proba(Xf[te], dom[te])[:, 1]
-                used[te] = m.uses_domain_weights(dom[te])
+        est = selector()
+        est.fit(X, y, domains=dom, folds=folds)
+        if standardize:  # fold models must be scaled on their own training part: refit per fold scale
+            prob, used = _cross_fit(est.fixed_estimator, fold_scaled, y, dom, folds, n_folds)
         else:
-            est.fit(X, y, domains=dom, folds=folds)
             prob = est.oof_proba_.copy()
             used = est.uses_domain_weights(dom) & np.isfinite(est.selected_config_["pooling"])
         params.update({k: est.selected_config_[k] for k in ("alpha", "lambda_shared", "lambda_domain")})
     else:
         est = HMDRClassifier(**params).fit(X, y, domains=dom)
-        for k in range(n_folds):
-            te = folds == k
-            tr = ~te
-            if not te.any() or len(set(y[tr].tolist())) < 2:  # cannot fit: predict chance
-                continue
-            Xf, _ = fold_scaled(tr)
-            m = HMDRClassifier(**params).fit(Xf[tr], y[tr], domains=dom[tr])
-            prob[te] = m.predict_proba(Xf[te], dom[te])[:, 1]
-            used[te] = m.uses_domain_weights(dom[te])
+        prob, used = _cross_fit(lambda: HMDRClassifier(**params), fold_scaled, y, dom, folds, n_folds)
     pred = np.where(prob > 0.5, "a", np.where(prob < 0.5, "b", "tie"))
     out["predictions"].append(
         pd.DataFrame(
@@ -333,19 +396,12 @@ def _fit_one(
         free[-1] = True
         cparams = {k: v for k, v in params.items() if k in cv_keys}
         if select:
-            cest = HMDRClassifierCV(grid=grid, rule=rule, n_folds=n_folds, seed=seed, grid_domains=grid_domains,
-                               max_abs_weight=max_abs_weight,
-                                    unpenalized_mask=free, **_extend_masks(cparams))
+            cest = selector(**{**_extend_masks(cparams), "unpenalized_mask": free})
             cest.fit(Xc, y, domains=dom, folds=folds)
             cprob = cest.oof_proba_
         else:
             cest = HMDRClassifier(**{**_extend_masks(params), "unpenalized_mask": free}).fit(Xc, y, domains=dom)
-            cprob = np.full(len(dec), 0.5)
-            for k in range(n_folds):
-                te = folds == k
-                if te.any() and len(set(y[~te].tolist())) > 1:
-                    m = clone_hmdr(cest).fit(Xc[~te], y[~te], domains=dom[~te])
-                    cprob[te] = m.predict_proba(Xc[te], dom[te])[:, 1]
+            cprob, _ = _cross_fit(cest.fixed_estimator, lambda tr: Xc, y, dom, folds, n_folds)
         cnames = np.append(names, LENGTH_CONTROL_CONCEPT).astype(object)
         cct = _coefficients(cest, cnames, len(dec), base, LENGTH_CONTROL, np.append(scale, ls))
         for c in BOOTSTRAP_COLUMNS[2:]:
@@ -384,7 +440,8 @@ def _fit_one(
             "control": control,
             "pooling": float(cfg.get("pooling", est.lambda_domain_ / est.lambda_shared_)),
             "cv_log_loss": float(est.cv_results_.loc[est.cv_results_["chosen"], "cv_log_loss"].iloc[0])
-            if select else np.nan,
+            if select
+            else np.nan,
         }
     )
     return out
@@ -441,22 +498,25 @@ def fit_mechanisms(
     HMDRClassifier(**hmdr_params)  # fail fast on unknown parameter names
 
     settings = {
-        "concept_cols": concept_cols, "representation": representation, "n_folds": n_folds, "seed": seed,
-        "min_pairs": min_pairs, "select": select, "grid": grid, "rule": rule, "grid_domains": grid_domains,
-        "n_bootstrap": n_bootstrap, "standardize": standardize, "reference": reference, "control": control,
-        "max_abs_weight": max_abs_weight, "hmdr_params": hmdr_params,
+        "concept_cols": concept_cols,
+        "representation": representation,
+        "n_folds": n_folds,
+        "seed": seed,
+        "min_pairs": min_pairs,
+        "select": select,
+        "grid": grid,
+        "rule": rule,
+        "grid_domains": grid_domains,
+        "n_bootstrap": n_bootstrap,
+        "standardize": standardize,
+        "reference": reference,
+        "control": control,
+        "max_abs_weight": max_abs_weight,
+        "hmdr_params": hmdr_params,
     }
     mechs = sorted(data["mechanism"].unique().tolist(), key=str)
     subs = [data[data["mechanism"] == m] for m in mechs]
-    if n_jobs == 1 or len(mechs) < 2:
-        parts = [_fit_one(m, sub, **settings) for m, sub in zip(mechs, subs)]
-    else:
-        from joblib import Parallel, delayed
-
-        # largest first, so the longest fits start early; results come back in submission order
-        order = sorted(range(len(mechs)), key=lambda i: -len(subs[i]))
-        done = Parallel(n_jobs=n_jobs)(delayed(_fit_one)(mechs[i], subs[i], **settings) for i in order)
-        parts = [p for _, p in sorted(zip(order, done), key=lambda t: t[0])]
+    parts = map_jobs(_fit_one, list(zip(mechs, subs)), n_jobs, costs=[len(s) for s in subs], **settings)
     out: dict[str, list[Any]] = {k: [] for k in FRAME_COLUMNS}
     for part in parts:
         for k, v in part.items():
@@ -466,19 +526,10 @@ def fit_mechanisms(
     result: dict[str, pd.DataFrame] = {}
     for name in ("coefficients", "predictions", "metrics", "local_explanations"):
         frames = out[name]
-        result[name] = (
-            pd.concat(frames, ignore_index=True)[FRAME_COLUMNS[name]] if frames else _empty(name)
-        )
+        result[name] = pd.concat(frames, ignore_index=True)[FRAME_COLUMNS[name]] if frames else _empty(name)
     result["skipped"] = pd.DataFrame(skipped, columns=FRAME_COLUMNS["skipped"]) if skipped else _empty("skipped")
     result["params"] = pd.DataFrame(params_rows, columns=FRAME_COLUMNS["params"]) if params_rows else _empty("params")
     return result
-
-
-def _fixed(params: dict[str, Any], cfg: dict[str, Any], keys: tuple[str, ...]) -> HMDRClassifier:
-    """An HMDRClassifier at the fixed hyperparameters ``params`` updated with a selected configuration."""
-    hyper = {k: params[k] for k in ("alpha", "lambda_shared", "lambda_domain")}
-    hyper.update({k: cfg[k] for k in ("alpha", "lambda_shared", "lambda_domain") if k in cfg})
-    return HMDRClassifier(**{k: v for k, v in params.items() if k in keys}, **hyper)
 
 
 def _extend_masks(params: dict[str, Any]) -> dict[str, Any]:
@@ -489,9 +540,3 @@ def _extend_masks(params: dict[str, Any]) -> dict[str, Any]:
     if out.get("domain_masks"):
         out["domain_masks"] = {d: np.append(np.asarray(m, dtype=bool), False) for d, m in out["domain_masks"].items()}
     return out
-
-
-def clone_hmdr(est: HMDRClassifier) -> HMDRClassifier:
-    """An unfitted copy with the fitted estimator's resolved hyperparameters."""
-    return HMDRClassifier(**{**est.get_params(), "alpha": est.alpha_, "lambda_shared": est.lambda_shared_,
-                             "lambda_domain": est.lambda_domain_})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pandas as pd
 
 # column -> pandas dtype; every column exists in the tall output, whatever record types are present
@@ -60,8 +62,7 @@ TALL_SCHEMA: dict[str, str] = {
 
 def skipped_representation(labels: pd.DataFrame, representation: str) -> dict[str, pd.DataFrame]:
     """Fit-job frames for a representation with no concept column: one ``skipped`` row per mechanism."""
-    rows = (labels.groupby(["mechanism", "mechanism_type"], as_index=False).size()
-            .rename(columns={"size": "n_pairs"}))
+    rows = labels.groupby(["mechanism", "mechanism_type"], as_index=False).size().rename(columns={"size": "n_pairs"})
     rows["n_decisive"] = rows["n_pairs"]
     rows["representation"] = representation
     rows["reason"] = f"no concept has a {representation}-rep value (e.g. LLM annotations have no raw measurements)"
@@ -91,5 +92,5 @@ def to_tall(
         if col not in tall.columns:
             tall[col] = pd.Series(pd.NA, index=tall.index, dtype=dtype)
         else:
-            tall[col] = tall[col].astype(dtype)
+            tall[col] = tall[col].astype(cast(Any, dtype))  # a dtype name from TALL_SCHEMA
     return tall[list(TALL_SCHEMA)]

@@ -27,17 +27,18 @@ the paper's grid and the setting of its Figure 7 sweeps).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from numbers import Integral, Real
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.linear_model import LogisticRegression
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
 
-from py_models._augment import UNPENALIZED_FACTOR, AugmentedDesign, encode_labels, hmdr_objective, rowwise_dot, sigmoid
+from py_models._augment import UNPENALIZED_FACTOR, AugmentedDesign, hmdr_objective, rowwise_dot
+from py_models._base import FINITE_MAX, DomainLinearClassifierMixin, check_sample_weight
 
 __all__ = ["HMDRClassifier", "default_hyperparameters"]
 
@@ -50,47 +51,117 @@ def default_hyperparameters(n_domains: int) -> dict[str, float]:
     return {"alpha": 1.0 / D, "lambda_shared": 1.0 / (2.0 * D), "lambda_domain": 1.0 / D**2}
 
 
-class HMDRClassifier(ClassifierMixin, BaseEstimator):
+def _set_model_params(
+    est: BaseEstimator,
+    alpha: float | None,
+    shared_mask: ArrayLike | None,
+    domain_masks: Mapping[Any, ArrayLike] | None,
+    unpenalized_mask: ArrayLike | None,
+    min_domain_samples: int,
+    symmetrize: bool,
+    tol: float,
+    max_iter: int,
+) -> None:
+    """Store the parameters HMDRClassifier shares with HMDRClassifierCV (the model and its solver), unchanged."""
+    est.alpha = alpha
+    est.shared_mask = shared_mask
+    est.domain_masks = domain_masks
+    est.unpenalized_mask = unpenalized_mask
+    est.min_domain_samples = min_domain_samples
+    est.symmetrize = symmetrize
+    est.tol = tol
+    est.max_iter = max_iter
+
+
+class HMDRClassifier(DomainLinearClassifierMixin, BaseEstimator):
     """Hierarchical multi-domain L1 logistic regression (shared b + domain deviations s_d).
+
+    Labels: positive class = "response a wins" ('a' for {'a','b'}, 1 for {0,1} or {-1,+1}); ``classes_ =
+    [negative, positive]`` so ``predict_proba[:, 1]`` is P(a wins), as in scikit-learn's binary convention.
+    ``predict``, ``predict_proba``, ``decision_function`` and ``score`` take each pair's domain
+    (``domains=``); an unseen domain, a domain without weights of its own or ``domains=None`` is predicted
+    with b alone, and ``score`` requires ``domains`` (see :class:`~py_models._base.DomainLinearClassifierMixin`).
 
     Parameters
     ----------
-    alpha : float or None
+    alpha : float >= 0 or None
         Weight of the shared loss (b alone must predict). None -> 1/|D|.
-    lambda_shared, lambda_domain : float or None
-        L1 weights on b and on each s_d (> 0). None -> 1/(2|D|) and 1/|D|^2.
+    lambda_shared, lambda_domain : float > 0 or None
+        L1 weights on b and on each s_d. None -> 1/(2|D|) and 1/|D|^2.
     shared_mask : bool array (n_features,) or None
         Features where b may be non-zero (default: all).
     domain_masks : mapping domain -> bool array (n_features,) or None
-        Features where s_d may be non-zero; domains missing from the mapping get
-        all features.
+        Features where s_d may be non-zero; domains missing from the mapping get all features.
     unpenalized_mask : bool array (n_features,) or None
         Control covariates (e.g. length, as in Arena's style control): their shared weight is left unpenalised
         (penalty factor ``UNPENALIZED_FACTOR`` = 1e-4) and they get no domain deviation, so every other weight
         reads "with the covariates held fixed".
-    min_domain_samples : int
-        Domains with fewer training pairs (rows with positive weight, before
-        symmetrisation) get no s_d (they are fitted and predicted with b alone).
+    min_domain_samples : int >= 0
+        Domains with fewer training pairs (rows with positive weight, before symmetrisation) get no s_d (they
+        are fitted and predicted with b alone).
     symmetrize : bool
-        The paper augments every training instance (x, y) with (-x, -y) after the
-        split. With no intercept and a mean-normalised loss the mirror instance
-        carries exactly the same loss, so the objective and optimum are identical
-        with or without it; the fit applies it analytically (mirror rows are never
-        materialised). Kept as a parameter for fidelity; it does not change results.
-        Test sets are never augmented into training.
-    tol, max_iter : liblinear stopping tolerance and maximum outer iterations.
+        The paper augments every training instance (x, y) with (-x, -y) after the split. With no intercept and
+        a mean-normalised loss the mirror instance carries exactly the same loss, so the objective and optimum
+        are identical with or without it; the fit applies it analytically (mirror rows are never
+        materialised). Kept as a parameter for fidelity; it does not change results. Test sets are never
+        augmented into training.
+    tol : float > 0
+        liblinear stopping tolerance.
+    max_iter : int >= 1
+        liblinear's maximum number of outer iterations.
     warm_start : bool
-        Reuse the previous solution (same data, other lambdas) to screen columns
-        with the sequential strong rule; screened columns are KKT-checked and
-        re-added if needed, so the optimum is the same as a cold fit.
+        Reuse the previous solution (same data, other lambdas) to screen columns with the sequential strong
+        rule; screened columns are KKT-checked and re-added if needed, so the optimum is the same as a cold fit.
 
-    Attributes (besides coef_shared_, coef_domain_, domains_, ...): ``objective_``,
-    ``duality_gap_`` and ``kkt_violation_`` certify the optimum; ``n_iter_``.
-
-    Labels: positive class = "response a wins" ('a' for {'a','b'}, 1 for {0,1}
-    or {-1,+1}); ``classes_ = [negative, positive]`` so ``predict_proba[:, 1]`` is
-    P(a wins), as in scikit-learn's binary convention.
+    Attributes
+    ----------
+    classes_ : ndarray of shape (2,)
+        ``[negative, positive]``; the positive class is "response a wins".
+    n_features_in_ : int
+        Number of features (concepts) seen in fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names of ``X`` when it was a DataFrame with string column names.
+    domains_ : ndarray of shape (n_domains,)
+        Distinct training domains, sorted; the rows of ``coef_domain_``.
+    domain_n_samples_ : dict
+        Training pairs (with positive weight) per domain.
+    has_domain_weights_ : ndarray of bool, shape (n_domains,)
+        Whether each of ``domains_`` has a deviation s_d (at least ``min_domain_samples`` pairs).
+    domains_with_weights_ : ndarray
+        The domains of ``domains_`` that have a deviation s_d.
+    alpha_, lambda_shared_, lambda_domain_ : float
+        The hyperparameters used (None resolved to the defaults for |D| = ``len(domains_)``).
+    penalty_factor_ : ndarray of shape (n_features_in_,)
+        Factor on lambda_shared per feature (1, or ``UNPENALIZED_FACTOR`` for ``unpenalized_mask``).
+    coef_shared_ : ndarray of shape (n_features_in_,)
+        The shared weights b.
+    coef_domain_ : ndarray of shape (n_domains, n_features_in_)
+        The deviations s_d (rows of domains without weights of their own are zero).
+    objective_ : float
+        Mean-normalised Eq. 1 at the solution.
+    duality_gap_ : float
+        Certified upper bound on the suboptimality of ``objective_`` (Fenchel dual of the augmented problem).
+    kkt_violation_ : float
+        Largest violation of the optimality conditions, relative to the coordinate's lambda (0 = optimal).
+    n_iter_ : int
+        liblinear iterations, summed over screening rounds.
+    n_screened_ : int
+        Design columns left out by the strong rule (``warm_start``) and not re-added.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "alpha": [Interval(Real, 0, FINITE_MAX, closed="left"), None],
+        "lambda_shared": [Interval(Real, 0, FINITE_MAX, closed="neither"), None],
+        "lambda_domain": [Interval(Real, 0, FINITE_MAX, closed="neither"), None],
+        "shared_mask": ["array-like", None],
+        "domain_masks": [Mapping, None],
+        "unpenalized_mask": ["array-like", None],
+        "min_domain_samples": [Interval(Integral, 0, None, closed="left")],
+        "symmetrize": ["boolean"],
+        "tol": [Interval(Real, 0, FINITE_MAX, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "warm_start": ["boolean"],
+    }
 
     def __init__(
         self,
@@ -106,16 +177,11 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         max_iter: int = 1000,
         warm_start: bool = False,
     ) -> None:
-        self.alpha = alpha
+        _set_model_params(
+            self, alpha, shared_mask, domain_masks, unpenalized_mask, min_domain_samples, symmetrize, tol, max_iter
+        )
         self.lambda_shared = lambda_shared
         self.lambda_domain = lambda_domain
-        self.shared_mask = shared_mask
-        self.domain_masks = domain_masks
-        self.unpenalized_mask = unpenalized_mask
-        self.min_domain_samples = min_domain_samples
-        self.symmetrize = symmetrize
-        self.tol = tol
-        self.max_iter = max_iter
         self.warm_start = warm_start
 
     # ------------------------------------------------------------------ fit
@@ -124,11 +190,6 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         alpha = d["alpha"] if self.alpha is None else float(self.alpha)
         lam_b = d["lambda_shared"] if self.lambda_shared is None else float(self.lambda_shared)
         lam_s = d["lambda_domain"] if self.lambda_domain is None else float(self.lambda_domain)
-        if not (np.isfinite(alpha) and alpha >= 0):
-            raise ValueError(f"alpha must be a finite number >= 0, got {self.alpha!r}")
-        for name, v in (("lambda_shared", lam_b), ("lambda_domain", lam_s)):
-            if not (np.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
         return alpha, lam_b, lam_s
 
     def _check_mask(self, mask: ArrayLike | None, p: int, what: str) -> NDArray[np.bool_]:
@@ -139,34 +200,29 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"{what} must be a bool array of shape ({p},), got {m.dtype} {m.shape}")
         return m.copy()
 
+    def fixed_estimator(self, **hyperparameters: Any) -> HMDRClassifier:
+        """An unfitted HMDRClassifier with this one's masks and solver settings, at the fitted alpha_ and
+        lambdas (or at ``hyperparameters``, before a fit): the model a fold, a bootstrap resample or a refit
+        on other rows fits."""
+        own = {k: getattr(self, k) for k in HMDRClassifier._get_param_names() if hasattr(self, k)}
+        if not hyperparameters:
+            check_is_fitted(self, "coef_shared_")
+            hyperparameters = {
+                "alpha": self.alpha_,
+                "lambda_shared": self.lambda_shared_,
+                "lambda_domain": self.lambda_domain_,
+            }
+        return HMDRClassifier(**{**own, "warm_start": False, **hyperparameters})
+
     def _prepare(
-        self, X: ArrayLike, y: ArrayLike, domains: ArrayLike, sample_weight: ArrayLike | None
+        self, X: ArrayLike, y: ArrayLike, domains: ArrayLike | None, sample_weight: ArrayLike | None
     ) -> tuple[AugmentedDesign, NDArray[np.float64], dict[str, Any]]:
         """Validate, resolve hyperparameters and masks, build the augmented design (no solve)."""
-        if y is None:
-            raise ValueError("requires y to be passed, but the target y is None")
-        X = validate_data(self, X, reset=True, dtype=np.float64, ensure_min_samples=2, accept_sparse="csr")
-        check_classification_targets(y)
-        n, p = X.shape
-        y_arr = np.asarray(y).ravel()
-        dom = np.full(n, "__all__", dtype=object) if domains is None else np.asarray(domains, dtype=object).ravel()
-        if len(y_arr) != n or len(dom) != n:
-            raise ValueError(f"X, y and domains lengths differ: {n}, {len(y_arr)}, {len(dom)}")
-        if sample_weight is None:
-            w = np.ones(n)
-        else:
-            w = np.asarray(sample_weight, dtype=np.float64).ravel()
-            if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-                raise ValueError("sample_weight must be finite, >= 0, length n, with a positive sum (not all weights zero)")
-        if not isinstance(self.min_domain_samples, (int, np.integer)) or self.min_domain_samples < 0:
-            raise ValueError("min_domain_samples must be an int >= 0")
-        if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
-            raise ValueError("max_iter must be an int >= 1")
-        if not (isinstance(self.tol, (int, float)) and self.tol > 0):
-            raise ValueError("tol must be > 0")
-
-        y_pm, classes = encode_labels(y_arr)
-        self.classes_ = classes
+        self._validate_params()
+        data, y_pm, dom = self._validate_training_data(X, y, domains)
+        n, p = data.shape
+        w = check_sample_weight(sample_weight, n)
+        w = np.ones(n) if w is None else w
         domains_, inv = np.unique(dom, return_inverse=True)
         self.domains_ = domains_
         n_dom = len(domains_)
@@ -174,8 +230,11 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         self.alpha_, self.lambda_shared_, self.lambda_domain_ = alpha, lam_b, lam_s
 
         shared = self._check_mask(self.shared_mask, p, "shared_mask")
-        free = (np.zeros(p, dtype=bool) if self.unpenalized_mask is None
-                else self._check_mask(self.unpenalized_mask, p, "unpenalized_mask"))
+        free = (
+            np.zeros(p, dtype=bool)
+            if self.unpenalized_mask is None
+            else self._check_mask(self.unpenalized_mask, p, "unpenalized_mask")
+        )
         shared |= free
         self.penalty_factor_ = np.where(free, UNPENALIZED_FACTOR, 1.0)
         masks = dict(self.domain_masks or {})
@@ -191,8 +250,15 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
             np.flatnonzero(self._check_mask(masks.get(d), p, f"domain_masks[{d!r}]") & ~free)
             for d in domains_[weighted]
         ]
-        design = AugmentedDesign(X, y_pm, widx[inv], np.flatnonzero(shared), domain_cols, alpha,
-                                 shared_penalty_factor=self.penalty_factor_)
+        design = AugmentedDesign(
+            data,
+            y_pm,
+            widx[inv],
+            np.flatnonzero(shared),
+            domain_cols,
+            alpha,
+            shared_penalty_factor=self.penalty_factor_,
+        )
         meta = {"weighted_rows": np.flatnonzero(weighted), "n_domains": n_dom, "inv": inv}
         return design, w, meta
 
@@ -214,13 +280,10 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         *,
         domains: ArrayLike | None = None,
         sample_weight: ArrayLike | None = None,
-    ) -> "HMDRClassifier":
+    ) -> HMDRClassifier:
         """Fit b and s_d on pairs X (n, p; dense or sparse) with labels y and per-row domain names
         (None: one domain, i.e. a plain L1 logistic regression with the shared loss).
 
-        After fitting, ``objective_`` is Eq. 1 at the solution, ``duality_gap_`` a certified upper bound
-        on its suboptimality (Fenchel dual of the augmented L1 logistic problem) and ``kkt_violation_`` the
-        largest violation of the optimality conditions relative to the coordinate's lambda (0 = optimal).
         With ``warm_start=True`` a previous solution on the same data screens columns (strong rule,
         KKT-checked, so the optimum is unchanged) -- this is how the grid search reuses solutions.
         """
@@ -229,8 +292,9 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         design, w, meta = self._prepare(X, y, domains, sample_weight)
         key = (design.n, design.width, float(w.sum()))
         warm = prev if (prev is not None and prev_shape == key) else None
-        res = design.solve(self.lambda_shared_, self.lambda_domain_, w, warm=warm, tol=float(self.tol),
-                           max_iter=int(self.max_iter))
+        res = design.solve(
+            self.lambda_shared_, self.lambda_domain_, w, warm=warm, tol=float(self.tol), max_iter=int(self.max_iter)
+        )
         self._store_solution(design, res, meta)
         self._warm_key = key
         return self
@@ -248,10 +312,6 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         ok = idx >= 0
         ok[ok] = self.has_domain_weights_[idx[ok]]
         return np.where(ok, idx, -1)
-
-    def _check_X(self, X: ArrayLike) -> NDArray[np.float64]:
-        check_is_fitted(self, "coef_shared_")
-        return validate_data(self, X, reset=False, dtype=np.float64, accept_sparse="csr")
 
     def uses_domain_weights(self, domains: ArrayLike) -> NDArray[np.bool_]:
         """True where the domain was fitted with its own deviation s_d."""
@@ -271,25 +331,9 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X: ArrayLike, domains: ArrayLike | None = None) -> NDArray[np.float64]:
         """Logit z = (b + s_d)'x of "a wins"; b alone for unseen domains or domains=None."""
-        X = self._check_X(X)
-        idx = self._domain_index(domains, X.shape[0])
-        return np.asarray(X @ self.coef_shared_).ravel() + rowwise_dot(X, self.coef_domain_, idx)
-
-    def predict_proba(self, X: ArrayLike, domains: ArrayLike | None = None) -> NDArray[np.float64]:
-        """Columns follow classes_: [:, 1] = P(a wins)."""
-        p1 = sigmoid(self.decision_function(X, domains))
-        return np.column_stack([1.0 - p1, p1])
-
-    def predict(self, X: ArrayLike, domains: ArrayLike | None = None) -> NDArray:
-        """classes_[1] (a wins) where z > 0, else classes_[0] (z == 0 -> negative, as sklearn)."""
-        z = self.decision_function(X, domains)
-        return self.classes_[(z > 0).astype(int)]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False  # binary: "response a wins" or not
-        tags.input_tags.sparse = True
-        return tags
+        data = self._validate_X(X)
+        idx = self._domain_index(domains, data.shape[0])
+        return np.asarray(data @ self.coef_shared_).ravel() + rowwise_dot(data, self.coef_domain_, idx)
 
     # ---------------------------------------------------------- objective
     def objective(
@@ -308,18 +352,27 @@ class HMDRClassifier(ClassifierMixin, BaseEstimator):
         s_d = 0 for weightless/unseen domains). ``coef_shared``/``coef_domain``
         (shaped like the fitted attributes) evaluate another point.
         """
-        X = self._check_X(X)
+        data = self._validate_X(X)
         y_arr = np.asarray(y).ravel()
         y_pm = np.where(y_arr == self.classes_[1], 1.0, -1.0)
         if not np.all(np.isin(y_arr, self.classes_)):
             raise ValueError("y contains labels not in classes_")
-        idx = self._domain_index(domains, X.shape[0])
+        idx = self._domain_index(domains, data.shape[0])
         b = self.coef_shared_ if coef_shared is None else np.asarray(coef_shared, float)
         S = self.coef_domain_ if coef_domain is None else np.asarray(coef_domain, float)
         # penalty counts s_d of all fitted domains; weightless domains are zero by construction
         w = None if sample_weight is None else np.asarray(sample_weight, float)
         return hmdr_objective(
-            X, y_pm, idx, b, S, self.alpha_, self.lambda_shared_, self.lambda_domain_, w, self.symmetrize,
+            data,
+            y_pm,
+            idx,
+            b,
+            S,
+            self.alpha_,
+            self.lambda_shared_,
+            self.lambda_domain_,
+            w,
+            self.symmetrize,
             shared_penalty_factor=self.penalty_factor_,
         )
 

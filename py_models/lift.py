@@ -18,8 +18,6 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from py_models._augment import sigmoid
-
 __all__ = ["local_lift", "global_lift_pct", "concept_contributions"]
 
 

@@ -15,9 +15,14 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Representation:
     name: str
-    value_column: str       # column of int_item_concepts / the long annotations
-    standardize: bool       # divide each concept column by its training RMS in the fit
-    measured_only: bool     # only concepts with a non-null value (raw measurements)
+    value_column: str  # column of int_item_concepts / the long annotations
+    standardize: bool  # divide each concept column by its training RMS in the fit
+    measured_only: bool  # only concepts with a non-null value (raw measurements)
+
+    @property
+    def feature_table(self) -> str:
+        """The dbt model holding its wide concept-by-pair features (the fit's input): ``int_pair_features_<name>``."""
+        return f"int_pair_features_{self.name}"
 
 
 REPRESENTATIONS: dict[str, Representation] = {

@@ -1,38 +1,71 @@
-"""Model selection (method.md §4.3): the paper's 9-configuration grid, k-fold CV stratified by domain, refit.
+"""Model selection (method.md §4.3): k-fold CV over a grid of configurations, then a refit on all pairs.
 
-* ``paper_grid(n)`` -- alpha = 1/|D| is fixed by the caller; lambda_domain in {1/n^2, 2/n^2, 1/(2n)} and
-  lambda_shared in {1/n^2, 2/n^2, 1/(2n), 1/n} with lambda_shared >= lambda_domain: 9 configurations. They are
-  ordered from the most to the least penalised so each fit can warm-start (screen) from the previous one.
-* ``n`` is the grid's |D|. The paper has |D| = 8 (values 1/64 .. 1/8). With the 1/|D| scaling a data set with
-  1-3 domains gets lambdas of 0.1-2 (every weight zero) and one with 20 domains gets 0.0025-0.05;
-  ``grid_domains`` therefore defaults to the paper's 8 ("paper" values) and can be set to None for the literal
-  1/|D|-of-the-data rule.
-* ``fit_hmdr_selected`` builds the augmented design ONCE on the training set, runs every fold's grid path on it
-  by instance weights (no rebuild), picks the configuration with the best mean CV accuracy (ties -> lower
-  log-loss, then the more penalised), and refits on the full training set.
-* ``fit_selected`` does the same for any variant with ``param_grid`` (baselines: plain refits, they are cheap).
+* ``HMDRClassifierCV`` -- HMDR with alpha and the lambdas chosen by CV. It builds the augmented design once per
+  alpha and runs every fold's grid path on it by instance weights (no rebuild, warm-started along the path).
+  Grids: ``pooling`` (the default; can choose full pooling) or ``paper`` (App. C.2, ``paper_grid``).
+* ``DomainGridSearchCV`` -- the same selection for any member of the estimator family with a ``param_grid``
+  (the baselines: plain refits per configuration and fold, they are cheap).
+* ``choose_config`` -- the one owner of the selection rules (``SELECTION_RULES``).
+* Folds come from :func:`py_models.cv.stratified_folds` and every configuration is scored by
+  :func:`py_models.cv.score` (accuracy credit 0.5 at P = 0.5, clipped log-loss), unless ``fit`` gets ``folds``.
+
+``paper_grid(n)``: alpha = 1/|D| is fixed by the caller; lambda_domain in {1/n^2, 2/n^2, 1/(2n)} and
+lambda_shared in {1/n^2, 2/n^2, 1/(2n), 1/n} with lambda_shared >= lambda_domain: 9 configurations, ordered from
+the most to the least penalised so each fit can warm-start (screen) from the previous one. ``n`` is the grid's
+|D|. The paper has |D| = 8 (values 1/64 .. 1/8). With the 1/|D| scaling a data set with 1-3 domains gets lambdas
+of 0.1-2 (every weight zero) and one with 20 domains gets 0.0025-0.05; ``grid_domains`` therefore defaults to the
+paper's 8 ("paper" values) and can be set to None for the literal 1/|D|-of-the-data rule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from numbers import Integral, Real
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
 from py_models._augment import rowwise_dot, sigmoid
-from py_models.hmdr import HMDRClassifier
+from py_models._base import ONE_DOMAIN, DomainLinearClassifierMixin, check_sample_weight
+from py_models.cv import pair_credit, pair_log_loss, score, stratified_folds
+from py_models.hmdr import HMDRClassifier, _set_model_params
 
 __all__ = [
-    "PAPER_GRID_DOMAINS", "paper_grid", "stratified_folds", "fit_hmdr_selected", "fit_selected", "score",
-    "HMDRClassifierCV", "choose_config", "lambda_max", "POOLING_RATIOS", "SELECTION_RULES", "GRIDS",
+    "PAPER_GRID_DOMAINS",
+    "paper_grid",
+    "HMDRClassifierCV",
+    "DomainGridSearchCV",
+    "choose_config",
+    "lambda_max",
+    "POOLING_RATIOS",
+    "SELECTION_RULES",
+    "GRIDS",
+    "MAX_ABS_WEIGHT",
 ]
 
 PAPER_GRID_DOMAINS = 8
+POOLING_RATIOS: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5)  # lambda_domain / lambda_shared below "infinity" (pooled)
+N_LAMBDAS = 7  # lambda_shared = lambda_max * 2^-1 ... 2^-7
+#: default largest |weight| a selectable configuration may reach in any CV fold; the build passes its own bound,
+#: dbt var max_abs_lift_pct / 50 (the publication bound). Beyond it a fit has (nearly) separated a small training
+#: set; such a configuration is chosen only if every configuration does it
+MAX_ABS_WEIGHT = 10.0
+SELECTION_RULES = (
+    "log_loss_within_accuracy_se",
+    "max_accuracy",
+    "one_se_accuracy",
+    "one_se_pooling",
+    "min_log_loss",
+    "max_fold_accuracy",
+)
+GRIDS = ("pooling", "paper")
+POOLED = float("inf")
 
 
 def paper_grid(n_domains: int) -> list[dict[str, float]]:
@@ -45,152 +78,9 @@ def paper_grid(n_domains: int) -> list[dict[str, float]]:
     return [{"lambda_shared": b, "lambda_domain": s} for b, s in ordered]
 
 
-def stratified_folds(domains: ArrayLike, y: ArrayLike, n_folds: int, seed: int) -> NDArray[np.int64]:
-    """Fold ids stratified by domain and, within a domain, by label (round-robin over a seeded permutation)."""
-    dom = np.asarray(domains, dtype=object).astype(str)
-    yy = np.asarray(y).astype(str)
-    rng = np.random.default_rng(seed)
-    folds = np.empty(len(dom), dtype=np.int64)
-    counter = 0
-    for d in sorted(set(dom.tolist())):
-        idx = np.flatnonzero(dom == d)
-        idx = idx[rng.permutation(len(idx))]
-        idx = idx[np.argsort(yy[idx], kind="stable")]
-        folds[idx] = (counter + np.arange(len(idx))) % n_folds
-        counter += len(idx)
-    return folds
-
-
-def score(y_pos: NDArray[np.bool_], prob: NDArray[np.float64]) -> tuple[float, float]:
-    """(accuracy with 0.5 credit when prob == 0.5, log-loss)."""
-    pred_pos = prob > 0.5
-    acc = np.where(prob == 0.5, 0.5, (pred_pos == y_pos).astype(float))
-    p = np.clip(prob, 1e-15, 1 - 1e-15)
-    ll = -np.where(y_pos, np.log(p), np.log1p(-p))
-    return float(acc.mean()), float(ll.mean())
-
-
-def _best(rows: list[dict[str, Any]], keys: list[str]) -> tuple[dict[str, Any], pd.DataFrame]:
-    cv = pd.DataFrame(rows)
-    agg = cv.groupby("config", sort=True).agg(cv_accuracy=("accuracy", "mean"), cv_log_loss=("log_loss", "mean"))
-    agg = agg.reset_index().sort_values(["cv_accuracy", "cv_log_loss", "config"], ascending=[False, True, True])
-    best = int(agg["config"].iloc[0])
-    params = cv.loc[cv["config"] == best, keys].iloc[0].to_dict()
-    return params, agg
-
-
-def fit_hmdr_selected(
-    X: ArrayLike,
-    y: ArrayLike,
-    domains: ArrayLike,
-    *,
-    sample_weight: ArrayLike | None = None,
-    grid: list[dict[str, float]] | None = None,
-    grid_domains: int | None = PAPER_GRID_DOMAINS,
-    n_folds: int = 5,
-    seed: int = 0,
-    warm_start: bool = True,
-    **params: Any,
-) -> HMDRClassifier:
-    """CV-select (lambda_shared, lambda_domain) on the grid, refit; returns the fitted estimator.
-
-    ``params`` go to HMDRClassifier (alpha, masks, min_domain_samples, tol, ...; alpha None -> 1/|D| of the
-    data). The fitted estimator carries ``cv_results_`` (one row per configuration: lambdas, mean CV accuracy
-    and log-loss) and ``selected_config_``. A domain's "own weights" status is decided on the full training set.
-    """
-    est = HMDRClassifier(**{k: v for k, v in params.items() if k not in ("lambda_shared", "lambda_domain")})
-    design, w, meta = est._prepare(X, y, domains, sample_weight)
-    n_dom = meta["n_domains"]
-    grid = grid if grid is not None else paper_grid(grid_domains or n_dom)
-    Xc = sp.csr_matrix(X, dtype=np.float64) if sp.issparse(X) else np.asarray(X, dtype=np.float64)
-    y_pos = design.y_pm > 0
-    dom_row = np.full(n_dom, -1, dtype=np.intp)
-    dom_row[meta["weighted_rows"]] = meta["weighted_rows"]
-    idx = dom_row[meta["inv"]]
-    folds = stratified_folds(np.asarray(domains, dtype=object), y_pos, n_folds, seed)
-    rows: list[dict[str, Any]] = []
-    for k in range(n_folds):
-        te = folds == k
-        w_tr = np.where(te, 0.0, w)
-        if not te.any() or w_tr.sum() <= 0:
-            continue
-        sub = design.subset(w_tr)
-        warm = None
-        for c, g in enumerate(grid):
-            res = design.solve(g["lambda_shared"], g["lambda_domain"], w_tr, warm=warm if warm_start else None,
-                               tol=float(est.tol), max_iter=int(est.max_iter), sub=sub)
-            warm = res
-            b, S = design.unpack(res["beta"], n_dom, meta["weighted_rows"])
-            Xt = Xc[te]
-            z = np.asarray(Xt @ b).ravel() + rowwise_dot(Xt, S, idx[te])
-            acc, ll = score(y_pos[te], sigmoid(z))
-            rows.append({"config": c, **g, "fold": k, "accuracy": acc, "log_loss": ll})
-    if rows:
-        best, agg = _best(rows, ["lambda_shared", "lambda_domain"])
-    else:  # cannot cross-validate (e.g. 1 pair per fold): fall back to the grid's middle
-        best, agg = dict(grid[len(grid) // 2]), pd.DataFrame()
-    est.set_params(**best)
-    est.lambda_shared_, est.lambda_domain_ = float(best["lambda_shared"]), float(best["lambda_domain"])
-    res = design.solve(est.lambda_shared_, est.lambda_domain_, w, tol=float(est.tol), max_iter=int(est.max_iter))
-    est._store_solution(design, res, meta)
-    est.cv_results_ = agg
-    est.selected_config_ = best
-    return est
-
-
-def fit_selected(
-    make: Callable[..., Any],
-    X: ArrayLike,
-    y: ArrayLike,
-    domains: ArrayLike,
-    *,
-    grid: list[dict[str, Any]],
-    n_folds: int = 5,
-    seed: int = 0,
-    sample_weight: ArrayLike | None = None,
-) -> Any:
-    """Generic CV selection + refit for a baseline built by ``make(**config)``."""
-    dom = np.asarray(domains, dtype=object)
-    y_arr = np.asarray(y)
-    proto = make(**grid[0])
-    folds = stratified_folds(dom, y_arr, n_folds, seed)
-    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    rows = []
-    for k in range(n_folds):
-        te = folds == k
-        tr = ~te
-        if not te.any() or len(set(y_arr[tr].tolist())) < 2:
-            continue
-        for c, g in enumerate(grid):
-            m = clone(proto).set_params(**g).fit(X[tr], y_arr[tr], domains=dom[tr],
-                                                 sample_weight=None if w is None else w[tr])
-            pos = y_arr[te] == m.classes_[1]
-            acc, ll = score(pos, m.predict_proba(X[te], dom[te])[:, 1])
-            rows.append({"config": c, **g, "fold": k, "accuracy": acc, "log_loss": ll})
-    best = _best(rows, list(grid[0]))[0] if rows else dict(grid[len(grid) // 2])
-    best = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in best.items()}
-    model = clone(proto).set_params(**best).fit(X, y_arr, domains=dom, sample_weight=w)
-    model.selected_config_ = best
-    return model
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# HMDRClassifierCV: selection that can choose more pooling than the paper's grid
-# ---------------------------------------------------------------------------------------------------------------
-
-POOLING_RATIOS: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5)  # lambda_domain / lambda_shared below "infinity" (pooled)
-N_LAMBDAS = 7                                             # lambda_shared = lambda_max * 2^-1 ... 2^-7
-#: default largest |weight| a selectable configuration may reach in any CV fold; the build passes its own bound,
-#: dbt var max_abs_lift_pct / 50 (the publication bound). Beyond it a fit has (nearly) separated a small training set; such a configuration is
-#: chosen only if every configuration does it
-MAX_ABS_WEIGHT = 10.0
-SELECTION_RULES = ("log_loss_within_accuracy_se", "max_accuracy", "one_se_accuracy", "one_se_pooling", "min_log_loss")
-GRIDS = ("pooling", "paper")
-POOLED = float("inf")
-
-
-def lambda_max(X: Any, y_pm: NDArray[np.float64], w: NDArray[np.float64], alpha: float,
-               penalized: NDArray[np.bool_] | None = None) -> float:
+def lambda_max(
+    X: Any, y_pm: NDArray[np.float64], w: NDArray[np.float64], alpha: float, penalized: NDArray[np.bool_] | None = None
+) -> float:
     """Smallest lambda_shared at which the pooled model (s = 0) is all-zero: (1+alpha)/(2N) max_j |sum w y x_j|."""
     g = np.abs(np.asarray(X.T @ (w * y_pm)).ravel()) * (1.0 + alpha) / (2.0 * w.sum())
     if penalized is not None:
@@ -198,22 +88,34 @@ def lambda_max(X: Any, y_pm: NDArray[np.float64], w: NDArray[np.float64], alpha:
     return float(g.max()) if g.size else 0.0
 
 
-def _pair_error(y_pos: NDArray[np.bool_], prob: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Per-pair classification error: 1 wrong, 0 right, 0.5 at prob 0.5 (the accuracy credit of ``score``)."""
-    return np.where(prob == 0.5, 0.5, ((prob > 0.5) != y_pos).astype(float))
+def _fold_ids(folds: ArrayLike | None, domains: NDArray, y: NDArray, n_folds: int, seed: int) -> NDArray:
+    """The fold id of every row: ``folds`` as given (one per row), else ``stratified_folds`` in row order."""
+    fold_ids = stratified_folds(domains, y, int(n_folds), int(seed)) if folds is None else np.asarray(folds).ravel()
+    if fold_ids.shape[0] != len(y):
+        raise ValueError(f"folds has {fold_ids.shape[0]} entries, X has {len(y)} rows")
+    return fold_ids
 
 
-def _pair_log_loss(y_pos: NDArray[np.bool_], prob: NDArray[np.float64]) -> NDArray[np.float64]:
-    p = np.clip(prob, 1e-15, 1 - 1e-15)
-    return -np.where(y_pos, np.log(p), np.log1p(-p))
+def _fold_means(fold_rows: list[dict[str, Any]], n_configs: int) -> pd.DataFrame:
+    """Per configuration (index 0..n_configs-1): the accuracy and log-loss averaged over folds (each fold counts
+    the same), from one row per (config, fold) with ``config``, ``accuracy`` and ``log_loss``; NaN if no fold."""
+    if not fold_rows:
+        return pd.DataFrame({"cv_fold_accuracy": np.nan, "cv_fold_log_loss": np.nan}, index=range(n_configs))
+    agg = (
+        pd.DataFrame(fold_rows)
+        .groupby("config", sort=True)
+        .agg(cv_fold_accuracy=("accuracy", "mean"), cv_fold_log_loss=("log_loss", "mean"))
+    )
+    return agg.reindex(range(n_configs))
 
 
 def choose_config(
     table: pd.DataFrame, losses: NDArray[np.float64], rule: str, errors: NDArray[np.float64] | None = None
 ) -> int:
     """Index of the chosen row of ``table`` (one row per configuration, with ``pooling``, ``alpha``,
-    ``cv_log_loss`` and ``cv_accuracy``). ``losses`` / ``errors``: per-pair out-of-fold log-losses and
-    classification errors (1 - accuracy credit), configs x pairs.
+    ``cv_log_loss`` and ``cv_accuracy``; ``max_fold_accuracy`` reads ``cv_fold_accuracy`` and
+    ``cv_fold_log_loss``). ``losses`` / ``errors``: per-pair out-of-fold log-losses and classification errors
+    (1 - accuracy credit), configs x pairs.
 
     * ``log_loss_within_accuracy_se`` (the default): among the configurations whose CV error is within one
       *paired* standard error of the best one's (SE of the per-pair error differences), the lowest log-loss.
@@ -225,9 +127,15 @@ def choose_config(
       lambda_shared, inf = no domain deviations; then the larger alpha), ties by log-loss. Deviations must earn
       their place on held-out pairs, judged on the metric the explanation is scored by.
     * ``min_log_loss``: the lowest mean CV log-loss; ``one_se_pooling``: the same one-SE rule on log-loss.
+    * ``max_fold_accuracy``: the best accuracy averaged over folds (each fold counts the same; ties: the lower
+      fold-averaged log-loss, then the earlier configuration): the paper's rule, that of the ``hmdr_paper``,
+      ``dirty`` and baseline variants of ``preflens evaluate``.
     """
     if rule not in SELECTION_RULES:
         raise ValueError(f"selection rule must be one of {SELECTION_RULES}, got {rule!r}")
+    if rule == "max_fold_accuracy":
+        acc, fll = table["cv_fold_accuracy"].to_numpy(), table["cv_fold_log_loss"].to_numpy()
+        return int(np.lexsort((fll, -acc))[0])
     ll = table["cv_log_loss"].to_numpy()
     err = 1.0 - table["cv_accuracy"].to_numpy()
     if rule == "max_accuracy":
@@ -258,32 +166,66 @@ def choose_config(
 class HMDRClassifierCV(HMDRClassifier):
     """HMDR with its hyperparameters chosen by k-fold cross-validation, then refitted on all pairs.
 
-    Parameters (besides :class:`HMDRClassifier`'s; its alpha / lambda_* are ignored and chosen here)
+    Parameters
     ----------
-    grid : "pooling" or "paper"
+    grid : {"pooling", "paper"}
         ``pooling`` (default): stage 1 fits the pooled model (every s_d = 0) along lambda_shared = lambda_max *
         2^-k, k = 1..7, and keeps the best lambda_shared by CV log-loss; stage 2 adds domain deviations at that
         lambda_shared with lambda_domain / lambda_shared in {4, 2, 1, 0.5} and alpha in {1/|D|, 1}. So the
         selection can always fall back to full pooling (the paper's grid cannot: it has lambda_b >= lambda_s).
         ``paper``: the 9 configurations of App. C.2 at alpha = 1/|D| (``paper_grid(grid_domains or |D|)``).
-    rule : "log_loss_within_accuracy_se" (default), "max_accuracy", "one_se_accuracy", "one_se_pooling" or
-        "min_log_loss". How a configuration is chosen from the CV table (see :func:`choose_config` and
-        docs/fitting.md for what each cost in `preflens evaluate` on real data).
-    n_folds, seed : CV folds, stratified by domain and label (:func:`stratified_folds`), unless ``fit`` gets
-        ``folds``.
-    grid_domains : |D| of the paper grid (default 8, the paper's values); None = the data's |D|.
-    max_abs_weight : configurations whose weights exceed this in a CV fold (near-separation of a small training
-        set) are not selected unless all do (default 10: the publication bound, lift 500%).
+    rule : str
+        One of ``SELECTION_RULES``: how a configuration is chosen from the CV table (see :func:`choose_config`
+        and docs/fitting.md for what each cost in `preflens evaluate` on real data). Default
+        ``log_loss_within_accuracy_se``.
+    n_folds : int >= 2
+        CV folds (:func:`py_models.cv.stratified_folds`, row order), unless ``fit`` gets ``folds``.
+    seed : int
+        Seed of the folds.
+    grid_domains : int >= 1 or None
+        |D| of the paper grid (default 8, the paper's values); None = the data's |D|.
+    max_abs_weight : float > 0
+        Configurations whose weights exceed this in a CV fold (near-separation of a small training set) are not
+        selected unless all do (default 10: the publication bound, lift 500%; inf: no bound).
+    alpha : float >= 0 or None
+        None (default): the grid's alphas (pooling: 1/|D| and 1; paper: 1/|D|). A number fixes alpha for
+        every configuration (0 = the paper's Dirty model).
+    shared_mask, domain_masks, unpenalized_mask, min_domain_samples, symmetrize, tol, max_iter
+        As :class:`~py_models.hmdr.HMDRClassifier` (its lambda_* are chosen here).
 
     Attributes
     ----------
-    cv_results_ : DataFrame, one row per configuration tried: stage, alpha, lambda_shared, lambda_domain, pooling
-        (lambda_domain / lambda_shared, inf = pooled), cv_log_loss, cv_accuracy, chosen.
-    selected_config_ : dict, the chosen alpha, lambda_shared, lambda_domain and pooling.
-    oof_proba_ : (n,) out-of-fold P(a wins) of the chosen configuration (each pair predicted by the fold model
-        that did not see it; selection itself saw every pair, so these are slightly optimistic).
-    folds_ : (n,) fold id per pair.
+    cv_results_ : DataFrame
+        One row per configuration tried: stage, alpha, lambda_shared, lambda_domain, pooling (lambda_domain /
+        lambda_shared, inf = pooled), cv_log_loss and cv_accuracy (over all out-of-fold pairs),
+        cv_fold_log_loss and cv_fold_accuracy (averaged over folds), max_abs_weight (largest |weight| in any
+        fold), chosen.
+    selected_config_ : dict
+        The chosen alpha, lambda_shared, lambda_domain and pooling.
+    oof_proba_ : ndarray of shape (n_samples,)
+        Out-of-fold P(a wins) of the chosen configuration (each pair predicted by the fold model that did not
+        see it; selection itself saw every pair, so these are slightly optimistic).
+    folds_ : ndarray of shape (n_samples,)
+        Fold id per pair.
+    classes_, n_features_in_, feature_names_in_, domains_, domain_n_samples_, has_domain_weights_,
+    domains_with_weights_, alpha_, lambda_shared_, lambda_domain_, penalty_factor_, coef_shared_, coef_domain_,
+    objective_, duality_gap_, kkt_violation_, n_iter_, n_screened_
+        Those of the refit on all pairs at ``selected_config_`` (see :class:`~py_models.hmdr.HMDRClassifier`).
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **{
+            k: v
+            for k, v in HMDRClassifier._parameter_constraints.items()
+            if k not in ("lambda_shared", "lambda_domain", "warm_start")
+        },
+        "grid": [StrOptions(set(GRIDS))],
+        "rule": [StrOptions(set(SELECTION_RULES))],
+        "n_folds": [Interval(Integral, 2, None, closed="left")],
+        "seed": [Interval(Integral, 0, None, closed="left")],
+        "grid_domains": [Interval(Integral, 1, None, closed="left"), None],
+        "max_abs_weight": [Interval(Real, 0, np.inf, closed="right")],  # inf: no bound
+    }
 
     def __init__(
         self,
@@ -293,6 +235,7 @@ class HMDRClassifierCV(HMDRClassifier):
         seed: int = 0,
         grid_domains: int | None = PAPER_GRID_DOMAINS,
         max_abs_weight: float = MAX_ABS_WEIGHT,
+        alpha: float | None = None,
         shared_mask: ArrayLike | None = None,
         domain_masks: Mapping[Any, ArrayLike] | None = None,
         unpenalized_mask: ArrayLike | None = None,
@@ -301,19 +244,15 @@ class HMDRClassifierCV(HMDRClassifier):
         tol: float = 1e-6,
         max_iter: int = 1000,
     ) -> None:
-        super().__init__(shared_mask=shared_mask, domain_masks=domain_masks, unpenalized_mask=unpenalized_mask,
-                         min_domain_samples=min_domain_samples, symmetrize=symmetrize, tol=tol, max_iter=max_iter)
+        _set_model_params(
+            self, alpha, shared_mask, domain_masks, unpenalized_mask, min_domain_samples, symmetrize, tol, max_iter
+        )
         self.grid = grid
         self.rule = rule
         self.n_folds = n_folds
         self.seed = seed
         self.grid_domains = grid_domains
         self.max_abs_weight = max_abs_weight
-
-    def _base(self, **hyper: Any) -> HMDRClassifier:
-        keys = ("shared_mask", "domain_masks", "unpenalized_mask", "min_domain_samples", "symmetrize", "tol",
-                "max_iter")
-        return HMDRClassifier(**{**{k: getattr(self, k) for k in keys}, **hyper})
 
     def fit(
         self,
@@ -323,31 +262,23 @@ class HMDRClassifierCV(HMDRClassifier):
         domains: ArrayLike | None = None,
         sample_weight: ArrayLike | None = None,
         folds: ArrayLike | None = None,
-    ) -> "HMDRClassifierCV":
+    ) -> HMDRClassifierCV:
         """Select on CV folds (``folds``: one id per row, else stratified ``n_folds``), refit on all rows."""
-        if self.grid not in GRIDS:
-            raise ValueError(f"grid must be one of {GRIDS}, got {self.grid!r}")
-        if self.rule not in SELECTION_RULES:
-            raise ValueError(f"rule must be one of {SELECTION_RULES}, got {self.rule!r}")
-        if not (isinstance(self.n_folds, (int, np.integer)) and self.n_folds >= 2):
-            raise ValueError("n_folds must be an int >= 2")
+        self._validate_params()
         n_rows = np.asarray(y).ravel().shape[0]
-        dom = np.full(n_rows, "__all__", dtype=object) if domains is None else np.asarray(domains, dtype=object)
-        probe = self._base(alpha=1.0, lambda_shared=1.0, lambda_domain=1.0)
+        dom = np.full(n_rows, ONE_DOMAIN, dtype=object) if domains is None else np.asarray(domains, dtype=object)
+        probe = self.fixed_estimator(alpha=1.0, lambda_shared=1.0, lambda_domain=1.0)
         design1, w, meta = probe._prepare(X, y, dom, sample_weight)
         n_dom = meta["n_domains"]
         Xc = sp.csr_matrix(X, dtype=np.float64) if sp.issparse(X) else np.asarray(X, dtype=np.float64)
         y_pm = design1.y_pm
         y_pos = y_pm > 0
-        fold_ids = (stratified_folds(dom, y_pos, int(self.n_folds), int(self.seed)) if folds is None
-                    else np.asarray(folds).ravel())
-        if fold_ids.shape[0] != n_rows:
-            raise ValueError(f"folds has {fold_ids.shape[0]} entries, X has {n_rows} rows")
+        fold_ids = _fold_ids(folds, dom, y_pos, self.n_folds, self.seed)
         dom_row = np.full(n_dom, -1, dtype=np.intp)
         dom_row[meta["weighted_rows"]] = meta["weighted_rows"]
         idx = dom_row[meta["inv"]]
         has_dev = bool(len(meta["weighted_rows"]))
-        a_data = 1.0 / n_dom
+        a_data = 1.0 / n_dom if self.alpha is None else float(self.alpha)
         fold_list = [k for k in np.unique(fold_ids) if (fold_ids == k).any() and (w[fold_ids != k] > 0).any()]
 
         designs: dict[tuple[float, bool], Any] = {}
@@ -355,7 +286,7 @@ class HMDRClassifierCV(HMDRClassifier):
         def design_for(alpha: float, pooled: bool):
             key = (alpha, pooled)
             if key not in designs:
-                m = self._base(alpha=alpha, lambda_shared=1.0, lambda_domain=1.0)
+                m = self.fixed_estimator(alpha=alpha, lambda_shared=1.0, lambda_domain=1.0)
                 if pooled:  # no domain has its own weights: every s_d = 0
                     m.set_params(min_domain_samples=n_rows + 1)
                 designs[key] = m._prepare(X, y, dom, sample_weight)[0]
@@ -374,8 +305,15 @@ class HMDRClassifierCV(HMDRClassifier):
                 sub = design.subset(w_tr)
                 warm = None
                 for c, (lb, ls) in enumerate(configs):
-                    res = design.solve(lb, ls if not pooled else lb, w_tr, warm=warm, tol=float(self.tol),
-                                       max_iter=int(self.max_iter), sub=sub)
+                    res = design.solve(
+                        lb,
+                        ls if not pooled else lb,
+                        w_tr,
+                        warm=warm,
+                        tol=float(self.tol),
+                        max_iter=int(self.max_iter),
+                        sub=sub,
+                    )
                     warm = res
                     wmax[c] = max(wmax[c], float(np.abs(res["beta"]).max(initial=0.0)))
                     if pooled:
@@ -386,17 +324,34 @@ class HMDRClassifierCV(HMDRClassifier):
                         b, S = design.unpack(res["beta"], n_dom, meta["weighted_rows"])
                         z = np.asarray(Xc[te] @ b).ravel() + rowwise_dot(Xc[te], S, idx[te])
                     probs[c, te] = sigmoid(z)
+            fold_rows = []
+            for k in fold_list:
+                te = fold_ids == k
+                for c in range(len(configs)):
+                    acc, ll = score(y_pos[te], probs[c, te])
+                    fold_rows.append({"config": c, "accuracy": acc, "log_loss": ll})
+            by_fold = _fold_means(fold_rows, len(configs))
             for c, (lb, ls) in enumerate(configs):
                 acc, ll = score(y_pos, probs[c])
-                rows.append({"stage": stage, "alpha": alpha, "lambda_shared": lb,
-                             "lambda_domain": POOLED if pooled else ls,
-                             "pooling": POOLED if pooled else ls / lb, "cv_log_loss": ll, "cv_accuracy": acc,
-                             "max_abs_weight": wmax[c]})
+                rows.append(
+                    {
+                        "stage": stage,
+                        "alpha": alpha,
+                        "lambda_shared": lb,
+                        "lambda_domain": POOLED if pooled else ls,
+                        "pooling": POOLED if pooled else ls / lb,
+                        "cv_log_loss": ll,
+                        "cv_accuracy": acc,
+                        "cv_fold_log_loss": by_fold["cv_fold_log_loss"].iloc[c],
+                        "cv_fold_accuracy": by_fold["cv_fold_accuracy"].iloc[c],
+                        "max_abs_weight": wmax[c],
+                    }
+                )
                 oof.append(probs[c])
 
         if self.grid == "paper":
             cfgs = paper_grid(self.grid_domains or n_dom)
-            run_path("paper", a_data, [(g["lambda_shared"], g["lambda_domain"]) for g in cfgs], pooled=not has_dev)
+            run_path("paper", a_data, [(g["lambda_shared"], g["lambda_domain"]) for g in cfgs], pooled=False)
         else:
             penal = np.ones(design1.p, dtype=bool)
             if self.unpenalized_mask is not None:
@@ -411,40 +366,55 @@ class HMDRClassifierCV(HMDRClassifier):
                 ll1 = np.array([r["cv_log_loss"] for r in rows])
                 sane = np.array([r["max_abs_weight"] <= self.max_abs_weight for r in rows])
                 lb_star = path[int(np.argmin(np.where(sane, ll1, np.inf) if sane.any() else ll1))]
-                for alpha in sorted({a_data, 1.0}):
+                for alpha in sorted({a_data, 1.0}) if self.alpha is None else [a_data]:
                     run_path("deviations", alpha, [(lb_star, r * lb_star) for r in POOLING_RATIOS], pooled=False)
         table = pd.DataFrame(rows)
-        losses = np.vstack([_pair_log_loss(y_pos[w > 0], p[w > 0]) for p in oof]) if oof else np.zeros((0, 0))
-        errors = np.vstack([_pair_error(y_pos[w > 0], p[w > 0]) for p in oof]) if oof else np.zeros((0, 0))
+        losses = np.vstack([pair_log_loss(y_pos[w > 0], p[w > 0]) for p in oof]) if oof else np.zeros((0, 0))
+        errors = np.vstack([1.0 - pair_credit(y_pos[w > 0], p[w > 0]) for p in oof]) if oof else np.zeros((0, 0))
         sane = (table["max_abs_weight"] <= self.max_abs_weight).to_numpy() if len(table) else np.zeros(0, bool)
         keep = np.flatnonzero(sane) if sane.any() else np.arange(len(table))
-        best = int(keep[choose_config(table.iloc[keep].reset_index(drop=True), losses[keep], self.rule,
-                                      errors[keep])]) if len(table) else 0
+        best = (
+            int(keep[choose_config(table.iloc[keep].reset_index(drop=True), losses[keep], self.rule, errors[keep])])
+            if len(table)
+            else 0
+        )
         table["chosen"] = np.arange(len(table)) == best
         chosen = table.iloc[best].to_dict()
         alpha, lb, ls = float(chosen["alpha"]), float(chosen["lambda_shared"]), float(chosen["lambda_domain"])
         if not np.isfinite(ls):  # pooled: the smallest lambda_domain that keeps every s_d exactly zero (KKT), x2
             ls = self._pooled_lambda_domain(X, y, dom, sample_weight, alpha, lb)
-        final = self._base(alpha=alpha, lambda_shared=lb, lambda_domain=ls)
+        final = self.fixed_estimator(alpha=alpha, lambda_shared=lb, lambda_domain=ls)
         design, w, meta = final._prepare(X, y, dom, sample_weight)
         res = design.solve(lb, ls, w, tol=float(self.tol), max_iter=int(self.max_iter))
-        for attr in ("n_features_in_", "feature_names_in_", "classes_", "domains_", "domain_n_samples_",
-                     "domains_with_weights_", "has_domain_weights_", "penalty_factor_"):
+        for attr in (
+            "n_features_in_",
+            "feature_names_in_",
+            "classes_",
+            "domains_",
+            "domain_n_samples_",
+            "domains_with_weights_",
+            "has_domain_weights_",
+            "penalty_factor_",
+        ):
             if hasattr(final, attr):
                 setattr(self, attr, getattr(final, attr))
         self.alpha_, self.lambda_shared_, self.lambda_domain_ = alpha, lb, ls
         self._store_solution(design, res, meta)
         self.cv_results_ = table
-        self.selected_config_ = {"alpha": alpha, "lambda_shared": lb, "lambda_domain": ls,
-                                 "pooling": float(chosen["pooling"])}
+        self.selected_config_ = {
+            "alpha": alpha,
+            "lambda_shared": lb,
+            "lambda_domain": ls,
+            "pooling": float(chosen["pooling"]),
+        }
         self.oof_proba_ = oof[best] if oof else np.full(n_rows, 0.5)
         self.folds_ = fold_ids
         return self
 
     def _pooled_lambda_domain(self, X, y, dom, sample_weight, alpha: float, lb: float) -> float:
-        pooled = self._base(alpha=alpha, lambda_shared=lb, lambda_domain=lb, min_domain_samples=10**12)
-        pooled.fit(X, y, domains=dom, sample_weight=sample_weight)
-        probe = self._base(alpha=alpha, lambda_shared=lb, lambda_domain=lb)
+        pooled = self.fixed_estimator(alpha=alpha, lambda_shared=lb, lambda_domain=lb)
+        pooled.set_params(min_domain_samples=10**12).fit(X, y, domains=dom, sample_weight=sample_weight)
+        probe = self.fixed_estimator(alpha=alpha, lambda_shared=lb, lambda_domain=lb)
         design, w, meta = probe._prepare(X, y, dom, sample_weight)
         if not len(meta["weighted_rows"]):
             return 4.0 * lb
@@ -452,5 +422,110 @@ class HMDRClassifierCV(HMDRClassifier):
         beta[: design.n_shared_cols] = pooled.coef_shared_[design.shared_cols]
         A, ya, wa = design.subset(w)
         g = design.diagnostics(A, ya, wa, float(w.sum()), beta, design.penalties(lb, lb))["gradient"]
-        g_s = np.abs(g[design.n_shared_cols:])
+        g_s = np.abs(g[design.n_shared_cols :])
         return float(max(2.0 * (g_s.max() if g_s.size else 0.0), 4.0 * lb))
+
+
+class DomainGridSearchCV(DomainLinearClassifierMixin, BaseEstimator):
+    """A member of the estimator family with its configuration chosen by k-fold CV, then refitted on all pairs.
+
+    Every configuration is fitted on each fold's training part (``clone(estimator).set_params(**config)``) and
+    scored on its held-out part with ``py_models.cv.score``; the rule is ``max_fold_accuracy``
+    (:func:`choose_config`). A fold whose training part has one class only is left out; with no fold left the
+    middle configuration of the grid is used.
+
+    Parameters
+    ----------
+    estimator : estimator of the family
+        Unfitted; ``fit(X, y, *, domains, sample_weight)`` and ``predict_proba(X, domains)``.
+    param_grid : sequence of dict
+        The configurations (parameter name -> value), e.g. ``estimator.param_grid(n_domains)``.
+    n_folds : int >= 2
+        CV folds (:func:`py_models.cv.stratified_folds`, row order), unless ``fit`` gets ``folds``.
+    seed : int
+        Seed of the folds.
+
+    Attributes
+    ----------
+    best_estimator_ : estimator
+        ``estimator`` at the chosen configuration, refitted on all pairs; predictions delegate to it.
+    selected_config_ : dict
+        The chosen configuration.
+    cv_results_ : DataFrame
+        One row per configuration: its parameters, cv_fold_accuracy and cv_fold_log_loss, chosen.
+    classes_ : ndarray of shape (2,)
+        Those of ``best_estimator_``.
+    n_features_in_ : int
+        Number of features seen in fit.
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "estimator": [HasMethods(["fit", "predict_proba"])],
+        "param_grid": [list, tuple],
+        "n_folds": [Interval(Integral, 2, None, closed="left")],
+        "seed": [Interval(Integral, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self, estimator: Any, param_grid: Sequence[Mapping[str, Any]], n_folds: int = 5, seed: int = 0
+    ) -> None:
+        self.estimator = estimator
+        self.param_grid = param_grid
+        self.n_folds = n_folds
+        self.seed = seed
+
+    def fit(
+        self,
+        X: Any,
+        y: ArrayLike,
+        *,
+        domains: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
+        folds: ArrayLike | None = None,
+    ) -> DomainGridSearchCV:
+        """Select on CV folds (``folds``: one id per row, else stratified ``n_folds``), refit on all rows."""
+        self._validate_params()
+        grid = [dict(g) for g in self.param_grid]
+        X, _, dom = self._validate_training_data(X, y, domains)
+        y_arr = np.asarray(y).ravel()
+        fold_ids = _fold_ids(folds, dom, y_arr, self.n_folds, self.seed)
+        w = check_sample_weight(sample_weight, len(y_arr))
+        fold_rows = []
+        for k in np.unique(fold_ids):
+            te = fold_ids == k
+            tr = ~te
+            if len(set(y_arr[tr].tolist())) < 2:
+                continue
+            for c, g in enumerate(grid):
+                m = (
+                    clone(self.estimator)
+                    .set_params(**g)
+                    .fit(X[tr], y_arr[tr], domains=dom[tr], sample_weight=None if w is None else w[tr])
+                )
+                acc, ll = score(y_arr[te] == m.classes_[1], m.predict_proba(X[te], dom[te])[:, 1])
+                fold_rows.append({"config": c, "accuracy": acc, "log_loss": ll})
+        table = pd.concat([pd.DataFrame(grid), _fold_means(fold_rows, len(grid)).reset_index(drop=True)], axis=1)
+        best = choose_config(table, np.zeros((0, 0)), "max_fold_accuracy") if fold_rows else len(grid) // 2
+        table["chosen"] = np.arange(len(grid)) == best
+        self.selected_config_ = {
+            k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in grid[best].items()
+        }
+        self.best_estimator_ = (
+            clone(self.estimator).set_params(**self.selected_config_).fit(X, y_arr, domains=dom, sample_weight=w)
+        )
+        self.cv_results_ = table
+        return self
+
+    def decision_function(self, X: Any, domains: ArrayLike | None = None) -> NDArray[np.float64]:
+        """The logit of ``best_estimator_``."""
+        check_is_fitted(self)
+        return self.best_estimator_.decision_function(X, domains)
+
+    def score(
+        self, X: Any, y: ArrayLike, sample_weight: ArrayLike | None = None, *, domains: ArrayLike | None = None
+    ) -> float:
+        """``best_estimator_.score`` (requires ``domains`` when it does)."""
+        return float(self.best_estimator_.score(X, y, sample_weight, domains=domains))
+
+    def uses_domain_weights(self, domains: ArrayLike) -> NDArray[np.bool_]:
+        return self.best_estimator_.uses_domain_weights(domains)

@@ -61,20 +61,21 @@ The length-only baseline is the same model on the single column ``log_words``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from numbers import Real
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import pandas as pd
 import polars as pl
 from numpy.typing import ArrayLike, NDArray
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils._param_validation import Interval
 
 from py_models._augment import encode_labels
+from py_models._base import FINITE_MAX, DomainLinearClassifierMixin, check_sample_weight
 
 __all__ = [
     "STYLE_FEATURES",
@@ -135,7 +136,7 @@ def _as_text_series(values: ArrayLike | Sequence[str | None], name: str) -> pl.S
     if isinstance(values, str):
         raise TypeError(f"{name} must be a sequence of strings, not one string")
     out: list[str] = []
-    for v in (values.to_list() if isinstance(values, pl.Series) else list(values)):
+    for v in values.to_list() if isinstance(values, pl.Series) else list(cast(Iterable[Any], values)):
         if isinstance(v, str):
             out.append(v)
         elif v is None or (isinstance(v, float) and v != v):
@@ -235,8 +236,11 @@ def _sym_sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.where(z >= 0, q, 1.0 - q)
 
 
-class ReferenceLogit(ClassifierMixin, BaseEstimator):
+class ReferenceLogit(DomainLinearClassifierMixin, BaseEstimator):
     """No-intercept L2 logistic regression on RMS-scaled A - B differences (the reference baselines).
+
+    A member of the estimator family that ignores domains (``uses_domains`` False): ``predict``,
+    ``predict_proba`` and ``score`` take no domains (a ``domains`` argument is accepted and ignored).
 
     Parameters
     ----------
@@ -256,7 +260,20 @@ class ReferenceLogit(ClassifierMixin, BaseEstimator):
         Training RMS of each used column (1 where it is 0).
     coef_ : ndarray of shape (p,)
         Coefficients per standardised column, oriented towards the positive class.
+    n_features_in_ : int
+        Number of columns used (after ``columns`` selected them).
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Their names, when ``X`` was a DataFrame.
+    n_iter_ : ndarray of shape (1,)
+        lbfgs iterations.
     """
+
+    uses_domains = False
+    accepts_sparse = False
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "C": [Interval(Real, 0, FINITE_MAX, closed="neither")],
+        "columns": ["array-like", None],
+    }
 
     def __init__(self, C: float = 1.0, columns: Sequence[str] | None = None) -> None:
         self.C = C
@@ -287,45 +304,25 @@ class ReferenceLogit(ClassifierMixin, BaseEstimator):
 
         ``sample_weight`` weights both the log-loss and the RMS used for ``scale_``.
         """
-        if y is None:
-            raise ValueError("requires y to be passed, but the target y is None")
-        X, y = validate_data(self, self._select(X), y, reset=True, dtype=np.float64, ensure_min_samples=2)
-        check_classification_targets(y)
-        y_pm, self.classes_ = encode_labels(y)
-        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).ravel()
-        if w is not None and (w.shape != (X.shape[0],) or not np.all(np.isfinite(w)) or np.any(w < 0)):
-            raise ValueError("sample_weight must be finite, non-negative and have one entry per row of X")
-        if w is not None and not w.sum() > 0:
-            raise ValueError("sample weights are all zero")
-        rms = np.sqrt(np.average(X**2, axis=0, weights=w))  # weighted: a weight equals repeating the row
+        self._validate_params()
+        data, y_pm, _ = self._validate_training_data(self._select(X), y, None)
+        w = check_sample_weight(sample_weight, data.shape[0])
+        rms = np.sqrt(np.average(data**2, axis=0, weights=w))  # weighted: a weight equals repeating the row
         self.scale_ = np.where(rms > 0, rms, 1.0)
         lr = LogisticRegression(C=self.C, fit_intercept=False, solver="lbfgs", tol=1e-8, max_iter=1000)
-        lr.fit(X / self.scale_, y_pm, sample_weight=w)
+        lr.fit(data / self.scale_, y_pm, sample_weight=w)
         coef = lr.coef_.ravel().astype(np.float64)
         self.coef_ = coef if lr.classes_[1] == 1.0 else -coef
         self.n_iter_ = lr.n_iter_
         return self
 
-    def decision_function(self, X: ArrayLike | pd.DataFrame) -> NDArray[np.float64]:
-        """Logit of P(positive class): ``(X / scale_) @ coef_``."""
-        check_is_fitted(self, "coef_")
-        X = validate_data(self, self._select(X), reset=False, dtype=np.float64)
+    def _probability(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        return _sym_sigmoid(z)  # exactly 1 - P when A and B swap
+
+    def decision_function(self, X: ArrayLike | pd.DataFrame, domains: ArrayLike | None = None) -> NDArray[np.float64]:
+        """Logit of P(positive class): ``(X / scale_) @ coef_`` (``domains`` is ignored)."""
+        X = self._validate_X(self._select(X))
         return (X / self.scale_) @ self.coef_
-
-    def predict_proba(self, X: ArrayLike | pd.DataFrame) -> NDArray[np.float64]:
-        """Columns ``[P(classes_[0]), P(classes_[1])]``; column 1 = P(a wins)."""
-        p1 = _sym_sigmoid(self.decision_function(X))
-        return np.column_stack([1.0 - p1, p1])
-
-    def predict(self, X: ArrayLike | pd.DataFrame) -> NDArray:
-        """``classes_[1]`` where the logit is > 0, else ``classes_[0]``."""
-        z = self.decision_function(X)
-        return self.classes_[(z > 0).astype(int)]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
-        return tags
 
 
 def fit_reference_oof(

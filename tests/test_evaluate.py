@@ -28,8 +28,16 @@ KEY = ["mechanism", "representation", "variant", "protocol", "split", "domain"]
 def make_frame(seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
     frames = []
     for k, mech in enumerate(["judge:planted", "human:planted"]):
-        D = make_planted(0, n_concepts=12, n_shared=8, n_domains=3, density=0.4, n_active_shared=4,
-                         domain_sizes={"d0": 120, "d1": 100, "d2": 40}, seed=seed + k)
+        D = make_planted(
+            0,
+            n_concepts=12,
+            n_shared=8,
+            n_domains=3,
+            density=0.4,
+            n_active_shared=4,
+            domain_sizes={"d0": 120, "d1": 100, "d2": 40},
+            seed=seed + k,
+        )
         f = pd.DataFrame(D.X.toarray(), columns=D.concept_names)
         win = D.y.copy()
         win[:7] = "tie"
@@ -55,7 +63,7 @@ def test_split_helpers_are_stratified_and_disjoint():
     for te in splits:
         assert te[dom == "a"].sum() == 10 and te[dom == "b"].sum() == 5 and te[dom == "c"].sum() == 0
     assert not np.array_equal(splits[0], splits[1])
-    for d, s, tr, te in ood_splits(dom, 2, 0.875, 30, 0):
+    for d, _s, tr, te in ood_splits(dom, 2, 0.875, 30, 0):
         assert d in {"a", "b"} and not (tr & te).any()
         assert not tr[dom == d].any() and te[dom == d].all()
         assert tr[dom == "c"].all()  # max(1, round(0.875 * 1))
@@ -90,8 +98,15 @@ def test_protocol_rows(results):
 def test_protocols_are_deterministic(results):
     df, res = results
     df2, cols = make_frame()
-    again = run_protocols(df2.sample(frac=1.0, random_state=3), cols, representation="comp", n_splits=2, n_seeds=2,
-                          min_ood_test=45, variants=("hmdr",))
+    again = run_protocols(
+        df2.sample(frac=1.0, random_state=3),
+        cols,
+        representation="comp",
+        n_splits=2,
+        n_seeds=2,
+        min_ood_test=45,
+        variants=("hmdr",),
+    )
     a = res[res.variant == "hmdr"].set_index(KEY).accuracy.sort_index()
     b = again.set_index(KEY).accuracy.sort_index()
     pd.testing.assert_series_equal(a, b)
@@ -113,22 +128,38 @@ def test_preflens_evaluate_end_to_end(tmp_path: Path) -> None:
             "from marts.fct_concept_effects where representation = 'measure' and control = 'none'"
         ).fetchall()[0]
         # bootstrap intervals are computed for the lead representation only
-        other = con.execute("select count(n_bootstrap) from marts.fct_concept_effects "
-                            "where representation <> 'measure'").fetchall()[0][0]
+        other = con.execute(
+            "select count(n_bootstrap) from marts.fct_concept_effects where representation <> 'measure'"
+        ).fetchall()[0][0]
     finally:
         con.close()
     assert ce[0] > 0 and ce[1] > 0 and 0 <= ce[2] <= ce[3] <= 1
     assert other == 0
     ev = subprocess.run(
-        [venv_bin("preflens"), "evaluate", "--splits", "2", "--seeds", "1", "--jobs", "1",
-         "--mechanism", "judge:gpt-4", "--mechanism", "human:mt-bench-experts"],
-        env=env, capture_output=True, text=True, timeout=900,
+        [
+            venv_bin("preflens"),
+            "evaluate",
+            "--splits",
+            "2",
+            "--seeds",
+            "1",
+            "--jobs",
+            "1",
+            "--mechanism",
+            "judge:gpt-4",
+            "--mechanism",
+            "human:mt-bench-experts",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert ev.returncode == 0, ev.stdout[-2000:] + ev.stderr[-2000:]
     assert "Mean accuracy %" in ev.stdout and "hmdr" in ev.stdout
     con = duckdb.connect(str(db), read_only=True)
     try:
-        raw = con.execute("select count(*), count(distinct eval_id), min(build_id) from raw.eval_results").fetchall()[0]
+        raw = con.execute("select count(*), count(distinct eval_id), min(build_id) from ops.eval_results").fetchall()[0]
         fct = con.execute("select count(*), count(distinct variant) from marts.fct_eval_results").fetchall()[0]
         rpt = con.execute(
             "select mechanism, variant, protocol, n_runs, mean_accuracy, accuracy_ci_low, accuracy_ci_high "

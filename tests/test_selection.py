@@ -6,16 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from py_models.baselines import SharedOnlyClassifier, SpecificOnlyClassifier
+from py_models.cv import score, stratified_folds
 from py_models.fit_job import LENGTH_CONTROL_CONCEPT, fit_mechanisms, rms_scale
 from py_models.hmdr import HMDRClassifier
-from py_models.selection import HMDRClassifierCV, choose_config, paper_grid
+from py_models.selection import DomainGridSearchCV, HMDRClassifierCV, choose_config, paper_grid
 from py_models.style_baseline import STYLE_FEATURES
 from py_models.synthetic import make_planted
 
 
 def _planted(n_dev: int, seed: int = 1):
-    return make_planted(4000, n_concepts=30, n_shared=30, n_domains=4, n_active_shared=8,
-                        n_dev_per_domain=n_dev, density=0.4, seed=seed)
+    return make_planted(
+        4000, n_concepts=30, n_shared=30, n_domains=4, n_active_shared=8, n_dev_per_domain=n_dev, density=0.4, seed=seed
+    )
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -61,8 +64,14 @@ def test_one_se_rule_prefers_pooling_within_noise() -> None:
     base = 0.6 + rng.normal(0, 0.3, size=400)  # per-pair out-of-fold log-losses of the pooled configuration
 
     def table_for(losses: np.ndarray) -> pd.DataFrame:
-        return pd.DataFrame({"pooling": [np.inf, 1.0, 4.0], "alpha": [0.25, 0.25, 1.0],
-                             "cv_log_loss": losses.mean(axis=1), "cv_accuracy": [0.6, 0.6, 0.6]})
+        return pd.DataFrame(
+            {
+                "pooling": [np.inf, 1.0, 4.0],
+                "alpha": [0.25, 0.25, 1.0],
+                "cv_log_loss": losses.mean(axis=1),
+                "cv_accuracy": [0.6, 0.6, 0.6],
+            }
+        )
 
     # config 2 is better than the pooled one on every pair: chosen by both rules
     clear = np.vstack([base, base - 0.002 + rng.normal(0, 0.05, 400), base - 0.010])
@@ -84,8 +93,9 @@ def test_unpenalised_covariate_is_not_shrunk() -> None:
     y = np.where(rng.random(400) < 1 / (1 + np.exp(-z)), "a", "b")
     free = np.array([True, False, False, False])
     lam = 0.05
-    m = HMDRClassifier(alpha=0.0, lambda_shared=lam, lambda_domain=lam, unpenalized_mask=free,
-                       min_domain_samples=10**9).fit(X, y)  # one domain without deviations: a plain L1 LR
+    m = HMDRClassifier(
+        alpha=0.0, lambda_shared=lam, lambda_domain=lam, unpenalized_mask=free, min_domain_samples=10**9
+    ).fit(X, y)  # one domain without deviations: a plain L1 LR
     y_pm = np.where(y == "a", 1.0, -1.0)
 
     def f(b: np.ndarray) -> float:
@@ -99,17 +109,27 @@ def test_unpenalised_covariate_is_not_shrunk() -> None:
 def _frame(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
     """Two mechanisms on raw measure-like differences of very different scales; one follows concept 'big'."""
     rng = np.random.default_rng(seed)
-    big = rng.normal(0, 50, n)            # e.g. a readability difference, large raw units
-    small = rng.normal(0, 0.1, n)         # e.g. an overlap share difference
+    big = rng.normal(0, 50, n)  # e.g. a readability difference, large raw units
+    small = rng.normal(0, 0.1, n)  # e.g. an overlap share difference
     length = rng.normal(0, 1, n)
     z = 0.06 * big + 1.0 * length
     rows = []
     for mech in ("judge:j", "human:h"):
         win = np.where(rng.random(n) < 1 / (1 + np.exp(-(z if mech == "judge:j" else 0 * z))), "a", "b")
-        rows.append(pd.DataFrame({"label_id": [f"{mech}{i}" for i in range(n)], "item_id": [f"i{i}" for i in range(n)],
-                                  "mechanism": mech, "mechanism_type": mech.split(":")[0],
-                                  "domain": np.where(np.arange(n) % 2, "x", "y"), "winner": win,
-                                  "big": big, "small": small}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "label_id": [f"{mech}{i}" for i in range(n)],
+                    "item_id": [f"i{i}" for i in range(n)],
+                    "mechanism": mech,
+                    "mechanism_type": mech.split(":")[0],
+                    "domain": np.where(np.arange(n) % 2, "x", "y"),
+                    "winner": win,
+                    "big": big,
+                    "small": small,
+                }
+            )
+        )
     ref = pd.DataFrame(0.0, index=[f"i{i}" for i in range(n)], columns=list(STYLE_FEATURES))
     ref["log_words"] = length
     return pd.concat(rows, ignore_index=True), ["big", "small"], ref
@@ -143,3 +163,71 @@ def test_measure_scale_round_trips_and_baselines_share_folds() -> None:
     params = out["params"].set_index("mechanism")
     assert params.loc["judge:j", "selection"] == "cv_pooling_log_loss_within_accuracy_se"
     assert np.isfinite(params.loc["judge:j", "cv_log_loss"])
+
+
+def test_one_fold_splitter_is_stratified_and_keyed() -> None:
+    rng = np.random.default_rng(3)
+    dom = rng.choice(["x", "y", "z"], size=301, p=[0.5, 0.3, 0.2]).astype(object)
+    y = rng.choice(["a", "b"], size=301)
+    ids = np.array([f"l{i:03d}" for i in range(301)])
+    folds = stratified_folds(dom, y, 5, 0, order=ids)
+    for d in "xyz":
+        for label in "ab":
+            sizes = np.bincount(folds[(dom == d) & (y == label)], minlength=5)
+            assert sizes.max() - sizes.min() <= 1
+    # keyed by ids: the same pair gets the same fold whatever the row order
+    perm = rng.permutation(301)
+    np.testing.assert_array_equal(stratified_folds(dom[perm], y[perm], 5, 0, order=ids[perm]), folds[perm])
+    assert (stratified_folds(dom, y, 5, 1, order=ids) != folds).any()
+    # a new domain does not reshuffle the others (each domain's order is seeded by its name): the deal only
+    # starts at another fold
+    extra = np.append(dom, "w"), np.append(y, "a"), np.append(ids, "l999")
+    grown = stratified_folds(*extra[:2], 5, 0, order=extra[2])[:-1]
+    for d in "xyz":
+        rows = dom == d
+        shift = (grown[rows][0] - folds[rows][0]) % 5
+        np.testing.assert_array_equal(grown[rows], (folds[rows] + shift) % 5)
+
+
+def test_grid_search_of_a_baseline_picks_the_best_fold_accuracy_and_refits() -> None:
+    D = _planted(3)
+    X, y, dom = D.X.toarray(), D.y, D.domains
+    grid = [{"C": 0.01}, {"C": 0.5}, {"C": 5.0}]
+    folds = stratified_folds(dom, y, 4, 0)
+    m = DomainGridSearchCV(SharedOnlyClassifier(), grid, n_folds=4).fit(X, y, domains=dom, folds=folds)
+    # the same table by hand: every configuration on every fold, the one scorer, averaged over folds
+    by_hand = []
+    for g in grid:
+        accs = []
+        for k in range(4):
+            te = folds == k
+            f = SharedOnlyClassifier(**g).fit(X[~te], y[~te], domains=dom[~te])
+            accs.append(score(y[te] == "a", f.predict_proba(X[te])[:, 1])[0])
+        by_hand.append(np.mean(accs))
+    np.testing.assert_allclose(m.cv_results_["cv_fold_accuracy"], by_hand)
+    assert m.selected_config_ == grid[int(np.argmax(by_hand))] and m.cv_results_["chosen"].sum() == 1
+    refit = SharedOnlyClassifier(**m.selected_config_).fit(X, y, domains=dom)
+    np.testing.assert_array_equal(m.predict_proba(X, dom), refit.predict_proba(X, dom))
+    # a domain-aware baseline: scoring needs domains, as for the model it wraps
+    spec = DomainGridSearchCV(SpecificOnlyClassifier(), grid[:2], n_folds=2).fit(X, y, domains=dom)
+    with pytest.raises(ValueError, match="needs domains"):
+        spec.score(X, y)
+    assert spec.score(X, y, domains=dom) == np.mean(spec.predict(X, dom) == y)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"rule": "best"},
+        {"grid": "wide"},
+        {"n_folds": 1},
+        {"max_abs_weight": 0.0},
+        {"alpha": -1.0},
+        {"tol": 0.0},
+        {"min_domain_samples": -1},
+    ],
+)
+def test_parameters_are_checked_in_one_place(bad: dict) -> None:
+    D = _planted(0)
+    with pytest.raises(ValueError, match=f"'{next(iter(bad))}' parameter of HMDRClassifierCV"):
+        HMDRClassifierCV(**bad).fit(D.X, D.y, domains=D.domains)

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils.estimator_checks import check_estimator
 
 from py_models.style_baseline import (
     LENGTH_FEATURE,
@@ -330,5 +329,15 @@ def test_oof_single_class_training_folds_predict_half() -> None:
         fit_reference_oof(D, y[:10], folds, STYLE_FEATURES)
 
 
-def test_sklearn_compatible() -> None:
-    check_estimator(ReferenceLogit())
+def test_a_member_of_the_estimator_family_that_ignores_domains() -> None:
+    """ReferenceLogit shares the family's API (scikit-learn's check_estimator runs on it in tests/test_hmdr.py):
+    score() needs no domains, and domains given anywhere change nothing."""
+    rng = np.random.default_rng(4)
+    D = pd.DataFrame(rng.normal(size=(200, 15)), columns=list(STYLE_FEATURES))
+    y = np.where(D["log_words"] + rng.normal(0, 0.5, 200) > 0, "a", "b")
+    est = ReferenceLogit(columns=("log_words",)).fit(D, y)
+    dom = np.full(200, "anything", dtype=object)
+    np.testing.assert_array_equal(est.predict_proba(D), est.predict_proba(D, dom))
+    assert est.score(D, y) == est.score(D, y, domains=dom) == np.mean(est.predict(D) == y) > 0.7
+    with pytest.raises(ValueError):
+        ReferenceLogit(C=0.0).fit(D, y)

@@ -1,51 +1,21 @@
 {#-
-  Wide concept-by-pair feature table: one row per decisive labelled pair, one column per concept holding
-  `value_column` of int_item_concepts. `measured_only`: keep only cells with a non-null value (the measure
-  representation exists only for concepts with a raw measurement). Concept names are data: they become column names only through quoting
-  (DuckDB PIVOT, or quote_identifier), never spliced into SQL text as code.
+  The one concept pivot of the project: long int_item_concepts -> a wide concept-by-pair feature table.
+  One row per decisive labelled pair of int_labelled_pairs (every pair, also one whose item has no value for
+  this representation), the pair keys, then one column per concept holding `value_column`, and 0 where the item
+  has no value for the concept (the paper's value for "not relevant"; the fit needs finite values).
+  `measured_only`: only concepts with a non-null value (the measure representation exists only for concepts
+  with a raw measurement).
+
+  One SQL for every engine (DuckDB, Spark, ...): conditional aggregation over the concept list, read from
+  int_item_concepts when the model executes (dbt build compiles each model just before it runs). The concepts are matched by their rank in name order (a number),
+  so a concept name only ever appears in SQL as a quoted identifier (quote_identifier), never as a string
+  literal or as code.
 -#}
 {% macro concept_feature_table(value_column, measured_only=false) %}
-    {{- return(adapter.dispatch('concept_feature_table')(value_column, measured_only)) -}}
-{% endmacro %}
-
-{#- DuckDB: PIVOT quotes the column names itself. -#}
-{% macro duckdb__concept_feature_table(value_column, measured_only=false) %}
-with pairs as (
-    select * from {{ ref('int_labelled_pairs') }}
-),
-
-item_concepts as (
-    select item_id, concept, {{ value_column }} as value from {{ ref('int_item_concepts') }}
-    {%- if measured_only %}
-    where {{ value_column }} is not null
-    {%- endif %}
-),
-
-wide as (
-    pivot item_concepts on concept using first(value) group by item_id
-)
-
-select
-    pairs.label_id,
-    pairs.item_id,
-    pairs.mechanism,
-    pairs.mechanism_type,
-    pairs.domain,
-    pairs.winner,
-    wide.* exclude (item_id)
-from pairs
-inner join wide on wide.item_id = pairs.item_id
-{% endmacro %}
-
-{#-
-  Other engines (Spark, Trino, ...): conditional aggregation over the concept list, read from
-  int_item_concepts when the model executes. The concepts are matched by their rank in name order (a number),
-  so a concept name only ever appears in SQL as a quoted identifier, never as a string literal.
--#}
-{% macro default__concept_feature_table(value_column, measured_only=false) %}
 {%- set concepts = [] -%}
 {%- set value_filter = (' where ' ~ value_column ~ ' is not null') if measured_only else '' -%}
-{%- if execute -%}
+{#- when int_item_concepts is not built yet (`dbt compile`, sqlfluff on an empty file) it compiles to the keys only -#}
+{%- if execute and load_relation(ref('int_item_concepts')) is not none -%}
     {%- set result = run_query('select distinct concept from ' ~ ref('int_item_concepts') ~ value_filter ~ ' order by concept') -%}
     {%- set concepts = result.columns[0].values() | list -%}
 {%- endif %}
@@ -85,8 +55,8 @@ select
     pairs.domain,
     pairs.winner
     {%- for concept in concepts %},
-    wide.{{ quote_identifier(concept) }}
+    coalesce(wide.{{ quote_identifier(concept) }}, 0) as {{ quote_identifier(concept) }}
     {%- endfor %}
 from pairs
-inner join wide on wide.item_id = pairs.item_id
+left join wide on wide.item_id = pairs.item_id
 {% endmacro %}

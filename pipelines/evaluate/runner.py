@@ -2,7 +2,7 @@
 
 Reads the decisive labelled pairs and their concept values from the build DuckDB (``intermediate`` schema of the
 last `preflens run` / `build`), runs ``py_models.eval_protocols`` for every mechanism and model variant, appends the
-rows to ``raw.eval_results`` (created here) under a fresh ``eval_id`` stamped with the evaluated ``build_id``,
+rows to ``ops.eval_results`` (created here) under a fresh ``eval_id`` stamped with the evaluated ``build_id``,
 then builds the evaluation marts (``fct_eval_results``, ``rpt_model_comparison``) with dbt. The served copy picks
 them up at the next `preflens build`.
 """
@@ -10,42 +10,17 @@ them up at the next `preflens build`.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
-from py_models.features import VALUE_COLUMN, pivot_features, representation_settings
-from py_models.fit_job import rms_scale
-from py_models.eval_protocols import EVAL_COLUMNS, VARIANTS, run_protocols
-
 from pipelines.core.config import Paths
-
-EVAL_DDL = """
-create table if not exists raw.eval_results (
-    eval_id          varchar not null,
-    build_id         varchar,
-    created_at       timestamp not null,
-    mechanism        varchar not null,
-    mechanism_type   varchar,
-    representation   varchar not null,
-    variant          varchar not null,
-    protocol         varchar not null,   -- in_domain | ood
-    split            integer not null,   -- split index (in_domain) or seed (ood)
-    held_out_domain  varchar,            -- ood only
-    domain           varchar not null,   -- test domain, '__all__' = whole test set (in_domain)
-    n_pairs          bigint not null,
-    accuracy         double not null,
-    log_loss         double not null,
-    n_train          bigint,
-    selected_config  varchar,
-    tie_policy       varchar not null,
-    n_ties_dropped   bigint,
-    n_splits         integer,
-    n_seeds          integer
-)
-"""
+from pipelines.core.ids import new_id
+from pipelines.core.warehouse import ensure_schemas
+from py_models.eval_protocols import EVAL_COLUMNS, VARIANTS, run_protocols
+from py_models.features import design_frame, representation_settings
+from py_models.fit_job import rms_scale
 
 
 @dataclass
@@ -56,21 +31,16 @@ class EvalRun:
     seconds: float
 
 
-def new_eval_id() -> str:
-    return time.strftime("eval%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
-
-
 def load_features(con, representation: str) -> tuple[pd.DataFrame, list[str]]:
-    """Labelled pairs x concept values of the last build (the same inputs the main fit uses).
+    """Labelled pairs x concept values of the last build: the wide feature table the main fit reads
+    (``intermediate.int_pair_features_<representation>``).
 
     Measure-rep columns are divided by their RMS over all pairs of each mechanism (label-free, so no label
     information leaks into the test parts; the main fit scales on each training part instead)."""
-    labels = con.sql("select * from intermediate.int_labelled_pairs").df()
-    concepts = con.sql("select * from intermediate.int_item_concepts").df()
-    if labels.empty:
-        raise RuntimeError("no labelled pairs in the build warehouse; run `preflens run` first")
     rep = representation_settings(representation)
-    df, cols = pivot_features(labels, concepts, VALUE_COLUMN[representation], measured_only=rep.measured_only)
+    df, cols = design_frame(con.sql(f"select * from intermediate.{rep.feature_table}").df())
+    if df.empty:
+        raise RuntimeError("no labelled pairs in the build warehouse; run `preflens run` first")
     if not cols:
         raise RuntimeError(f"no concept has a {representation}-rep value in this build")
     if rep.standardize:
@@ -82,7 +52,7 @@ def load_features(con, representation: str) -> tuple[pd.DataFrame, list[str]]:
 
 def last_build_id(con) -> str | None:
     row = con.execute(
-        "select build_id from raw.builds where status = 'success' order by started_at desc limit 1"
+        "select build_id from ops.builds where status = 'success' order by started_at desc limit 1"
     ).fetchall()
     return row[0][0] if row else None
 
@@ -101,7 +71,7 @@ def run_evaluation(
     min_domain_pairs: int = 20,
     build_marts: bool = True,
 ) -> EvalRun:
-    """Run the protocols, write raw.eval_results, build the evaluation marts. Caller holds the build lock."""
+    """Run the protocols, write ops.eval_results, build the evaluation marts. Caller holds the build lock."""
     from pipelines.core.warehouse import connect
 
     t0 = time.perf_counter()
@@ -117,31 +87,38 @@ def run_evaluation(
                     raise ValueError(f"unknown mechanism(s): {unknown}")
             parts.append(
                 run_protocols(
-                    df, cols, representation=rep, n_jobs=n_jobs, mechanisms=mechanisms, variants=tuple(variants),
-                    protocols=tuple(protocols), n_splits=n_splits, n_seeds=n_seeds, seed=seed,
+                    df,
+                    cols,
+                    representation=rep,
+                    n_jobs=n_jobs,
+                    mechanisms=mechanisms,
+                    variants=tuple(variants),
+                    protocols=tuple(protocols),
+                    n_splits=n_splits,
+                    n_seeds=n_seeds,
+                    seed=seed,
                     min_domain_samples=min_domain_pairs,
                 )
             )
         res = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=EVAL_COLUMNS)
-        eval_id = new_eval_id()
+        eval_id = new_id("eval")
         out = res.copy()
         out.insert(0, "created_at", pd.Timestamp.now(tz="UTC").tz_localize(None))
         out.insert(0, "build_id", build_id)
         out.insert(0, "eval_id", eval_id)
         out["n_splits"] = n_splits
         out["n_seeds"] = n_seeds
-        con.execute("create schema if not exists raw")
-        con.execute(EVAL_DDL)
+        ensure_schemas(con)
         cols_sql = ", ".join(out.columns)
         con.register("eval_frame", out)
-        con.execute(f"insert into raw.eval_results ({cols_sql}) select {cols_sql} from eval_frame")
+        con.execute(f"insert into ops.eval_results ({cols_sql}) select {cols_sql} from eval_frame")
         con.unregister("eval_frame")
     finally:
         con.close()
     if build_marts:
         from pipelines.build.dbt_runner import run_dbt
 
-        run_dbt(["build", "--select", "stg_raw__eval_results+"], paths, build_id or eval_id)
+        run_dbt(["build", "--select", "stg_ops__eval_results+"], paths, build_id or eval_id)
     return EvalRun(eval_id=eval_id, build_id=build_id, results=res, seconds=time.perf_counter() - t0)
 
 

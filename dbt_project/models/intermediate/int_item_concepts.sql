@@ -47,9 +47,9 @@ measured as (
         end as measure_diff
     from active
     left join concepts
-        on concepts.concept = active.concept
-        and concepts.annotator = active.annotator
-        and concepts.annotator_version = active.annotator_version
+        on active.concept = concepts.concept
+            and active.annotator = concepts.annotator
+            and active.annotator_version = concepts.annotator_version
 )
 
 select

@@ -16,4 +16,4 @@ select
     items.response_a,
     items.response_b
 from items
-inner join labelled on labelled.item_id = items.item_id
+inner join labelled on items.item_id = labelled.item_id

@@ -30,8 +30,8 @@ select
     items.domain,
     labels.winner
 from labels
-inner join items on items.item_id = labels.item_id
-inner join annotated_items on annotated_items.item_id = labels.item_id
+inner join items on labels.item_id = items.item_id
+inner join annotated_items on labels.item_id = annotated_items.item_id
 where labels.is_decisive
 {% if is_incremental() %}
   and labels.label_id not in (select label_id from {{ this }})

@@ -1,4 +1,3 @@
--- Wide concept-by-pair feature table, measure-rep: transformed raw-measure difference T(m_a) - T(m_b) per concept
--- (transform in dim_concepts.measure_transform; unscaled: the fit standardises per concept on its training part).
--- Only concepts with a raw measurement (every offline concept; none for LLM annotations).
-{{ concept_feature_table('measure_diff', measured_only=true) }}
+-- The wide concept-by-pair feature table of the measure representation, as the fit read it (built in int_pair_features_measure).
+-- One column per concept: the columns are data, hence the wildcard.
+select * from {{ ref('int_pair_features_measure') }}  -- noqa: AM04
