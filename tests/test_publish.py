@@ -18,12 +18,9 @@ from pipelines.build.publish import (
     QualityGateFailed,
     check_and_publish,
     publish,
+    remove_stale_temporaries,
 )
-
-try:
-    from test_quality import WEIRD, build_fixture_db, mutate
-except ImportError:  # pragma: no cover - if tests/ becomes a package
-    from tests.test_quality import WEIRD, build_fixture_db, mutate
+from tests.quality_db import WEIRD, build_fixture_db, mutate
 
 MARTS = {
     "fct_pair_concepts",
@@ -105,14 +102,16 @@ def test_publish_materialises_marts_as_tables_in_compat_storage(paths: tuple[Pat
         ).fetchall()
         assert {r[0] for r in rel} == MARTS
         assert {r[1] for r in rel} == {"BASE TABLE"}  # views were materialised
-        assert con.execute("select tags from duckdb_databases() where not internal and path is not null"
-                           ).fetchall() == [({"storage_version": "v1.4.0+"},)]
+        assert con.execute(
+            "select tags from duckdb_databases() where not internal and path is not null"
+        ).fetchall() == [({"storage_version": "v1.4.0+"},)]
         for t in result.tables:
             assert con.execute(f'select count(*) from marts."{t.name}"').fetchall() == [(t.rows,)]
         cols = [r[0] for r in con.execute("describe marts.fct_pair_features_comp").fetchall()]
         assert WEIRD in cols
-        assert not con.execute("select count(*) from information_schema.schemata where schema_name = 'raw'"
-                               ).fetchall()[0][0]
+        assert not con.execute(
+            "select count(*) from information_schema.schemata where schema_name in ('raw', 'ops')"
+        ).fetchall()[0][0]
     finally:
         con.close()
     # file header: storage version number DuckDB 1.x accepts (1.5 reads 64..68; 2.0's own format is beyond)
@@ -130,8 +129,10 @@ def test_publish_defaults_to_latest_storage_when_asked(paths: tuple[Path, Path, 
         publish(build, serve, exports, storage_version="1.4'; drop table x; --")
 
 
-@pytest.mark.skipif(not os.environ.get("PREFLENS_DUCKDB1_PYTHON"),
-                    reason="set PREFLENS_DUCKDB1_PYTHON to a python with duckdb 1.x installed")
+@pytest.mark.skipif(
+    not os.environ.get("PREFLENS_DUCKDB1_PYTHON"),
+    reason="set PREFLENS_DUCKDB1_PYTHON to a python with duckdb 1.x installed",
+)
 def test_duckdb_1x_client_reads_served_copy(paths: tuple[Path, Path, Path]) -> None:
     build, serve, exports = paths
     result = publish(build, serve, exports)
@@ -139,8 +140,9 @@ def test_duckdb_1x_client_reads_served_copy(paths: tuple[Path, Path, Path]) -> N
         "import sys, duckdb; c = duckdb.connect(sys.argv[1], read_only=True); "
         "print(duckdb.__version__, c.execute('select count(*) from marts.fct_predictions').fetchall()[0][0])"
     )
-    out = subprocess.run([os.environ["PREFLENS_DUCKDB1_PYTHON"], "-c", code, str(serve)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [os.environ["PREFLENS_DUCKDB1_PYTHON"], "-c", code, str(serve)], capture_output=True, text=True, check=True
+    )
     version, rows = out.stdout.split()
     assert version.startswith("1.") and int(rows) == result.row_counts["marts.fct_predictions"]
 
@@ -171,8 +173,13 @@ def test_reader_in_another_process_does_not_block_and_keeps_old_snapshot(
     publish(build, serve, exports)
     before = _read_only_query(serve, "select count(*), sum(n_pairs)::bigint from marts.fct_model_metrics")[0]
 
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(serve)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(serve)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = reader.stdout.readline()  # type: ignore[union-attr]
         assert first, reader.stderr.read()  # type: ignore[union-attr]
@@ -180,10 +187,13 @@ def test_reader_in_another_process_does_not_block_and_keeps_old_snapshot(
         assert old[:2] == list(before)
 
         # new build content, republished while the reader holds the served file open read-only
-        mutate(build, """
+        mutate(
+            build,
+            """
             insert into marts.fct_model_metrics
             values ('fit2', 'judge:gpt-4', 'judge', 'comp', 'hmdr', 'code', 'cv', 3, 0.99, 0.4)
-        """)
+        """,
+        )
         result = publish(build, serve, exports)
         assert result.row_counts["marts.fct_model_metrics"] == before[0] + 1
 
@@ -196,8 +206,10 @@ def test_reader_in_another_process_does_not_block_and_keeps_old_snapshot(
             reader.wait()
 
     # a new reader (new process) sees the new data
-    code = ("import sys, duckdb; c = duckdb.connect(sys.argv[1], read_only=True); "
-            "print(c.execute('select count(*), sum(n_pairs)::bigint from marts.fct_model_metrics').fetchall()[0])")
+    code = (
+        "import sys, duckdb; c = duckdb.connect(sys.argv[1], read_only=True); "
+        "print(c.execute('select count(*), sum(n_pairs)::bigint from marts.fct_model_metrics').fetchall()[0])"
+    )
     fresh = subprocess.run([sys.executable, "-c", code, str(serve)], capture_output=True, text=True, check=True)
     assert fresh.stdout.strip() == str((before[0] + 1, before[1] + 3))
     assert _leftovers(serve.parent) == []
@@ -254,3 +266,124 @@ def test_missing_schema_is_an_error_and_swaps_nothing(paths: tuple[Path, Path, P
     assert _snapshot(serve, exports) == snap
     with pytest.raises(PublishError):
         publish(build, build, exports)
+
+
+# ------------------------------------------------------------------ the one check-then-publish path of `preflens run`
+
+
+def _finish_build(con: duckdb.DuckDBPyConnection) -> None:
+    """A publication record: the running fixture build ends as published."""
+    con.execute(
+        "update ops.builds set status = 'success', published = true, finished_at = now() where build_id = 'fit1'"
+    )
+
+
+def _build_row(db: Path, build_id: str = "fit1", table: str = "ops.builds") -> tuple:
+    return _read_only_query(db, f"select status, published from {table} where build_id = '{build_id}'")[0]
+
+
+def test_check_and_publish_records_results_then_publishes_with_the_record(
+    paths: tuple[Path, Path, Path],
+    tmp_path: Path,
+) -> None:
+    build, serve, exports = paths
+    page = tmp_path / "quality" / "index.html"
+    seen: list[bool] = []
+    report, result = check_and_publish(
+        build,
+        serve,
+        exports,
+        build_id="fit1",
+        report_page=page,
+        on_checked=lambda r: seen.append(r.success),
+        record=_finish_build,
+    )
+    assert report.success and result is not None and seen == [True]
+    # the results and the page are recorded under the build id
+    n_rows = _read_only_query(build, "select count(*) from ops.quality_results where build_id = 'fit1'")[0][0]
+    assert n_rows == len(report.results)
+    assert "fit1" in page.read_text()
+    # the served copy shows the record (it was written in the transaction the copy read from), and so does
+    # the build DB, now that the swap happened
+    assert _build_row(serve, table="marts.fct_builds") == ("success", True)
+    assert _build_row(build) == ("success", True)
+    assert _leftovers(serve.parent) == []
+
+
+def test_a_failed_gate_records_results_and_never_runs_the_record(paths: tuple[Path, Path, Path]) -> None:
+    build, serve, exports = paths
+    mutate(build, "update marts.fct_predictions set prob_a = 1.3 where label_id = 'l1'")
+    records: list[str] = []
+    report, result = check_and_publish(
+        build, serve, exports, build_id="fit1", record=lambda con: records.append("called")
+    )
+    assert not report.success and result is None and records == [] and not serve.exists()
+    failed = _read_only_query(
+        build, "select count(*) from ops.quality_results where build_id = 'fit1' and not success"
+    )[0][0]
+    assert failed == len(report.failures()) > 0
+    assert _build_row(build) == ("running", None)
+
+
+def test_on_checked_can_stop_publication(paths: tuple[Path, Path, Path]) -> None:
+    build, serve, exports = paths
+
+    def stop(_report: object) -> None:
+        raise RuntimeError("stopped by the caller")
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        check_and_publish(build, serve, exports, on_checked=stop, record=_finish_build)
+    assert not serve.exists() and _build_row(build) == ("running", None)
+
+
+def test_a_failed_publication_rolls_the_record_back(paths: tuple[Path, Path, Path]) -> None:
+    build, serve, exports = paths
+    publish(build, serve, exports)
+    snap = _snapshot(serve, exports)
+
+    def record_then_fail(con: duckdb.DuckDBPyConnection) -> None:
+        _finish_build(con)
+        raise PublishError("the copy failed")
+
+    with pytest.raises(PublishError, match="the copy failed"):
+        check_and_publish(build, serve, exports, record=record_then_fail)
+    # the build DB never says published, the served copy and exports are untouched, no temporary file stays
+    assert _build_row(build) == ("running", None)
+    assert _snapshot(serve, exports) == snap
+    assert _leftovers(serve.parent) == []
+
+
+def test_record_on_an_open_read_write_connection(paths: tuple[Path, Path, Path]) -> None:
+    build, serve, exports = paths
+    con = duckdb.connect(str(build))
+    try:
+        report, result = check_and_publish(con, serve, exports, build_id="fit1", record=_finish_build)
+        assert report.success and result is not None
+        assert con.execute("select status, published from ops.builds where build_id = 'fit1'").fetchall() == [
+            ("success", True)
+        ]
+    finally:
+        con.close()
+    assert _build_row(serve, table="marts.fct_builds") == ("success", True)
+    assert result.storage_tag == "v1.4.0+"
+
+
+def test_remove_stale_temporaries_removes_only_what_a_killed_publisher_left(paths: tuple[Path, Path, Path]) -> None:
+    build, serve, exports = paths
+    publish(build, serve, exports)
+    stale = [
+        serve.with_name(f".{serve.name}.tmp-4242"),
+        serve.with_name(f".{serve.name}.tmp-4242.wal"),
+        exports / "fct_builds.parquet.tmp-4242",
+        exports / "_manifest.json.tmp-4242",
+    ]
+    for p in stale:
+        p.write_bytes(b"left by a killed publisher")
+    (exports / "notes.tmp-4242.txt").write_text("not ours")
+    snap = {p.name: _digest(p) for p in (serve, *sorted(exports.glob("*.parquet")))}
+
+    removed = remove_stale_temporaries(serve, exports)
+
+    assert sorted(removed) == sorted(stale) and not any(p.exists() for p in stale)
+    assert (exports / "notes.tmp-4242.txt").exists()
+    assert {p.name: _digest(p) for p in (serve, *sorted(exports.glob("*.parquet")))} == snap

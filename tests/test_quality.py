@@ -8,141 +8,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from pipelines.build.quality import QualityThresholds, quote_ident, run_quality_checks
-from pipelines.build.quality.suites import SUITES
-from pipelines.core.warehouse import ensure_raw_schema
-
-WEIRD = 'has "quotes" and spaces'
-CONCEPTS = ("clarity", WEIRD, "safety")
-
-_RAW_SQL = """
-insert into raw.items (item_id, prompt, response_a, response_b, domain, first_ingest_id, ingested_at)
-select 'i' || i, 'p' || i, 'ra' || i, 'rb' || i, case when i % 2 = 0 then 'code' else 'chat' end, 'ing1', now()
-from range(1, 7) t(i);
-
-insert into raw.labels (label_id, item_id, mechanism, mechanism_type, winner, source_file, source_line,
-                        first_ingest_id, ingested_at) values
-  ('l1', 'i1', 'judge:gpt-4', 'judge', 'a', 'f', 1, 'ing1', now()),
-  ('l2', 'i2', 'judge:gpt-4', 'judge', 'b', 'f', 2, 'ing1', now()),
-  ('l3', 'i3', 'judge:gpt-4', 'judge', 'tie', 'f', 3, 'ing1', now()),   -- not decisive
-  ('l4', 'i6', 'judge:gpt-4', 'judge', 'tie', 'f', 4, 'ing1', now()),   -- item without annotations (a tie: no features needed)
-  ('l5', 'i1', 'human:crowd', 'human', 'b', 'f', 5, 'ing1', now()),
-  ('l6', 'i4', 'human:crowd', 'human', 'a', 'f', 6, 'ing1', now()),
-  ('l7', 'i5', 'human:crowd', 'human', 'b', 'f', 7, 'ing1', now());
-
--- active annotator 'offline' on i1..i5; another annotator on i1 and i6 must not count
-insert into raw.annotations (item_id, concept, annotator, annotator_version, score_a, score_b, comp_value,
-                             score_diff, is_relevant, annotated_at)
-select 'i' || i, c.concept, 'offline', 'v1',
-       (i + c.k) % 8, (i * 2 + c.k) % 8,
-       sign(((i + c.k) % 8) - ((i * 2 + c.k) % 8))::int,
-       ((i + c.k) % 8) - ((i * 2 + c.k) % 8),
-       true, now()
-from range(1, 6) t(i), (values ('clarity', 0), ('has "quotes" and spaces', 1), ('safety', 3)) c(concept, k);
-update raw.annotations set score_diff = greatest(-6, least(6, score_diff));
-insert into raw.annotations (item_id, concept, annotator, annotator_version, score_a, score_b, comp_value,
-                             score_diff, is_relevant, annotated_at)
-values ('i1', 'clarity', 'llm', 'v2', 3, 4, -1, -1, true, now()),
-       ('i6', 'clarity', 'llm', 'v2', 3, 4, -1, -1, true, now());
-"""
-
-_MARTS_SQL = """
-create schema if not exists marts;
-create table marts.fct_pair_concepts as
-select item_id, concept, annotator, annotator_version, comp_value, score_a, score_b, score_diff, is_relevant
-from raw.annotations where annotator = 'offline';
-
-create table marts.fct_pair_features_comp as
-pivot (select l.label_id, l.item_id, l.mechanism, l.mechanism_type, i.domain, l.winner, p.concept, p.comp_value
-       from raw.labels l join raw.items i using (item_id) join marts.fct_pair_concepts p using (item_id)
-       where l.winner in ('a', 'b'))
-on concept using first(comp_value);
-
-create table marts.fct_pair_features_score as
-pivot (select l.label_id, l.item_id, l.mechanism, l.mechanism_type, i.domain, l.winner, p.concept, p.score_diff
-       from raw.labels l join raw.items i using (item_id) join marts.fct_pair_concepts p using (item_id)
-       where l.winner in ('a', 'b'))
-on concept using first(score_diff);
-
-create table marts.fct_concept_effects as
-select 'fit1' as fit_id, m.mechanism, m.mechanism_type, r.representation, d.domain, c.concept,
-       0.5::double as shared_weight, 0.1::double as domain_deviation, 0.6::double as total_weight,
-       12.5::double as shared_lift_pct, -3.0::double as deviation_lift_pct,
-       case c.concept when 'clarity' then 20.0 when 'safety' then -12.0 else 9.5 end::double as global_lift_pct,
-       25 as n_pairs, true as has_domain_weights, 'none' as control, 1.0::double as feature_scale
-from (values ('judge:gpt-4', 'judge'), ('human:crowd', 'human')) m(mechanism, mechanism_type),
-     (values ('comp'), ('score')) r(representation),
-     (values ('code'), ('chat')) d(domain),
-     (select distinct concept from marts.fct_pair_concepts) c;
-
-create table marts.fct_predictions as
-select 'fit1' as fit_id, f.label_id, f.item_id, f.mechanism, f.domain, r.representation, 0 as fold,
-       0.7::double as prob_a, 'a' as predicted_winner, f.winner as actual_winner, f.winner = 'a' as is_correct,
-       true as used_domain_weights
-from marts.fct_pair_features_comp f, (values ('comp'), ('score')) r(representation);
-
-create table marts.fct_model_metrics as
-select fit_id, mechanism, 'judge' as mechanism_type, representation, 'hmdr' as variant, domain, 'cv' as protocol,
-       count(*) as n_pairs, avg(is_correct::int)::double as accuracy, 0.69::double as log_loss
-from marts.fct_predictions group by all;
-
-create table marts.fct_local_explanations as
-select p.fit_id, p.label_id, p.mechanism, p.representation, c.concept,
-       1.0::double as value, 0.2::double as contribution,
-       4.0::double as local_lift_pct
-from marts.fct_predictions p, (select distinct concept from marts.fct_pair_concepts) c;
-
-create table marts.dim_concepts as
-select concept, 'offline' as annotator, 'v1' as annotator_version, 'd' as description,
-       'A high score indicates more ' || concept || '; A low score indicates less ' || concept as definition,
-       'offline' as origin, 'shared' as scope, null::varchar[] as domains, md5(concept) as definition_hash,
-       count(*) as n_items, avg(is_relevant::int)::double as relevance_rate
-from marts.fct_pair_concepts group by concept;
-
-create view marts.rpt_top_concepts as
-select fit_id, mechanism, mechanism_type, representation, domain,
-       row_number() over (partition by fit_id, mechanism, representation, domain
-                          order by abs(global_lift_pct) desc, concept) as concept_rank,
-       concept, case when global_lift_pct > 0 then 'rewards' else 'penalises' end as direction,
-       global_lift_pct, shared_lift_pct, deviation_lift_pct, n_pairs, has_domain_weights
-from preflens.marts.fct_concept_effects;
-
-insert into raw.builds (build_id, started_at, finished_at, status, n_items, n_labels, n_annotations)
-values ('b1', now() - interval 5 minute, now() - interval 4 minute, 'success', 6, 7, 17),
-       ('fit1', now(), null, 'running', null, null, null);
-create view marts.fct_builds as
-select build_id, status, failed_stage, message, quality_success, published, n_items, n_labels, n_annotations,
-       annotator, annotator_version, package_version, dbt_version, started_at, finished_at,
-       date_diff('second', started_at, finished_at) as duration_seconds
-from preflens.raw.builds;
-
--- a view, catalog-qualified like dbt writes them: must be materialised when published
-create view marts.rpt_accuracy as select mechanism, avg(accuracy) as accuracy
-from preflens.marts.fct_model_metrics group by mechanism;
-"""
-
-N_OFFLINE_ANNOTATIONS = 15
-
-
-def build_fixture_db(path: Path) -> Path:
-    """A build DB named like the real one (``preflens.duckdb``) with raw tables and consistent marts."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path))
-    try:
-        ensure_raw_schema(con)
-        con.execute(_RAW_SQL)
-        con.execute(_MARTS_SQL)
-    finally:
-        con.close()
-    return path
-
-
-def mutate(path: Path, sql: str) -> None:
-    con = duckdb.connect(str(path))
-    try:
-        con.execute(sql)
-    finally:
-        con.close()
+from pipelines.build.quality import SUITES, QualityThresholds, quote_ident, run_quality_checks
+from tests.quality_db import N_OFFLINE_ANNOTATIONS, WEIRD, build_fixture_db, mutate
 
 
 @pytest.fixture
@@ -195,49 +62,125 @@ Q = quote_ident(WEIRD)
 
 VIOLATIONS: list[tuple[str, str, str, str | None, str]] = [
     # (id, mutation sql, table, column, expectation type)
-    ("prob_a_1.3", "update marts.fct_predictions set prob_a = 1.3 where label_id = 'l1'",
-     "marts.fct_predictions", "prob_a", "expect_column_values_to_be_between"),
-    ("comp_value_2_wide", f"update marts.fct_pair_features_comp set {Q} = 2 where label_id = 'l2'",
-     "marts.fct_pair_features_comp", WEIRD, "expect_column_values_to_be_in_set"),
-    ("comp_value_2_long", "update marts.fct_pair_concepts set comp_value = 2 "
-     "where item_id = 'i1' and concept = 'safety'",
-     "marts.fct_pair_concepts", "comp_value", "expect_column_values_to_be_in_set"),
-    ("score_7_wide", f"update marts.fct_pair_features_score set {Q} = 7 where label_id = 'l2'",
-     "marts.fct_pair_features_score", WEIRD, "expect_column_values_to_be_in_set"),
-    ("duplicate_prediction_key", "insert into marts.fct_predictions select * from marts.fct_predictions limit 1",
-     "marts.fct_predictions", "fit_id, label_id, representation", "expect_compound_columns_to_be_unique"),
-    ("duplicate_feature_key", "insert into marts.fct_pair_features_comp "
-     "select * from marts.fct_pair_features_comp limit 1",
-     "marts.fct_pair_features_comp", "label_id", "expect_column_values_to_be_unique"),
-    ("null_effect_key", "update marts.fct_concept_effects set concept = null "
-     "where domain = 'code' and concept = 'safety'",
-     "marts.fct_concept_effects", "concept", "expect_column_values_to_not_be_null"),
-    ("null_feature_concept", f"update marts.fct_pair_features_comp set {Q} = null where label_id = 'l1'",
-     "marts.fct_pair_features_comp", WEIRD, "expect_column_values_to_not_be_null"),
-    ("rowcount_pair_concepts", "delete from marts.fct_pair_concepts where item_id = 'i5' and concept = 'clarity'",
-     "marts.fct_pair_concepts", None, "expect_table_row_count_to_equal"),
-    ("rowcount_features_vs_raw",
-     "insert into raw.labels values ('l9', 'i2', 'human:crowd', 'human', 'a', null, null, 'f', 9, 'ing2', now())",
-     "marts.fct_pair_features_score", None, "expect_table_row_count_to_equal"),
-    ("lift_out_of_bounds", "update marts.fct_concept_effects set global_lift_pct = 650 where concept = 'clarity'",
-     "marts.fct_concept_effects", "global_lift_pct", "expect_column_values_to_be_between"),
-    ("accuracy_above_1", "update marts.fct_model_metrics set accuracy = 1.2",
-     "marts.fct_model_metrics", "accuracy", "expect_column_values_to_be_between"),
-    ("n_pairs_zero", "update marts.fct_model_metrics set n_pairs = 0",
-     "marts.fct_model_metrics", "n_pairs", "expect_column_values_to_be_between"),
-    ("winner_tie_in_predictions", "update marts.fct_predictions set actual_winner = 'tie' where label_id = 'l2'",
-     "marts.fct_predictions", "actual_winner", "expect_column_values_to_be_in_set"),
-    ("missing_table", "drop table marts.fct_model_metrics",
-     "marts.fct_model_metrics", None, "table_exists"),
-    ("extra_concept_column", "alter table marts.fct_pair_features_comp add column \"bogus\" integer default 0",
-     "marts.fct_pair_features_comp", None, "expect_table_columns_to_match_set"),
-    ("raw_tables_missing", "drop table raw.labels",
-     "marts.fct_pair_features_comp", None, "expect_table_row_count_to_equal"),
+    (
+        "prob_a_1.3",
+        "update marts.fct_predictions set prob_a = 1.3 where label_id = 'l1'",
+        "marts.fct_predictions",
+        "prob_a",
+        "expect_column_values_to_be_between",
+    ),
+    (
+        "comp_value_2_wide",
+        f"update marts.fct_pair_features_comp set {Q} = 2 where label_id = 'l2'",
+        "marts.fct_pair_features_comp",
+        WEIRD,
+        "expect_column_values_to_be_in_set",
+    ),
+    (
+        "comp_value_2_long",
+        "update marts.fct_pair_concepts set comp_value = 2 where item_id = 'i1' and concept = 'safety'",
+        "marts.fct_pair_concepts",
+        "comp_value",
+        "expect_column_values_to_be_in_set",
+    ),
+    (
+        "score_7_wide",
+        f"update marts.fct_pair_features_score set {Q} = 7 where label_id = 'l2'",
+        "marts.fct_pair_features_score",
+        WEIRD,
+        "expect_column_values_to_be_in_set",
+    ),
+    (
+        "duplicate_prediction_key",
+        "insert into marts.fct_predictions select * from marts.fct_predictions limit 1",
+        "marts.fct_predictions",
+        "fit_id, label_id, representation",
+        "expect_compound_columns_to_be_unique",
+    ),
+    (
+        "duplicate_feature_key",
+        "insert into marts.fct_pair_features_comp select * from marts.fct_pair_features_comp limit 1",
+        "marts.fct_pair_features_comp",
+        "label_id",
+        "expect_column_values_to_be_unique",
+    ),
+    (
+        "null_effect_key",
+        "update marts.fct_concept_effects set concept = null where domain = 'code' and concept = 'safety'",
+        "marts.fct_concept_effects",
+        "concept",
+        "expect_column_values_to_not_be_null",
+    ),
+    (
+        "null_feature_concept",
+        f"update marts.fct_pair_features_comp set {Q} = null where label_id = 'l1'",
+        "marts.fct_pair_features_comp",
+        WEIRD,
+        "expect_column_values_to_not_be_null",
+    ),
+    (
+        "rowcount_pair_concepts",
+        "delete from marts.fct_pair_concepts where item_id = 'i5' and concept = 'clarity'",
+        "marts.fct_pair_concepts",
+        None,
+        "expect_table_row_count_to_equal",
+    ),
+    (
+        "rowcount_features_vs_raw",
+        "insert into raw.labels values ('l9', 'i2', 'human:crowd', 'human', 'a', null, null, 'f', 9, 'ing2', now())",
+        "marts.fct_pair_features_score",
+        None,
+        "expect_table_row_count_to_equal",
+    ),
+    (
+        "lift_out_of_bounds",
+        "update marts.fct_concept_effects set global_lift_pct = 650 where concept = 'clarity'",
+        "marts.fct_concept_effects",
+        "global_lift_pct",
+        "expect_column_values_to_be_between",
+    ),
+    (
+        "accuracy_above_1",
+        "update marts.fct_model_metrics set accuracy = 1.2",
+        "marts.fct_model_metrics",
+        "accuracy",
+        "expect_column_values_to_be_between",
+    ),
+    (
+        "n_pairs_zero",
+        "update marts.fct_model_metrics set n_pairs = 0",
+        "marts.fct_model_metrics",
+        "n_pairs",
+        "expect_column_values_to_be_between",
+    ),
+    (
+        "winner_tie_in_predictions",
+        "update marts.fct_predictions set actual_winner = 'tie' where label_id = 'l2'",
+        "marts.fct_predictions",
+        "actual_winner",
+        "expect_column_values_to_be_in_set",
+    ),
+    ("missing_table", "drop table marts.fct_model_metrics", "marts.fct_model_metrics", None, "table_exists"),
+    (
+        "extra_concept_column",
+        'alter table marts.fct_pair_features_comp add column "bogus" integer default 0',
+        "marts.fct_pair_features_comp",
+        None,
+        "expect_table_columns_to_match_set",
+    ),
+    (
+        "raw_tables_missing",
+        "drop table raw.labels",
+        "marts.fct_pair_features_comp",
+        None,
+        "expect_table_row_count_to_equal",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("sql", "table", "column", "etype"), [v[1:] for v in VIOLATIONS],
-                         ids=[v[0] for v in VIOLATIONS])
+@pytest.mark.parametrize(
+    ("sql", "table", "column", "etype"), [v[1:] for v in VIOLATIONS], ids=[v[0] for v in VIOLATIONS]
+)
 def test_violation_fails_with_a_message_naming_it(
     build_db: Path, sql: str, table: str, column: str | None, etype: str
 ) -> None:
@@ -286,10 +229,19 @@ def test_report_frame_is_typed_for_duckdb_even_when_all_null(build_db: Path) -> 
     con = duckdb.connect()
     con.register("q", df)
     types = dict(con.execute("select column_name, column_type from (describe select * from q)").fetchall())
-    assert types == {"suite": "VARCHAR", "table": "VARCHAR", "expectation_type": "VARCHAR", "column": "VARCHAR",
-                     "success": "BOOLEAN", "expected": "VARCHAR", "observed": "VARCHAR",
-                     "unexpected_count": "BIGINT", "unexpected_percent": "DOUBLE", "error": "VARCHAR",
-                     "blocking": "BOOLEAN"}
+    assert types == {
+        "suite": "VARCHAR",
+        "table": "VARCHAR",
+        "expectation_type": "VARCHAR",
+        "column": "VARCHAR",
+        "success": "BOOLEAN",
+        "expected": "VARCHAR",
+        "observed": "VARCHAR",
+        "unexpected_count": "BIGINT",
+        "unexpected_percent": "DOUBLE",
+        "error": "VARCHAR",
+        "blocking": "BOOLEAN",
+    }
 
 
 def test_optional_missing_table_is_skipped(build_db: Path) -> None:
@@ -303,9 +255,12 @@ def test_optional_missing_table_is_skipped(build_db: Path) -> None:
 
 
 def test_other_annotator_rows_in_mart_fail(build_db: Path) -> None:
-    mutate(build_db, "insert into marts.fct_pair_concepts select item_id, concept, annotator, annotator_version, "
-                     "comp_value, score_a, score_b, score_diff, is_relevant "
-                     "from raw.annotations where annotator = 'llm'")
+    mutate(
+        build_db,
+        "insert into marts.fct_pair_concepts select item_id, concept, annotator, annotator_version, "
+        "comp_value, score_a, score_b, score_diff, is_relevant "
+        "from raw.annotations where annotator = 'llm'",
+    )
     report = run_quality_checks(build_db)
     failed = {(f.column, f.expectation_type) for f in report.failures()}
     assert ("annotator", "expect_column_unique_value_count_to_be_between") in failed

@@ -9,14 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.build.quality import SUITES, QualityReport, QualityResult, run_quality_checks, write_quality_report
 from pipelines.core.config import Paths
-from pipelines.build.quality import QualityReport, QualityResult, run_quality_checks, write_quality_report
-from pipelines.build.quality.suites import SUITES
-
-try:
-    from test_quality import WEIRD, build_fixture_db, mutate
-except ImportError:  # pragma: no cover - if tests/ becomes a package
-    from tests.test_quality import WEIRD, build_fixture_db, mutate
+from tests.quality_db import WEIRD, build_fixture_db, mutate
 
 
 class _Rows(HTMLParser):

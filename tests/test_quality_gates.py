@@ -12,13 +12,9 @@ import duckdb
 import pytest
 import yaml
 
-from pipelines.build.quality import QualityThresholds, run_quality_checks
-from pipelines.build.quality.suites import SUITES, models_of_versions
-
-try:
-    from test_quality import build_fixture_db, mutate
-except ImportError:  # pragma: no cover - if tests/ becomes a package
-    from tests.test_quality import build_fixture_db, mutate
+from pipelines.build.quality import SUITES, QualityThresholds, run_quality_checks
+from pipelines.build.quality.gates import models_of_versions
+from tests.quality_db import build_fixture_db, mutate
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,8 +32,16 @@ def test_new_suites_pass_or_skip_with_a_reason_on_the_consistent_fixture(build_d
     report = run_quality_checks(build_db)
     assert report.success, report.format_failures()
     names = {s.name for s in SUITES}
-    assert {"labelled_pairs_have_features", "domain_weights_min_pairs", "swap_consistency", "llm_parse_failures",
-            "concepts", "top_concepts", "top_concepts_ranks", "builds"} <= names
+    assert {
+        "labelled_pairs_have_features",
+        "domain_weights_min_pairs",
+        "swap_consistency",
+        "llm_parse_failures",
+        "concepts",
+        "top_concepts",
+        "top_concepts_ranks",
+        "builds",
+    } <= names
     assert {r.suite for r in report.results} == names
     # offline annotations carry no swap check and no LLM annotator is in use: both skipped, with the reason stored
     assert report.skip_reasons == {
@@ -51,7 +55,9 @@ def test_new_suites_pass_or_skip_with_a_reason_on_the_consistent_fixture(build_d
     skipped = frame[frame["expectation_type"] == "suite_skipped"]
     assert set(skipped["suite"]) == set(report.skip_reasons)
     assert skipped["observed"].str.startswith("skipped: ").all() and skipped["success"].all()
-    assert "skipped: features_measure, swap_consistency, llm_parse_failures, beats_length_only" in report.format_failures()
+    assert (
+        "skipped: features_measure, swap_consistency, llm_parse_failures, beats_length_only" in report.format_failures()
+    )
 
 
 def test_defaults_match_the_dbt_vars() -> None:
@@ -84,10 +90,12 @@ def test_decisive_label_without_features_fails(build_db: Path) -> None:
 
 def test_labels_without_features_allowance_is_configurable(build_db: Path) -> None:
     mutate(build_db, NEW_LABEL_ON_UNANNOTATED)
-    assert run_quality_checks(build_db, only=["labelled_pairs_have_features"],
-                              thresholds={"max_labels_without_features": 1}).success
-    report = run_quality_checks(build_db, only=["labelled_pairs_have_features"],
-                                thresholds={"max_labels_without_features": None})
+    assert run_quality_checks(
+        build_db, only=["labelled_pairs_have_features"], thresholds={"max_labels_without_features": 1}
+    ).success
+    report = run_quality_checks(
+        build_db, only=["labelled_pairs_have_features"], thresholds={"max_labels_without_features": None}
+    )
     assert report.success and "gate disabled" in report.skip_reasons["labelled_pairs_have_features"]
 
 
@@ -108,8 +116,11 @@ def test_annotations_of_another_annotator_do_not_count_as_features(build_db: Pat
     ("sql", "column"),
     [
         ("update marts.fct_concept_effects set n_pairs = 5 where domain = 'code'", "n_pairs"),
-        ("update marts.fct_concept_effects set has_domain_weights = false "
-         "where domain = 'chat' and concept = 'safety'", "has_domain_weights"),
+        (
+            "update marts.fct_concept_effects set has_domain_weights = false "
+            "where domain = 'chat' and concept = 'safety'",
+            "has_domain_weights",
+        ),
         ("update marts.fct_concept_effects set n_pairs = null where domain = 'chat'", "n_pairs"),
     ],
     ids=["too_few_pairs", "deviation_without_domain_weights", "unknown_pair_count"],
@@ -125,8 +136,11 @@ def test_domain_weights_on_a_small_domain_fail(build_db: Path, sql: str, column:
 
 def test_small_domain_without_domain_weights_is_fine_and_minimum_is_configurable(build_db: Path) -> None:
     # a small domain that got b alone (deviation 0, no domain weights) is exactly what the gate wants
-    mutate(build_db, "update marts.fct_concept_effects set n_pairs = 5, domain_deviation = 0, "
-                     "has_domain_weights = false where domain = 'code'")
+    mutate(
+        build_db,
+        "update marts.fct_concept_effects set n_pairs = 5, domain_deviation = 0, "
+        "has_domain_weights = false where domain = 'code'",
+    )
     assert run_quality_checks(build_db, only=["domain_weights_min_pairs"]).success
     # 25 pairs per domain in the fixture: a minimum of 30 fails the domains that kept their weights
     report = run_quality_checks(build_db, only=["domain_weights_min_pairs"], thresholds={"min_domain_pairs": 30})
@@ -135,12 +149,15 @@ def test_small_domain_without_domain_weights_is_fine_and_minimum_is_configurable
 
 
 def test_shared_rows_are_not_domain_weights(build_db: Path) -> None:
-    mutate(build_db, """
+    mutate(
+        build_db,
+        """
         insert into marts.fct_concept_effects
         select fit_id, mechanism, mechanism_type, representation, '__shared__', concept, shared_weight, 0.0,
                shared_weight, shared_lift_pct, 0.0, shared_lift_pct, 3, false, control, feature_scale
         from marts.fct_concept_effects where domain = 'code'
-    """)
+    """,
+    )
     assert run_quality_checks(build_db, only=["domain_weights_min_pairs"]).success
 
 
@@ -160,8 +177,10 @@ def test_swap_inconsistency_under_the_threshold_passes_then_over_fails(build_db:
 
 
 def test_swap_inconsistency_over_default_threshold_fails(build_db: Path) -> None:
-    mutate(build_db, "update raw.annotations set is_consistent = item_id not in ('i1', 'i2', 'i3') "
-                     "where annotator = 'offline'")  # 9 of 15 = 0.6
+    mutate(
+        build_db,
+        "update raw.annotations set is_consistent = item_id not in ('i1', 'i2', 'i3') where annotator = 'offline'",
+    )  # 9 of 15 = 0.6
     report = run_quality_checks(build_db, only=["swap_consistency"])
     (f,) = report.failures()
     assert f.column == "swap_inconsistency_rate" and "0.6" in f.observed
@@ -199,8 +218,12 @@ LLM_ACTIVE = QualityThresholds(annotator="llm", annotator_version=LLM_VERSION)
 
 
 def test_parse_failure_rate_over_threshold_fails(build_db: Path) -> None:
-    _llm_calls(build_db, "gpt 4o", ok=18, failures=[("comp_ab", "malformed: not JSON"),
-                                                     ("score", "truncated: finish_reason=length")])  # 2/20 = 0.1
+    _llm_calls(
+        build_db,
+        "gpt 4o",
+        ok=18,
+        failures=[("comp_ab", "malformed: not JSON"), ("score", "truncated: finish_reason=length")],
+    )  # 2/20 = 0.1
     report = run_quality_checks(build_db, only=["llm_parse_failures"], thresholds=LLM_ACTIVE)
     (f,) = report.failures()
     assert (f.table, f.column) == ("raw.llm_cache", "parse_failure_rate")
@@ -208,12 +231,17 @@ def test_parse_failure_rate_over_threshold_fails(build_db: Path) -> None:
 
 
 def test_parse_failure_rate_counts_only_parse_failures_of_annotation_calls_of_the_model_in_use(build_db: Path) -> None:
-    _llm_calls(build_db, "gpt 4o", ok=19, failures=[
-        ("comp_ab", "malformed: not JSON"),           # counts: 1/24 < 0.05
-        ("comp_ba", "http_503: HTTP 503"),            # transport failure, not a parse failure
-        ("propose", "malformed: not JSON"),           # discovery stage, not annotation
-        ("relevance", "connection: APIConnectionError"),
-    ])
+    _llm_calls(
+        build_db,
+        "gpt 4o",
+        ok=19,
+        failures=[
+            ("comp_ab", "malformed: not JSON"),  # counts: 1/24 < 0.05
+            ("comp_ba", "http_503: HTTP 503"),  # transport failure, not a parse failure
+            ("propose", "malformed: not JSON"),  # discovery stage, not annotation
+            ("relevance", "connection: APIConnectionError"),
+        ],
+    )
     _llm_calls(build_db, "old-model", ok=1, failures=[("comp_ab", "malformed: x")] * 3)  # not in use
     report = run_quality_checks(build_db, only=["llm_parse_failures"], thresholds=LLM_ACTIVE)
     assert report.success and not report.skipped, report.format_failures()
@@ -247,58 +275,140 @@ def test_models_of_versions() -> None:
 
 NEW_MART_VIOLATIONS: list[tuple[str, str, str, str, str | None, str]] = [
     # (id, sql, suite, table, column, expectation type)
-    ("definition_not_paper_style", "update marts.dim_concepts set definition = 'Clear answers' where concept = 'safety'",
-     "concepts", "marts.dim_concepts", "definition", "expect_column_values_to_match_regex"),
-    ("definition_half_missing", "update marts.dim_concepts set definition = 'A high score indicates x; ' "
-     "where concept = 'clarity'", "concepts", "marts.dim_concepts", "definition", "expect_column_values_to_match_regex"),
-    ("duplicate_concept", "insert into marts.dim_concepts select * from marts.dim_concepts where concept = 'safety'",
-     "concepts", "marts.dim_concepts", "concept, annotator, annotator_version", "expect_compound_columns_to_be_unique"),
-    ("null_definition_hash", "update marts.dim_concepts set definition_hash = null",
-     "concepts", "marts.dim_concepts", "definition_hash", "expect_column_values_to_not_be_null"),
-    ("duplicate_local_explanation", "insert into marts.fct_local_explanations "
-     "select * from marts.fct_local_explanations limit 1", "local_explanations", "marts.fct_local_explanations",
-     "fit_id, label_id, representation, concept", "expect_compound_columns_to_be_unique"),
-    ("rank_gap", "create or replace view marts.rpt_top_concepts as select * replace (concept_rank * 2 as concept_rank) "
-     "from (select fit_id, mechanism, mechanism_type, representation, domain, row_number() over (partition by fit_id, "
-     "mechanism, representation, domain order by abs(global_lift_pct) desc, concept) as concept_rank, concept, "
-     "'rewards' as direction, global_lift_pct, shared_lift_pct, deviation_lift_pct, n_pairs, has_domain_weights "
-     "from marts.fct_concept_effects)", "top_concepts_ranks", "marts.rpt_top_concepts", "max_rank, n_rows",
-     "expect_column_pair_values_to_be_equal"),
-    ("rank_order_reversed", "create or replace view marts.rpt_top_concepts as select fit_id, mechanism, mechanism_type, "
-     "representation, domain, row_number() over (partition by fit_id, mechanism, representation, domain "
-     "order by abs(global_lift_pct) asc, concept) as concept_rank, concept, 'rewards' as direction, global_lift_pct, "
-     "shared_lift_pct, deviation_lift_pct, n_pairs, has_domain_weights from marts.fct_concept_effects",
-     "top_concepts_ranks", "marts.rpt_top_concepts", "n_out_of_order", "expect_column_values_to_be_in_set"),
-    ("rank_above_top_k", "create or replace view marts.rpt_top_concepts as select fit_id, mechanism, mechanism_type, "
-     "representation, domain, 11 as concept_rank, concept, 'rewards' as direction, global_lift_pct, shared_lift_pct, "
-     "deviation_lift_pct, n_pairs, has_domain_weights from marts.fct_concept_effects where concept = 'safety'",
-     "top_concepts", "marts.rpt_top_concepts", "concept_rank", "expect_column_values_to_be_between"),
-    ("duplicate_rank", "create or replace view marts.rpt_top_concepts as select fit_id, mechanism, mechanism_type, "
-     "representation, domain, 1 as concept_rank, concept, 'rewards' as direction, global_lift_pct, shared_lift_pct, "
-     "deviation_lift_pct, n_pairs, has_domain_weights from marts.fct_concept_effects", "top_concepts",
-     "marts.rpt_top_concepts", "fit_id, mechanism, representation, domain, concept_rank",
-     "expect_compound_columns_to_be_unique"),
-    ("duplicate_build", "create or replace view marts.fct_builds as select * from raw.builds union all "
-     "select * from raw.builds where build_id = 'b1'",
-     "builds", "marts.fct_builds", "build_id", "expect_column_values_to_be_unique"),
-    ("unknown_build_status", "update raw.builds set status = 'exploded' where build_id = 'b1'",
-     "builds", "marts.fct_builds", "status", "expect_column_values_to_be_in_set"),
-    ("build_ends_before_start", "update raw.builds set finished_at = started_at - interval 1 hour where build_id = 'b1'",
-     "builds", "marts.fct_builds", "duration_seconds", "expect_column_values_to_be_between"),
-    ("no_build_row", "delete from raw.builds", "builds", "marts.fct_builds", None,
-     "expect_table_row_count_to_be_between"),
+    (
+        "definition_not_paper_style",
+        "update marts.dim_concepts set definition = 'Clear answers' where concept = 'safety'",
+        "concepts",
+        "marts.dim_concepts",
+        "definition",
+        "expect_column_values_to_match_regex",
+    ),
+    (
+        "definition_half_missing",
+        "update marts.dim_concepts set definition = 'A high score indicates x; ' where concept = 'clarity'",
+        "concepts",
+        "marts.dim_concepts",
+        "definition",
+        "expect_column_values_to_match_regex",
+    ),
+    (
+        "duplicate_concept",
+        "insert into marts.dim_concepts select * from marts.dim_concepts where concept = 'safety'",
+        "concepts",
+        "marts.dim_concepts",
+        "concept, annotator, annotator_version",
+        "expect_compound_columns_to_be_unique",
+    ),
+    (
+        "null_definition_hash",
+        "update marts.dim_concepts set definition_hash = null",
+        "concepts",
+        "marts.dim_concepts",
+        "definition_hash",
+        "expect_column_values_to_not_be_null",
+    ),
+    (
+        "duplicate_local_explanation",
+        "insert into marts.fct_local_explanations select * from marts.fct_local_explanations limit 1",
+        "local_explanations",
+        "marts.fct_local_explanations",
+        "fit_id, label_id, representation, concept",
+        "expect_compound_columns_to_be_unique",
+    ),
+    (
+        "rank_gap",
+        "create or replace view marts.rpt_top_concepts as select * replace (concept_rank * 2 as concept_rank) "
+        "from (select fit_id, mechanism, mechanism_type, representation, domain, row_number() over (partition by fit_id, "
+        "mechanism, representation, domain order by abs(global_lift_pct) desc, concept) as concept_rank, concept, "
+        "'rewards' as direction, global_lift_pct, shared_lift_pct, deviation_lift_pct, n_pairs, has_domain_weights "
+        "from marts.fct_concept_effects)",
+        "top_concepts_ranks",
+        "marts.rpt_top_concepts",
+        "max_rank, n_rows",
+        "expect_column_pair_values_to_be_equal",
+    ),
+    (
+        "rank_order_reversed",
+        "create or replace view marts.rpt_top_concepts as select fit_id, mechanism, mechanism_type, "
+        "representation, domain, row_number() over (partition by fit_id, mechanism, representation, domain "
+        "order by abs(global_lift_pct) asc, concept) as concept_rank, concept, 'rewards' as direction, global_lift_pct, "
+        "shared_lift_pct, deviation_lift_pct, n_pairs, has_domain_weights from marts.fct_concept_effects",
+        "top_concepts_ranks",
+        "marts.rpt_top_concepts",
+        "n_out_of_order",
+        "expect_column_values_to_be_in_set",
+    ),
+    (
+        "rank_above_top_k",
+        "create or replace view marts.rpt_top_concepts as select fit_id, mechanism, mechanism_type, "
+        "representation, domain, 11 as concept_rank, concept, 'rewards' as direction, global_lift_pct, shared_lift_pct, "
+        "deviation_lift_pct, n_pairs, has_domain_weights from marts.fct_concept_effects where concept = 'safety'",
+        "top_concepts",
+        "marts.rpt_top_concepts",
+        "concept_rank",
+        "expect_column_values_to_be_between",
+    ),
+    (
+        "duplicate_rank",
+        "create or replace view marts.rpt_top_concepts as select fit_id, mechanism, mechanism_type, "
+        "representation, domain, 1 as concept_rank, concept, 'rewards' as direction, global_lift_pct, shared_lift_pct, "
+        "deviation_lift_pct, n_pairs, has_domain_weights from marts.fct_concept_effects",
+        "top_concepts",
+        "marts.rpt_top_concepts",
+        "fit_id, mechanism, representation, domain, concept_rank",
+        "expect_compound_columns_to_be_unique",
+    ),
+    (
+        "duplicate_build",
+        "create or replace view marts.fct_builds as select * from ops.builds union all "
+        "select * from ops.builds where build_id = 'b1'",
+        "builds",
+        "marts.fct_builds",
+        "build_id",
+        "expect_column_values_to_be_unique",
+    ),
+    (
+        "unknown_build_status",
+        "update ops.builds set status = 'exploded' where build_id = 'b1'",
+        "builds",
+        "marts.fct_builds",
+        "status",
+        "expect_column_values_to_be_in_set",
+    ),
+    (
+        "build_ends_before_start",
+        "update ops.builds set finished_at = started_at - interval 1 hour where build_id = 'b1'",
+        "builds",
+        "marts.fct_builds",
+        "duration_seconds",
+        "expect_column_values_to_be_between",
+    ),
+    (
+        "no_build_row",
+        "delete from ops.builds",
+        "builds",
+        "marts.fct_builds",
+        None,
+        "expect_table_row_count_to_be_between",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("sql", "suite", "table", "column", "etype"), [v[1:] for v in NEW_MART_VIOLATIONS],
-                         ids=[v[0] for v in NEW_MART_VIOLATIONS])
+@pytest.mark.parametrize(
+    ("sql", "suite", "table", "column", "etype"),
+    [v[1:] for v in NEW_MART_VIOLATIONS],
+    ids=[v[0] for v in NEW_MART_VIOLATIONS],
+)
 def test_newer_mart_violation_fails(
     build_db: Path, sql: str, suite: str, table: str, column: str | None, etype: str
 ) -> None:
     mutate(build_db, sql)
     report = run_quality_checks(build_db, only=[suite])
-    hits = [f for f in report.failures()
-            if (f.suite, f.table, f.column, f.expectation_type) == (suite, table, column, etype)]
+    hits = [
+        f
+        for f in report.failures()
+        if (f.suite, f.table, f.column, f.expectation_type) == (suite, table, column, etype)
+    ]
     assert hits, report.format_failures()
     assert hits[0].observed or hits[0].error
 
@@ -314,3 +424,16 @@ def test_broken_frame_sql_is_a_failure_not_a_crash(build_db: Path) -> None:
     report = run_quality_checks(build_db, only=["domain_weights_min_pairs"])
     (f,) = report.failures()
     assert f.expectation_type == "suite_error" and "has_domain_weights" in (f.error or "")
+
+
+def test_a_build_s_dbt_vars_set_the_shared_thresholds() -> None:
+    from pipelines.build.quality import thresholds_from_dbt_vars
+
+    # only the vars that are also gate thresholds, typed as the gates use them; an empty value keeps the default
+    assert thresholds_from_dbt_vars({"top_k": "5", "min_domain_pairs": "8", "cv_folds": "3"}) == {
+        "top_k": 5,
+        "min_domain_pairs": 8,
+    }
+    assert thresholds_from_dbt_vars({"min_domain_pairs": ""}) == {}
+    th = QualityThresholds(**thresholds_from_dbt_vars({"min_domain_pairs": "8"}))
+    assert th.min_domain_pairs == 8 and th.top_k == QualityThresholds().top_k

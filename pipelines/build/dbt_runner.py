@@ -106,7 +106,9 @@ def run_dbt(
 _RESULT_EVENTS = {"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult", "LogNodeResult"}
 
 
-def _handle_line(line: str, result: DbtResult, errors: list[str], on_node: Callable[[str, str, int], None] | None) -> None:
+def _handle_line(
+    line: str, result: DbtResult, errors: list[str], on_node: Callable[[str, str, int], None] | None
+) -> None:
     try:
         event = json.loads(line)
     except json.JSONDecodeError:

@@ -6,9 +6,15 @@ then moved over ``serve_db`` with ``os.replace``. On POSIX this is atomic: a rea
 file keeps reading the old, consistent snapshot and never blocks publication; new readers see the new
 file. (On Windows ``os.replace`` fails while a reader holds the file.) Views are materialised as tables.
 
-:func:`check_and_publish` is the quality gate: it validates and copies from one read-only attachment
-of the build database (so what was checked is what is published) and publishes only if every
-expectation passed.
+:func:`check_and_publish` is the quality gate and the one path ``preflens run`` takes: it validates and
+copies from one attachment of the build database (so what was checked is what is published), records the
+results (``ops.quality_results`` and the HTML page) when given a build id, and publishes only if every
+blocking expectation passed.
+
+Publication-time writes to the build database (``record``: the build's final row) happen in a transaction
+the copy reads from, committed only after the swap: the served copy shows them, and the build database
+never claims a publication that did not happen. A killed publisher leaves ``.tmp-*`` files behind;
+:func:`remove_stale_temporaries` (called by the next build, under the build lock) removes them.
 """
 
 from __future__ import annotations
@@ -17,20 +23,31 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from pipelines.build.quality.runner import QualityReport, run_quality_checks
-from pipelines.build.quality.suites import SUITES, QualityThresholds, SuiteDefinition, quote_ident
+from pipelines.build.quality import (
+    SUITES,
+    QualityReport,
+    QualityThresholds,
+    SuiteDefinition,
+    quote_ident,
+    record_quality_run,
+    run_quality_checks,
+    write_quality_report,
+)
 
 DEFAULT_STORAGE_VERSION = "v1.4.0"
 _SERVE_ALIAS = "__preflens_serve"
 _MANIFEST = "_manifest.json"
 _RESERVED_CATALOGS = {"memory", "system", "temp", "main", _SERVE_ALIAS}
+
+#: writes to the build database that the served copy must show but that count only once it is swapped in
+PublishRecord = Callable[[duckdb.DuckDBPyConnection], None]
 
 
 class PublishError(RuntimeError):
@@ -113,24 +130,22 @@ def _fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def open_build(build_db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """In-memory connection with ``build_db`` attached READ_ONLY under its file stem and made current."""
+def open_build(build_db: Path, *, read_only: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    """In-memory connection with ``build_db`` attached (READ_ONLY by default) under its file stem and made current."""
     build_db = Path(build_db).resolve()
     if not build_db.exists():
         raise FileNotFoundError(build_db)
     con = duckdb.connect()
     try:
         alias = _catalog_alias(build_db)
-        con.execute(f"attach {_sql_str(build_db)} as {quote_ident(alias)} (read_only)")
+        con.execute(f"attach {_sql_str(build_db)} as {quote_ident(alias)}{' (read_only)' if read_only else ''}")
         con.execute(f"use {quote_ident(alias)}")
         yield con
     finally:
         con.close()
 
 
-def _relations(
-    con: duckdb.DuckDBPyConnection, catalog: str, schemas: Sequence[str]
-) -> list[tuple[str, str, str]]:
+def _relations(con: duckdb.DuckDBPyConnection, catalog: str, schemas: Sequence[str]) -> list[tuple[str, str, str]]:
     found = con.execute(
         "select distinct schema_name from duckdb_schemas() where database_name = ?", [catalog]
     ).fetchall()
@@ -168,13 +183,14 @@ def _build_served_copy(
     schemas: Sequence[str],
     tmp_db: Path,
     storage_version: str | None,
+    via_arrow: bool,
 ) -> tuple[dict[tuple[str, str], int], str | None]:
     """Copy ``relations`` from ``catalog`` into a fresh file ``tmp_db``, checkpoint and detach it.
 
-    The file is attached to ``con`` itself (SQL copy). A read-only ``con`` cannot attach a writable
-    file, so then rows stream through Arrow into a private in-memory connection instead.
+    The file is attached to ``con`` itself (SQL copy), or, ``via_arrow``, rows stream through Arrow into a
+    private in-memory connection: a read-only ``con`` cannot attach a writable file, and a transaction that
+    has written the build database cannot write a second one.
     """
-    via_arrow = _is_read_only(con)
     target = duckdb.connect() if via_arrow else con
     opts = f" (storage_version {_sql_str(storage_version)})" if storage_version else ""
     s = quote_ident(_SERVE_ALIAS)
@@ -230,6 +246,7 @@ def _publish_from(
     exports_dir: Path,
     schemas: Sequence[str],
     storage_version: str | None,
+    record: PublishRecord | None = None,
 ) -> PublishResult:
     serve_db = Path(serve_db).resolve()
     exports_dir = Path(exports_dir).resolve()
@@ -242,8 +259,14 @@ def _publish_from(
     tmp_parquets = [exports_dir / f"{name}.parquet{suffix}" for _, name, _ in relations]
     for p in (tmp_db, tmp_wal, *tmp_parquets):
         _remove(p)
+    in_transaction = False
     try:
-        counts, tag = _build_served_copy(con, catalog, relations, schemas, tmp_db, storage_version)
+        if record is not None:
+            con.execute("begin transaction")
+            in_transaction = True
+            record(con)
+        via_arrow = in_transaction or _is_read_only(con)
+        counts, tag = _build_served_copy(con, catalog, relations, schemas, tmp_db, storage_version, via_arrow)
         if tmp_wal.exists():  # checkpoint + detach should leave none
             raise PublishError(f"temporary copy left a WAL behind: {tmp_wal}")
         _write_parquet_tmp(tmp_db, relations, exports_dir, suffix)
@@ -253,6 +276,9 @@ def _publish_from(
         _remove(serve_db.with_name(serve_db.name + ".wal"))  # a stale WAL must never meet the new file
         os.replace(tmp_db, serve_db)
         _fsync_dir(serve_db.parent)
+        if in_transaction:  # the served copy is in place: now the build database may say so
+            in_transaction = False
+            con.execute("commit")
         old_manifest = _read_manifest(exports_dir)
         published: list[PublishedTable] = []
         for (schema, name, kind), tmp_p in zip(relations, tmp_parquets, strict=True):
@@ -264,6 +290,8 @@ def _publish_from(
         _write_manifest(exports_dir, published, suffix)
         _fsync_dir(exports_dir)
     except BaseException:
+        if in_transaction:
+            con.execute("rollback")
         for p in (tmp_db, tmp_wal, *tmp_parquets):
             _remove(p)
         raise
@@ -333,42 +361,88 @@ def check_and_publish(
     schemas: Iterable[str] = ("marts",),
     storage_version: str | None = DEFAULT_STORAGE_VERSION,
     raise_on_failure: bool = False,
+    build_id: str | None = None,
+    report_page: Path | None = None,
+    on_checked: Callable[[QualityReport], None] | None = None,
+    record: PublishRecord | None = None,
 ) -> tuple[QualityReport, PublishResult | None]:
-    """Run the quality checks; publish only if all passed.
+    """Run the quality checks, record them, and publish only if every blocking expectation passed.
 
-    ``build_db`` is a path or an open connection (see :func:`publish`). A path is attached read-only
-    once, for both the checks and the copy, so the published data is
-    exactly the validated data (a read-only holder also keeps any writer out meanwhile). On failure the
-    served copy and exports are untouched and ``(report, None)`` is returned, or
-    :class:`QualityGateFailed` is raised when ``raise_on_failure``. Publication errors propagate.
+    ``build_db`` is a path or an open connection (see :func:`publish`). A path is attached once, for the
+    checks, the records and the copy, so the published data is exactly the validated data (the holder also
+    keeps any writer out meanwhile); read-only unless something is to be written (``build_id``, ``record``).
+
+    In order:
+
+    1. the checks run (:func:`~pipelines.build.quality.run_quality_checks`);
+    2. with ``build_id``, their results are appended to ``ops.quality_results``, and with ``report_page`` the
+       HTML page is written there (both whatever the outcome);
+    3. ``on_checked(report)`` is called (it may raise, e.g. to stop a failed build, and then nothing is
+       published);
+    4. on failure the served copy and exports are untouched and ``(report, None)`` is returned, or
+       :class:`QualityGateFailed` is raised when ``raise_on_failure``;
+    5. otherwise the marts are published; ``record(con)`` runs in a transaction the copy reads from and is
+       committed only after the served copy was swapped in (rolled back if publication fails).
+
+    Publication errors propagate.
     """
     _check_storage_version(storage_version)
     serve_db = Path(serve_db).resolve()
+    gate = _Gate(thresholds, tuple(optional), tuple(suites), build_id, report_page, on_checked, raise_on_failure)
     if isinstance(build_db, duckdb.DuckDBPyConnection):
-        return _gate(build_db, serve_db, Path(exports_dir), thresholds, optional, suites, tuple(schemas),
-                     storage_version, raise_on_failure)
+        return gate.run(build_db, serve_db, Path(exports_dir), tuple(schemas), storage_version, record)
     if Path(build_db).resolve() == serve_db:
         raise PublishError("build_db and serve_db are the same file")
-    with open_build(Path(build_db)) as con:
-        return _gate(con, serve_db, Path(exports_dir), thresholds, optional, suites, tuple(schemas),
-                     storage_version, raise_on_failure)
+    writes = build_id is not None or record is not None
+    with open_build(Path(build_db), read_only=not writes) as con:
+        return gate.run(con, serve_db, Path(exports_dir), tuple(schemas), storage_version, record)
 
 
-def _gate(
-    con: duckdb.DuckDBPyConnection,
-    serve_db: Path,
-    exports_dir: Path,
-    thresholds: QualityThresholds | Mapping[str, Any] | None,
-    optional: Iterable[str],
-    suites: Iterable[SuiteDefinition],
-    schemas: tuple[str, ...],
-    storage_version: str | None,
-    raise_on_failure: bool,
-) -> tuple[QualityReport, PublishResult | None]:
-    report = run_quality_checks(con, thresholds=thresholds, optional=optional, suites=suites)
-    if not report.success:
-        if raise_on_failure:
-            raise QualityGateFailed(report)
-        return report, None
-    (catalog,) = con.execute("select current_database()").fetchall()[0]
-    return report, _publish_from(con, catalog, serve_db, exports_dir, schemas, storage_version)
+@dataclass(frozen=True)
+class _Gate:
+    """The check-and-record half of :func:`check_and_publish`, then publication if it passed."""
+
+    thresholds: QualityThresholds | Mapping[str, Any] | None
+    optional: tuple[str, ...]
+    suites: tuple[SuiteDefinition, ...]
+    build_id: str | None
+    report_page: Path | None
+    on_checked: Callable[[QualityReport], None] | None
+    raise_on_failure: bool
+
+    def run(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        serve_db: Path,
+        exports_dir: Path,
+        schemas: tuple[str, ...],
+        storage_version: str | None,
+        record: PublishRecord | None,
+    ) -> tuple[QualityReport, PublishResult | None]:
+        report = run_quality_checks(con, thresholds=self.thresholds, optional=self.optional, suites=self.suites)
+        if self.build_id is not None:
+            record_quality_run(con, report, build_id=self.build_id, page=self.report_page)
+        elif self.report_page is not None:
+            write_quality_report(report, self.report_page)
+        if self.on_checked is not None:
+            self.on_checked(report)
+        if not report.success:
+            if self.raise_on_failure:
+                raise QualityGateFailed(report)
+            return report, None
+        (catalog,) = con.execute("select current_database()").fetchall()[0]
+        return report, _publish_from(con, catalog, serve_db, exports_dir, schemas, storage_version, record)
+
+
+def remove_stale_temporaries(serve_db: Path, exports_dir: Path) -> list[Path]:
+    """Remove the ``.tmp-*`` files (and their ``.wal``) a killed publisher left; returns what was removed.
+
+    Only safe while no publication runs: call it under the build lock.
+    """
+    serve_db, exports_dir = Path(serve_db), Path(exports_dir)
+    stale = [*serve_db.parent.glob(f".{serve_db.name}.tmp-*")]
+    if exports_dir.is_dir():
+        stale += [*exports_dir.glob("*.parquet.tmp-*"), *exports_dir.glob(f"{_MANIFEST}.tmp-*")]
+    for p in stale:
+        _remove(p)
+    return stale

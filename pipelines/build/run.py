@@ -2,55 +2,23 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from pipelines import __version__
-from pipelines.core.config import SAMPLE_PATH, Paths
+from pipelines.build.context import STAGES, BuildContext, RunResult, StageFailed
 from pipelines.build.dbt_runner import run_dbt
+from pipelines.core.config import SAMPLE_PATH, Paths
+from pipelines.core.ids import new_id
 from pipelines.core.lock import BuildLock
-from pipelines.core.warehouse import connect
+from py_models.fit_settings import FitSettings
 
-STAGES = ("ingest", "annotate", "dbt build", "fit", "checks", "publish")
+__all__ = ["STAGES", "RunResult", "StageFailed", "check_dbt_vars", "resolve_annotator", "run_pipeline"]
+
 _SAFE_VAR = re.compile(r"^[A-Za-z0-9_.:/+-]+$")
-
-
-class StageFailed(RuntimeError):
-    """A pipeline stage failed; ``stage`` names it, the message is one line."""
-
-    def __init__(self, stage: str, message: str) -> None:
-        super().__init__(f"{stage} failed: {message}")
-        self.stage = stage
-        self.reason = message
-
-
-@dataclass
-class RunResult:
-    """What a run did, for the terminal summary and for tests."""
-
-    build_id: str
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    ingest: object | None = None
-    annotated_items: int = 0
-    annotator: str = "offline"
-    annotator_version: str = ""
-    llm_report: object | None = None
-    quality: object | None = None
-    published: bool = False
-
-
-def new_build_id() -> str:
-    """Sortable, unique build id: UTC timestamp plus a random suffix."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
 def _progress(console: Console) -> Progress:
@@ -66,21 +34,6 @@ def _progress(console: Console) -> Progress:
     )
 
 
-@contextmanager
-def _stage(result: RunResult, name: str) -> Iterator[None]:
-    t0 = time.perf_counter()
-    try:
-        yield
-    except StageFailed:
-        raise
-    except Exception as exc:  # noqa: BLE001 - turned into a one-line stage failure
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        first_line = first_line.removeprefix(f"{name} failed: ").removeprefix(f"dbt {name.split()[-1]} failed: ")
-        raise StageFailed(name, first_line) from exc
-    finally:
-        result.stage_seconds[name] = time.perf_counter() - t0
-
-
 def run_pipeline(
     paths: Paths,
     inputs: Sequence[Path] | None = None,
@@ -91,7 +44,7 @@ def run_pipeline(
     quality_thresholds: dict | None = None,
     annotator: str | None = None,
     llm_options: dict | None = None,
-    dbt_vars: dict[str, object] | None = None,
+    dbt_vars: Mapping[str, object] | None = None,
 ) -> RunResult:
     """Run every stage under the build lock. Raises StageFailed (and records the build as failed).
 
@@ -103,77 +56,58 @@ def run_pipeline(
     extra_vars = check_dbt_vars(dbt_vars or {})
     console = console or Console()
     inputs = list(inputs) if inputs is not None else [SAMPLE_PATH]
-    result = RunResult(build_id=new_build_id())
+    result = RunResult(build_id=new_id())
     result.annotator = resolve_annotator(annotator, paths)
     with BuildLock(paths.lock_file):
-        _record_build_start(paths, result.build_id)
+        progress = _progress(console)
+        ctx = BuildContext(paths, result, progress)
         try:
-            with _progress(console) as progress:
-                _run_stages(
-                    paths, inputs, result, progress, ingest_options or {}, skip_ingest, quality_thresholds,
-                    llm_options or {}, extra_vars,
-                )
-        except StageFailed as exc:
-            result.published = False
-            _record_build_end(paths, result, status="failed", stage=exc.stage, message=exc.reason)
-            raise
-        except KeyboardInterrupt:
-            result.published = False
-            _record_build_end(paths, result, status="failed", message="interrupted by the user")
-            raise
+            ctx.begin()
+            try:
+                with progress:
+                    _run_stages(
+                        ctx,
+                        inputs,
+                        ingest_options or {},
+                        skip_ingest,
+                        quality_thresholds,
+                        llm_options or {},
+                        extra_vars,
+                    )
+            except StageFailed as exc:
+                ctx.fail(exc.stage, exc.reason)
+                raise
+            except KeyboardInterrupt:
+                ctx.fail(None, "interrupted by the user")
+                raise
+        finally:
+            ctx.close()
     return result
 
 
 def _run_stages(
-    paths: Paths,
+    ctx: BuildContext,
     inputs: list[Path],
-    result: RunResult,
-    progress: Progress,
     ingest_options: dict,
     skip_ingest: bool,
     quality_thresholds: dict | None,
     llm_options: dict,
-    extra_vars: dict[str, str] | None = None,
+    extra_vars: dict[str, str],
 ) -> None:
     from pipelines.ingest import ingest_paths
 
-    tasks = {name: progress.add_task(name, total=None, note="waiting", start=False) for name in STAGES}
-
-    def start(name: str, total: int | None = None) -> Callable[[int, int | None], None]:
-        task = tasks[name]
-        progress.start_task(task)
-        progress.update(task, total=total, note="")
-
-        def update(done: int, total_: int | None = None) -> None:
-            progress.update(task, completed=done, total=total_ if total_ is not None else progress.tasks[task].total)
-
-        return update
-
-    def finish(name: str, note: str) -> None:
-        task = tasks[name]
-        total = progress.tasks[task].total or 1
-        progress.update(task, total=total, completed=total, note=note)
-        progress.stop_task(task)
-
+    result = ctx.result
     if skip_ingest:
-        finish("ingest", "skipped")
+        ctx.done("ingest", "skipped")
     else:
-        with _stage(result, "ingest"):
-            start("ingest", total=len(inputs))
-            con = connect(paths.build_db)
-            try:
-                summary = ingest_paths(con, [Path(p) for p in inputs], **ingest_options)
-            finally:
-                con.close()
-            result.ingest = summary
-            finish("ingest", _ingest_note(summary))
+        with ctx.stage("ingest", total=len(inputs)):
+            result.ingest = ingest_paths(ctx.con, [Path(p) for p in inputs], **ingest_options)
+            ctx.done("ingest", _ingest_note(result.ingest))
 
-    with _stage(result, "annotate"):
-        update = start("annotate")
-        note = _annotate_stage(paths, result, update, llm_options)
-        finish("annotate", note)
+    with ctx.stage("annotate") as update:
+        ctx.done("annotate", _annotate_stage(ctx, update, llm_options))
 
-    dbt_vars = {**(extra_vars or {}), "annotator": result.annotator, "annotator_version": result.annotator_version}
+    dbt_vars = {**extra_vars, "annotator": result.annotator, "annotator_version": result.annotator_version}
     for key, value in dbt_vars.items():
         if value and not _SAFE_VAR.match(value.replace(",", "")):
             raise StageFailed("dbt build", f"unsafe value for dbt var {key}: {value!r}")
@@ -181,38 +115,57 @@ def _run_stages(
 
     # the two dbt stages are the selectors `prefit` and `fit` of dbt_project/selectors.yml
     for stage, selection in (("dbt build", ["--selector", "prefit"]), ("fit", ["--selector", "fit"])):
-        with _stage(result, stage):
-            on_node = _node_counter(start(stage))
-            res = run_dbt(["build", *selection, *vars_arg], paths, result.build_id, on_node=on_node)
-            finish(stage, _dbt_note(res.counts))
+        with ctx.stage(stage) as update, ctx.dbt_running():
+            res = run_dbt(["build", *selection, *vars_arg], ctx.paths, ctx.build_id, on_node=_node_counter(update))
+            ctx.done(stage, _dbt_note(res.counts))
 
-    from pipelines.build.quality import run_quality_checks, write_quality_report
-    from pipelines.build.publish import publish
+    with ctx.stage("checks"):
+        _check_and_publish(ctx, quality_thresholds, extra_vars)
 
-    with _stage(result, "checks"):
-        start("checks")
-        thresholds = {
-            **(quality_thresholds or {}),
-            "annotator": result.annotator,
-            "annotator_version": result.annotator_version or None,
-        }
-        report = run_quality_checks(paths.build_db, thresholds=thresholds)
+
+def _check_and_publish(ctx: BuildContext, quality_thresholds: dict | None, extra_vars: dict[str, str]) -> None:
+    """The stages ``checks`` and ``publish``: one :func:`~pipelines.build.publish.check_and_publish` call.
+
+    The results are stored and the HTML page written whatever the outcome; a failed gate stops the build
+    (``checks`` failed) before anything is copied. The build's final row is written in the publication's
+    transaction, so the served ``fct_builds`` shows this build as published while ``ops.builds`` says so only
+    once the served copy has been swapped in.
+    """
+    from pipelines.build.publish import check_and_publish
+    from pipelines.build.quality import QualityReport, thresholds_from_dbt_vars
+
+    result, paths = ctx.result, ctx.paths
+    thresholds = {
+        **thresholds_from_dbt_vars(extra_vars),
+        **(quality_thresholds or {}),
+        "annotator": result.annotator,
+        "annotator_version": result.annotator_version or None,
+    }
+
+    def checked(report: QualityReport) -> None:
         result.quality = report
-        _store_quality(paths, result.build_id, report)
-        write_quality_report(report, paths.quality_report, build_id=result.build_id)
         if not report.success:
-            finish("checks", "FAILED")
+            ctx.done("checks", "FAILED")
             raise StageFailed("checks", "quality gate failed, not published:\n" + report.format_failures())
         warned = report.warnings()
-        finish("checks", f"{len(report.results) - len(warned)} expectations passed"
-               + (f", {len(warned)} recorded warnings" if warned else ""))
+        ctx.done(
+            "checks",
+            f"{len(report.results) - len(warned)} expectations passed"
+            + (f", {len(warned)} recorded warnings" if warned else ""),
+        )
+        ctx.enter("publish")
 
-    with _stage(result, "publish"):
-        start("publish")
-        result.published = True  # recorded before the copy so the served fct_builds shows this build
-        _record_build_end(paths, result, status="success")
-        publish(paths.build_db, paths.serve_db, paths.exports_dir)
-        finish("publish", str(paths.serve_db))
+    check_and_publish(
+        ctx.con,
+        paths.serve_db,
+        paths.exports_dir,
+        thresholds=thresholds,
+        build_id=ctx.build_id,
+        report_page=paths.quality_report,
+        on_checked=checked,
+        record=ctx.publication_record,
+    )
+    ctx.done("publish", str(paths.serve_db))
 
 
 def resolve_annotator(annotator: str | None, paths: Paths) -> str:
@@ -226,35 +179,35 @@ def resolve_annotator(annotator: str | None, paths: Paths) -> str:
     return annotator
 
 
-def _annotate_stage(
-    paths: Paths, result: RunResult, update: Callable[[int, int | None], None], llm_options: dict
-) -> str:
+def _annotate_stage(ctx: BuildContext, update: Callable[[int, int | None], None], llm_options: dict) -> str:
     """Annotate pending items with the chosen annotator; sets result.annotator_version; returns the note."""
-    con = connect(paths.build_db)
-    try:
-        if result.annotator == "llm":
-            from pipelines.annotate.llm import annotate_llm
-            from pipelines.llm.config import load_llm_config
+    con, result, paths = ctx.con, ctx.result, ctx.paths
+    if result.annotator == "llm":
+        from pipelines.annotate.llm import annotate_llm
+        from pipelines.llm.config import load_llm_config
 
-            opts = dict(llm_options)
-            config = opts.pop("config", None) or load_llm_config(warehouse=paths.warehouse)
-            report = annotate_llm(con, config, progress=update, **opts)
-            result.llm_report = report
-            result.annotator_version = report.annotator_version
-            result.annotated_items = report.items_completed
-            if report.budget_stopped:
-                raise StageFailed("annotate", "LLM budget reached before every item was annotated; work so far "
-                                  "is saved (raw.llm_cache, raw.annotation_votes); re-run with a larger --budget")
-            s = report.stats
-            return (f"{report.items_completed} items, {s.calls} calls, {s.cache_hits} cached, "
-                    f"{s.failed} failed, ${s.cost_usd:.4f}")
-        from pipelines.annotate.offline import OFFLINE_ANNOTATOR_VERSION, annotate_pending
+        opts = dict(llm_options)
+        config = opts.pop("config", None) or load_llm_config(warehouse=paths.warehouse)
+        report = annotate_llm(con, config, progress=update, **opts)
+        result.llm_report = report
+        result.annotator_version = report.annotator_version
+        result.annotated_items = report.items_completed
+        if report.budget_stopped:
+            raise StageFailed(
+                "annotate",
+                "LLM budget reached before every item was annotated; work so far "
+                "is saved (raw.llm_cache, raw.annotation_votes); re-run with a larger --budget",
+            )
+        s = report.stats
+        return (
+            f"{report.items_completed} items, {s.calls} calls, {s.cache_hits} cached, "
+            f"{s.failed} failed, ${s.cost_usd:.4f}"
+        )
+    from pipelines.annotate.offline import OFFLINE_ANNOTATOR_VERSION, annotate_pending
 
-        result.annotated_items = annotate_pending(con, progress=update)
-        result.annotator_version = OFFLINE_ANNOTATOR_VERSION
-        n_items = con.execute("select count(*) from raw.items").fetchall()[0][0]
-    finally:
-        con.close()
+    result.annotated_items = annotate_pending(con, progress=update)
+    result.annotator_version = OFFLINE_ANNOTATOR_VERSION
+    n_items = con.execute("select count(*) from raw.items").fetchall()[0][0]
     return f"{result.annotated_items} new items, {n_items - result.annotated_items} reused"
 
 
@@ -269,15 +222,12 @@ def _node_counter(update: Callable[[int, int | None], None]) -> Callable[[str, s
     return on_node
 
 
-#: dbt vars a caller may set per build (``preflens run/build --var KEY=VALUE``): the documented fit settings
-TUNABLE_VARS: frozenset[str] = frozenset({
-    "representations", "cv_folds", "top_k", "min_domain_pairs", "hmdr_select", "hmdr_grid", "hmdr_rule",
-    "hmdr_grid_domains", "hmdr_alpha", "hmdr_lambda_shared", "hmdr_lambda_domain", "length_control",
-    "hmdr_n_bootstrap", "fit_jobs",
-})
+#: dbt vars a caller may set per build (``preflens run/build --var KEY=VALUE``): the fit settings (owned by
+#: ``FitSettings.VARS``; the build id is set by the build, the lift bound is a publication rule) and the report's top-k
+TUNABLE_VARS: frozenset[str] = (frozenset(FitSettings.VARS) - {"build_id", "max_abs_lift_pct"}) | {"top_k"}
 
 
-def check_dbt_vars(values: dict[str, object]) -> dict[str, str]:
+def check_dbt_vars(values: Mapping[str, object]) -> dict[str, str]:
     """Validated extra dbt vars as strings (ValueError naming the bad key or value)."""
     out = {}
     for key, value in values.items():
@@ -301,62 +251,3 @@ def _ingest_note(summary: object) -> str:
 
 def _dbt_note(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-
-
-def _record_build_start(paths: Paths, build_id: str) -> None:
-    con = connect(paths.build_db)
-    try:
-        # We hold the build lock, so any build still marked running died without cleaning up (kill -9, power).
-        con.execute(
-            """update raw.builds set status = 'failed', message = 'interrupted: the process died mid-build',
-                   published = false
-               where status = 'running'"""
-        )
-        con.execute(
-            "insert into raw.builds (build_id, started_at, status, package_version) values (?, now(), 'running', ?)",
-            [build_id, __version__],
-        )
-    finally:
-        con.close()
-
-
-def _record_build_end(paths: Paths, result: RunResult, *, status: str, stage: str | None = None, message: str | None = None) -> None:
-    from importlib.metadata import version
-
-    con = connect(paths.build_db)
-    try:
-        counts = con.execute(
-            "select (select count(*) from raw.items), (select count(*) from raw.labels), (select count(*) from raw.annotations)"
-        ).fetchall()[0]
-        con.execute(
-            """update raw.builds set finished_at = now(), status = ?, failed_stage = ?, message = ?,
-                   n_items = ?, n_labels = ?, n_annotations = ?, annotator = ?, annotator_version = ?,
-                   dbt_version = ?, quality_success = ?, published = ?
-               where build_id = ?""",
-            [
-                status,
-                stage,
-                (message or "")[:2000] or None,
-                *counts,
-                result.annotator,
-                result.annotator_version or None,
-                version("dbt-core"),
-                getattr(result.quality, "success", None),
-                result.published,
-                result.build_id,
-            ],
-        )
-    finally:
-        con.close()
-
-
-def _store_quality(paths: Paths, build_id: str, report: object) -> None:
-    frame = report.to_frame()  # type: ignore[attr-defined]
-    frame.insert(0, "build_id", build_id)
-    con = connect(paths.build_db)
-    try:
-        con.register("quality_frame", frame)
-        con.execute("insert into raw.quality_results by name select * from quality_frame")
-        con.unregister("quality_frame")
-    finally:
-        con.close()

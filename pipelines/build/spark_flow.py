@@ -24,26 +24,29 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.core.config import REPO_ROOT, Paths, default_paths
 from pipelines.build.dbt_runner import DbtResult, run_dbt
+from pipelines.core.config import REPO_ROOT, Paths, default_paths
 
 FIT_SOURCE = "source:hmdr+"
 
 
 def export_raw_parquet(build_db: Path, landing: Path) -> dict[str, int]:
-    """Copy every table of schema ``raw`` of a DuckDB build file to ``landing/<table>.parquet``; row counts."""
+    """Copy every table of schemas ``raw`` and ``ops`` of a DuckDB build file to ``landing/<table>.parquet`` (the
+    two schemas share no table name); row counts by table."""
     import duckdb
 
     landing.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(build_db), read_only=True)
     try:
-        tables = [r[0] for r in con.execute(
-            "select table_name from duckdb_tables() where schema_name = 'raw' order by 1").fetchall()]
+        tables = con.execute(
+            "select schema_name, table_name from duckdb_tables() where schema_name in ('raw', 'ops') order by 2"
+        ).fetchall()
         counts = {}
-        for table in tables:
+        for schema, table in tables:
             target = str(landing / f"{table}.parquet").replace("'", "''")
-            con.execute(f'copy raw."{table}" to \'{target}\' (format parquet)')
-            counts[table] = int(con.execute(f'select count(*) from raw."{table}"').fetchone()[0])
+            con.execute(f"copy {schema}.\"{table}\" to '{target}' (format parquet)")
+            row = con.execute(f'select count(*) from {schema}."{table}"').fetchone()
+            counts[table] = int(row[0]) if row else 0
         return counts
     finally:
         con.close()
@@ -79,10 +82,22 @@ def build_on_spark(
     dbt("dbt_features", ["--exclude", FIT_SOURCE])
     t0 = time.perf_counter()
     fit = subprocess.run(
-        [sys.executable, "-m", "pipelines.build.fit_runner", "--engine", "spark", "--build-id", build_id,
-         "--target", target, *(["--vars", dbt_vars] if dbt_vars else [])],
-        cwd=str(REPO_ROOT), env={**os.environ, **env, "PREFLENS_BUILD_ID": build_id},
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.build.fit_runner",
+            "--engine",
+            "spark",
+            "--build-id",
+            build_id,
+            "--target",
+            target,
+            *(["--vars", dbt_vars] if dbt_vars else []),
+        ],
+        cwd=str(REPO_ROOT),
+        env={**os.environ, **env, "PREFLENS_BUILD_ID": build_id},
+        capture_output=True,
+        text=True,
     )
     timings["fit"] = time.perf_counter() - t0
     if fit.returncode != 0:
@@ -123,13 +138,23 @@ def dump_tables(out_dir: Path, schemas: tuple[str, ...] = ("marts",), target: st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.build.spark_flow", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--warehouse", type=Path, help="DuckDB warehouse whose raw.* tables to export (default: $PREFLENS_WAREHOUSE or ./warehouse)")
-    parser.add_argument("--spark-dir", type=Path, help="Spark tables, metastore and dbt artifacts (default: <warehouse>/spark)")
+    parser.add_argument(
+        "--warehouse",
+        type=Path,
+        help="DuckDB warehouse whose raw.* tables to export (default: $PREFLENS_WAREHOUSE or ./warehouse)",
+    )
+    parser.add_argument(
+        "--spark-dir", type=Path, help="Spark tables, metastore and dbt artifacts (default: <warehouse>/spark)"
+    )
     parser.add_argument("--landing", type=Path, help="raw Parquet landing zone; when given, the export is skipped")
     parser.add_argument("--build-id", default=os.environ.get("PREFLENS_BUILD_ID", "spark-manual"))
     parser.add_argument("--vars", default="", help="dbt --vars YAML, passed to dbt and to the fit runner")
-    parser.add_argument("--dump", type=Path, metavar="DIR",
-                        help="only write the marts of an existing Spark build to DIR/<schema>.<name>.parquet")
+    parser.add_argument(
+        "--dump",
+        type=Path,
+        metavar="DIR",
+        help="only write the marts of an existing Spark build to DIR/<schema>.<name>.parquet",
+    )
     args = parser.parse_args(argv)
     paths = Paths(warehouse=args.warehouse.resolve()) if args.warehouse else default_paths()
     spark_dir = (args.spark_dir or paths.warehouse / "spark").resolve()

@@ -74,7 +74,7 @@ def render_quality_report(
     thresholds: Mapping[str, Any] | None = None,
 ) -> str:
     """The HTML text of the page for ``report`` (see module docstring)."""
-    when = (generated_at or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    when = (generated_at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
     suites = _suites(report)
     n_checked = sum(not r.skipped for r in report.results)
     n_failed = len(report.failures())

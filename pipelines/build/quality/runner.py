@@ -6,7 +6,6 @@ GE 1.x has no working DuckDB path (see ecosystem.md A.3), so each table is read 
 
 from __future__ import annotations
 
-
 import json
 import math
 import time
@@ -19,20 +18,18 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from pipelines.build.quality.suites import (
-    SUITES,
+from pipelines.build.quality.gx_shim import import_gx, to_gx_suite
+from pipelines.build.quality.registry import SUITES
+from pipelines.build.quality.specs import (
     ExpectationSpec,
     FrameQuery,
-    QualityThresholds,
     Skip,
     SuiteDefinition,
     SuiteSpec,
-    coerce_thresholds,
-    import_gx,
     qualified,
     table_columns,
-    to_gx_suite,
 )
+from pipelines.build.quality.thresholds import QualityThresholds, coerce_thresholds
 
 _SAMPLE_MAX = 5
 _FRAME_DTYPES: dict[str, str] = {
@@ -119,7 +116,7 @@ class QualityReport:
     def to_frame(self) -> pd.DataFrame:
         """One row per expectation, typed so DuckDB infers VARCHAR/BOOLEAN/BIGINT/DOUBLE even when all null.
 
-        The columns are those of ``raw.quality_results`` (minus ``build_id``/``checked_at``); a skipped
+        The columns are those of ``ops.quality_results`` (minus ``build_id``/``checked_at``); a skipped
         suite is one passing row of type ``suite_skipped`` whose ``observed`` is ``skipped: <reason>``.
         """
         df = pd.DataFrame([asdict(r) for r in self.results], columns=list(_FRAME_DTYPES))
@@ -302,7 +299,7 @@ def run_quality_checks(
     t0 = time.perf_counter()
 
     own = not isinstance(db, duckdb.DuckDBPyConnection)
-    con = duckdb.connect(str(db), read_only=True) if own else db
+    con = db if isinstance(db, duckdb.DuckDBPyConnection) else duckdb.connect(str(db), read_only=True)
     runner: _GxRunner | None = None
     try:
         for sdef in suites:
@@ -334,8 +331,14 @@ def run_quality_checks(
                     df = con.sql(f"select * from {qualified(sdef.schema, sdef.table)}").df()
             except duckdb.Error as exc:
                 report.results.append(
-                    QualityResult(sdef.name, table, "suite_error", None, False,
-                                  error=f"could not build the checked frame: {str(exc).splitlines()[0]}")
+                    QualityResult(
+                        sdef.name,
+                        table,
+                        "suite_error",
+                        None,
+                        False,
+                        error=f"could not build the checked frame: {str(exc).splitlines()[0]}",
+                    )
                 )
                 continue
             for e in spec.expectations:

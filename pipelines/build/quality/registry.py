@@ -1,0 +1,106 @@
+"""Every suite, in run order: which table (or derived frame) each checks, and whether it blocks publication."""
+
+from __future__ import annotations
+
+from pipelines.build.quality.expectations import (
+    annotations_expectations,
+    builds_expectations,
+    dim_concepts_expectations,
+    effects_expectations,
+    features_comp_expectations,
+    features_measure_expectations,
+    features_score_expectations,
+    local_explanations_expectations,
+    metrics_expectations,
+    predictions_expectations,
+    top_concepts_expectations,
+)
+from pipelines.build.quality.gates import (
+    baselines_expectations,
+    baselines_frame,
+    domain_weights_expectations,
+    domain_weights_frame,
+    labels_without_features_expectations,
+    labels_without_features_frame,
+    measure_features_frame,
+    parse_failures_expectations,
+    parse_failures_frame,
+    swap_consistency_expectations,
+    swap_consistency_frame,
+    top_concepts_ranks_expectations,
+    top_concepts_ranks_frame,
+)
+from pipelines.build.quality.specs import MARTS, RAW, SuiteDefinition
+
+SUITES: tuple[SuiteDefinition, ...] = (
+    SuiteDefinition("annotations", MARTS, "fct_pair_concepts", annotations_expectations),
+    SuiteDefinition("features_comp", MARTS, "fct_pair_features_comp", features_comp_expectations),
+    SuiteDefinition("features_score", MARTS, "fct_pair_features_score", features_score_expectations),
+    SuiteDefinition(
+        "features_measure",
+        MARTS,
+        "fct_pair_features_measure",
+        features_measure_expectations,
+        frame=measure_features_frame,
+        optional_table=True,
+    ),
+    SuiteDefinition("concept_effects", MARTS, "fct_concept_effects", effects_expectations),
+    SuiteDefinition("predictions", MARTS, "fct_predictions", predictions_expectations),
+    SuiteDefinition("model_metrics", MARTS, "fct_model_metrics", metrics_expectations),
+    SuiteDefinition("local_explanations", MARTS, "fct_local_explanations", local_explanations_expectations),
+    SuiteDefinition(
+        "labelled_pairs_have_features",
+        RAW,
+        "labels",
+        labels_without_features_expectations,
+        frame=labels_without_features_frame,
+        row_label="row_label",
+    ),
+    SuiteDefinition(
+        "domain_weights_min_pairs",
+        MARTS,
+        "fct_concept_effects",
+        domain_weights_expectations,
+        frame=domain_weights_frame,
+        row_label="row_label",
+    ),
+    SuiteDefinition(
+        "swap_consistency",
+        RAW,
+        "annotations",
+        swap_consistency_expectations,
+        frame=swap_consistency_frame,
+        row_label="row_label",
+    ),
+    SuiteDefinition(
+        "llm_parse_failures",
+        RAW,
+        "llm_cache",
+        parse_failures_expectations,
+        frame=parse_failures_frame,
+        optional_table=True,
+        row_label="row_label",
+    ),
+    SuiteDefinition("concepts", MARTS, "dim_concepts", dim_concepts_expectations),
+    SuiteDefinition("top_concepts", MARTS, "rpt_top_concepts", top_concepts_expectations),
+    SuiteDefinition(
+        "top_concepts_ranks",
+        MARTS,
+        "rpt_top_concepts",
+        top_concepts_ranks_expectations,
+        frame=top_concepts_ranks_frame,
+        row_label="row_label",
+    ),
+    SuiteDefinition("builds", MARTS, "fct_builds", builds_expectations),
+    SuiteDefinition(
+        "beats_length_only",
+        MARTS,
+        "rpt_model_baselines",
+        baselines_expectations,
+        frame=baselines_frame,
+        optional_table=True,
+        row_label="row_label",
+        blocking=False,
+    ),
+)
+"""Every suite, in run order. Suite names are the keys of ``optional`` / ``only`` in the runner."""
