@@ -220,7 +220,7 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
-    """In-domain and out-of-domain protocols for HMDR and its baselines; results to raw.eval_results + marts."""
+    """In-domain and out-of-domain protocols for HMDR and its baselines; results to ops.eval_results + marts."""
     from pipelines.core.lock import BuildLock
     from pipelines.core.warehouse import connect
     from pipelines.evaluate.runner import comparison_table, run_evaluation
@@ -250,7 +250,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     finally:
         con.close()
     console.print(
-        f"{len(ev.results)} result rows in {ev.seconds:.1f}s -> raw.eval_results, marts.fct_eval_results, "
+        f"{len(ev.results)} result rows in {ev.seconds:.1f}s -> ops.eval_results, marts.fct_eval_results, "
         f"marts.rpt_model_comparison of {paths.build_db}"
     )
     return 0

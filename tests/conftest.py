@@ -1,16 +1,68 @@
-"""Shared fixtures: repo paths, an isolated warehouse per test, a planted-signal raw warehouse."""
+"""Shared fixtures and helpers: repo paths, an isolated warehouse per test, the `preflens` console script, one
+session-wide real run on the bundled sample (read it, or copy it to change it), the local LLM server, the quality
+fixture build DB, a planted-signal raw warehouse and a tiny hostile served copy."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from pipelines.core.config import Paths
+from tests.llm_server import LLMTestServer
+from tests.quality_db import build_fixture_db
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+# ------------------------------------------------------------------ running on two xdist workers (`make test`)
+
+#: The longest test files, longest first. `make test` hands whole files to two workers (``--dist loadfile``) in
+#: this order, then the rest in collection order, so the two workers finish together. ``test_pipeline_e2e`` comes
+#: early: it is the first to read the shared sample run (``sample_run``) and builds it while the other worker runs
+#: ``test_dbt_build``; the other readers of the sample run come after it is built.
+LONGEST_FIRST = (
+    "test_dbt_build.py",
+    "test_pipeline_e2e.py",
+    "test_crash_safety.py",
+    "test_fulldata.py",
+    "test_evaluate.py",
+    "test_llm_e2e.py",
+    "test_quality.py",
+    "test_build_concurrency.py",
+    "test_report.py",
+    "test_fit_runner.py",
+)
+#: nested thread pools that would oversubscribe the two cores the two workers already keep busy
+_THREAD_POOL_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the file order below for xdist; one thread per BLAS/OpenMP pool on a worker."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False  # xdist would sort the files by their number of tests instead
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        from threadpoolctl import threadpool_limits
+
+        for var in _THREAD_POOL_VARS:  # for every `preflens`, dbt and fit process a test starts
+            os.environ.setdefault(var, "1")
+        threadpool_limits(1)  # and for this worker, whose numpy is already loaded
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of ``LONGEST_FIRST`` first, in its order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the others keep their order
 
 
 @pytest.fixture
@@ -47,16 +99,22 @@ def write_planted_raw(db_path: Path, n_items: int = 240, seed: int = 7, start: i
         z = 2.0 * x[0] + (-2.0 * x[1] if domain == "legal" else 0.0)
         winner = "a" if rng.random() < 1 / (1 + np.exp(-z)) else "b"
         items.append((item_id, f"prompt {i}", f"response a {i}", f"response b {i}", domain))
-        labels.append((hashlib.sha256(f"{item_id}h".encode()).hexdigest()[:16], item_id, "human:planted", "human", winner))
         labels.append(
-            (hashlib.sha256(f"{item_id}j".encode()).hexdigest()[:16], item_id, "judge:noise", "judge", str(rng.choice(["a", "b"])))
+            (hashlib.sha256(f"{item_id}h".encode()).hexdigest()[:16], item_id, "human:planted", "human", winner)
+        )
+        labels.append(
+            (
+                hashlib.sha256(f"{item_id}j".encode()).hexdigest()[:16],
+                item_id,
+                "judge:noise",
+                "judge",
+                str(rng.choice(["a", "b"])),
+            )
         )
         for name, v in zip(concepts, x):
             sa, sb = (5, 3) if v > 0 else (3, 5) if v < 0 else (4, 4)
             annotations.append((item_id, name, "offline", "test-1", int(sa), int(sb), int(v), sa - sb))
-    con.executemany(
-        "insert into raw.items values (?, ?, ?, ?, ?, 'fixture', null, null, null, 'ing0', now())", items
-    )
+    con.executemany("insert into raw.items values (?, ?, ?, ?, ?, 'fixture', null, null, null, 'ing0', now())", items)
     con.executemany(
         "insert into raw.labels values (?, ?, ?, ?, ?, null, null, 'fixture.jsonl', 1, 'ing0', now())", labels
     )
@@ -77,31 +135,118 @@ def write_planted_raw(db_path: Path, n_items: int = 240, seed: int = 7, start: i
 
 
 def venv_bin(name: str) -> str:
-    import sys
-
+    """A script of the running interpreter's environment (``preflens``, ``dbt``)."""
     return str(Path(sys.executable).parent / name)
 
 
 def env_with(**kw: str) -> dict[str, str]:
+    """This process's environment with ``kw`` set."""
     env = dict(os.environ)
     env.update(kw)
     return env
 
 
-# ------------------------------------------------------------------ report / explain: served copies to read
+#: fit settings for builds whose subject is not the fit (re-runs, concurrency, crashes, fit history): no bootstrap,
+#: no model selection. The default fit is what the shared sample run and the full-data run build.
+QUICK_FIT: dict[str, str] = {"hmdr_n_bootstrap": "0", "hmdr_select": "false"}
+#: the same as `preflens run/build` options
+QUICK_FIT_ARGS: tuple[str, ...] = tuple(arg for key, value in QUICK_FIT.items() for arg in ("--var", f"{key}={value}"))
 
 
-@pytest.fixture(scope="module")
-def sample_served(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A warehouse after a real `preflens run` on the bundled sample (module-scoped; slow)."""
-    import subprocess
+def preflens(warehouse: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    """Run the real `preflens` console script on ``warehouse`` (wide terminal, output captured)."""
+    return subprocess.run(
+        [venv_bin("preflens"), *args],
+        env=env_with(PREFLENS_WAREHOUSE=str(warehouse), COLUMNS="200"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
-    wh = tmp_path_factory.mktemp("sample_wh")
-    proc = subprocess.run([venv_bin("preflens"), "run"], env=env_with(PREFLENS_WAREHOUSE=str(wh), COLUMNS="200"),
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert (wh / "serve" / "preflens.duckdb").exists()
-    return wh
+
+# ------------------------------------------------------------------ one real run on the bundled sample
+
+
+@dataclass(frozen=True)
+class SampleRun:
+    """A warehouse after one real `preflens run` on the bundled sample, and what that run printed."""
+
+    warehouse: Path
+    stdout: str
+
+    @property
+    def paths(self) -> Paths:
+        return Paths(warehouse=self.warehouse)
+
+    def copy_to(self, dest: Path) -> Path:
+        """A private copy of the whole warehouse (build DB, served copy, exports, dbt target) at ``dest``."""
+        shutil.copytree(self.warehouse, dest, dirs_exist_ok=True)
+        return dest
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``lock_path`` (blocks until the holder releases it or dies)."""
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory: pytest.TempPathFactory) -> SampleRun:
+    """One real `preflens run` on the bundled sample for the whole test session, shared by every xdist worker.
+
+    The first worker to ask runs it under a file lock in the session's base temp folder; the others wait and
+    reuse it (a failed run is recorded, so they fail with its output instead of running it again). Tests only
+    read it; a test that changes a warehouse uses ``sample_copy`` (or ``SampleRun.copy_to``).
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the base temp folder of this session, shared by its workers
+    wh, printed, failed = root / "sample_run", root / "sample_run.stdout", root / "sample_run.failed"
+    with _exclusive(root / "sample_run.lock"):
+        if not printed.exists() and not failed.exists():
+            proc = preflens(wh, "run")
+            if proc.returncode == 0 and Paths(warehouse=wh).serve_db.exists():
+                printed.write_text(proc.stdout)
+            else:
+                failed.write_text(f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    if failed.exists():
+        pytest.fail(f"the shared sample run failed: {failed.read_text()}", pytrace=False)
+    return SampleRun(warehouse=wh, stdout=printed.read_text())
+
+
+@pytest.fixture
+def sample_copy(sample_run: SampleRun, tmp_path: Path) -> Path:
+    """A private copy of the shared sample warehouse, for a test that changes it."""
+    return sample_run.copy_to(tmp_path / "warehouse")
+
+
+# ------------------------------------------------------------------ the local LLM server, the quality build DB
+
+
+@pytest.fixture
+def llm_server(request: pytest.FixtureRequest) -> Iterator[LLMTestServer]:
+    """The local OpenAI-compatible test server (tests/llm_server.py) on a free port, stopped after the test.
+
+    Server settings come from the closest ``@pytest.mark.llm_server(**settings)`` marker, e.g.
+    ``pytestmark = pytest.mark.llm_server(relevance_rate=0.5)``.
+    """
+    marker = request.node.get_closest_marker("llm_server")
+    with LLMTestServer(**(marker.kwargs if marker else {})) as srv:
+        yield srv
+
+
+@pytest.fixture
+def quality_db(tmp_path: Path) -> Path:
+    """The quality fixture build DB (tests/quality_db.py) at ``<tmp>/warehouse/preflens.duckdb``."""
+    return build_fixture_db(tmp_path / "warehouse" / "preflens.duckdb")
+
+
+# ------------------------------------------------------------------ report / explain: a tiny hostile served copy
 
 
 HOSTILE_CONCEPT = '<script>alert("c")</script> & $x$'
@@ -129,37 +274,94 @@ def write_mini_served(db_path: Path, *, with_ci: bool = True, with_comparison: b
                 n = sum(domains.values()) if dom == "__shared__" else domains[dom]
                 for j, c in enumerate(concepts):
                     tot = b[j] + s[j]
-                    row = dict(fit_id=fit, mechanism=mech, mechanism_type=mtype, representation=rep, domain=dom,
-                               concept=c, shared_weight=b[j], domain_deviation=s[j], total_weight=tot,
-                               shared_lift_pct=50 * b[j], deviation_lift_pct=50 * s[j], global_lift_pct=50 * tot,
-                               n_pairs=n, has_domain_weights=own)
+                    row = dict(
+                        fit_id=fit,
+                        mechanism=mech,
+                        mechanism_type=mtype,
+                        representation=rep,
+                        domain=dom,
+                        concept=c,
+                        shared_weight=b[j],
+                        domain_deviation=s[j],
+                        total_weight=tot,
+                        shared_lift_pct=50 * b[j],
+                        deviation_lift_pct=50 * s[j],
+                        global_lift_pct=50 * tot,
+                        n_pairs=n,
+                        has_domain_weights=own,
+                    )
                     if with_ci:
-                        row.update(global_lift_ci_low=50 * tot - 5, global_lift_ci_high=50 * tot + 5,
-                                   selection_frequency=float(j % 2 == 0) * 0.9 + 0.05)
+                        row.update(
+                            global_lift_ci_low=50 * tot - 5,
+                            global_lift_ci_high=50 * tot + 5,
+                            selection_frequency=float(j % 2 == 0) * 0.9 + 0.05,
+                        )
                     eff.append(row)
-            metrics.append(dict(fit_id=fit, mechanism=mech, mechanism_type=mtype, representation=rep,
-                                domain="__all__", protocol="cv5_oof", n_pairs=52, accuracy=0.6 + 0.1 * rng.random(),
-                                log_loss=0.65))
+            metrics.append(
+                dict(
+                    fit_id=fit,
+                    mechanism=mech,
+                    mechanism_type=mtype,
+                    representation=rep,
+                    domain="__all__",
+                    protocol="cv5_oof",
+                    n_pairs=52,
+                    accuracy=0.6 + 0.1 * rng.random(),
+                    log_loss=0.65,
+                )
+            )
     for i in range(6):
         item = f"item{i:012d}"
         dom = "general" if i % 2 else "legal"
-        items.append(dict(item_id=item, domain=dom, source="fixture", prompt=f"prompt {i} {HOSTILE_TEXT}",
-                          response_a=f"answer A {i} " * 40, response_b=f"answer B {i} {HOSTILE_TEXT}",
-                          model_a="m1", model_b="m2"))
+        items.append(
+            dict(
+                item_id=item,
+                domain=dom,
+                source="fixture",
+                prompt=f"prompt {i} {HOSTILE_TEXT}",
+                response_a=f"answer A {i} " * 40,
+                response_b=f"answer B {i} {HOSTILE_TEXT}",
+                model_a="m1",
+                model_b="m2",
+            )
+        )
         for k, (mech, mtype) in enumerate(mechs):
             label = f"label{i:02d}{k:02d}aaaaaa"
             winner = "a" if (i + k) % 2 else "b"
-            feats.append(dict(label_id=label, item_id=item, mechanism=mech, mechanism_type=mtype, domain=dom,
-                              winner=winner))
+            feats.append(
+                dict(label_id=label, item_id=item, mechanism=mech, mechanism_type=mtype, domain=dom, winner=winner)
+            )
             p = float(rng.random())
-            preds.append(dict(fit_id=fit, label_id=label, item_id=item, mechanism=mech, domain=dom,
-                              representation="comp", fold=1, prob_a=p, predicted_winner="a" if p > 0.5 else "b",
-                              actual_winner=winner, is_correct=(p > 0.5) == (winner == "a"),
-                              used_domain_weights=dom == "general"))
+            preds.append(
+                dict(
+                    fit_id=fit,
+                    label_id=label,
+                    item_id=item,
+                    mechanism=mech,
+                    domain=dom,
+                    representation="comp",
+                    fold=1,
+                    prob_a=p,
+                    predicted_winner="a" if p > 0.5 else "b",
+                    actual_winner=winner,
+                    is_correct=(p > 0.5) == (winner == "a"),
+                    used_domain_weights=dom == "general",
+                )
+            )
             for j, c in enumerate(concepts):
                 v = float((-1) ** j)
-                local.append(dict(fit_id=fit, label_id=label, mechanism=mech, representation="comp", concept=c,
-                                  value=v, contribution=0.3 * v * (j + 1), local_lift_pct=5.0 * (j + 1)))
+                local.append(
+                    dict(
+                        fit_id=fit,
+                        label_id=label,
+                        mechanism=mech,
+                        representation="comp",
+                        concept=c,
+                        value=v,
+                        contribution=0.3 * v * (j + 1),
+                        local_lift_pct=5.0 * (j + 1),
+                    )
+                )
     tables = {
         "fct_concept_effects": pd.DataFrame(eff),
         "fct_model_metrics": pd.DataFrame(metrics),
@@ -167,26 +369,74 @@ def write_mini_served(db_path: Path, *, with_ci: bool = True, with_comparison: b
         "fct_pair_features_comp": pd.DataFrame(feats),
         "fct_predictions": pd.DataFrame(preds),
         "fct_local_explanations": pd.DataFrame(local),
-        "dim_mechanisms": pd.DataFrame([dict(mechanism=m, mechanism_type=t, n_labels=6, n_decisive=6, n_ties=0,
-                                             n_items=6) for m, t in mechs]),
-        "dim_domains": pd.DataFrame([dict(domain=d, domain_source="fixture", n_items=3, n_labels=9, n_mechanisms=3)
-                                     for d in domains]),
+        "dim_mechanisms": pd.DataFrame(
+            [dict(mechanism=m, mechanism_type=t, n_labels=6, n_decisive=6, n_ties=0, n_items=6) for m, t in mechs]
+        ),
+        "dim_domains": pd.DataFrame(
+            [dict(domain=d, domain_source="fixture", n_items=3, n_labels=9, n_mechanisms=3) for d in domains]
+        ),
         "dim_concepts": pd.DataFrame([dict(concept=c, definition="d") for c in concepts]),
-        "fct_builds": pd.DataFrame([dict(build_id=fit, status="success", started_at=pd.Timestamp("2026-01-01"),
-                                         finished_at=pd.Timestamp("2026-01-01 00:01"))]),
-        "rpt_mechanism_agreement": pd.DataFrame([
-            dict(mechanism_a=a, mechanism_type_a=ta, mechanism_b=b_, mechanism_type_b=tb, n_shared_items=6,
-                 n_both_decisive=6 if a != HOSTILE_MECHANISM else 12, agreement_rate=0.5)
-            for a, ta in mechs for b_, tb in mechs if a != b_]),
-        "rpt_annotation_quality": pd.DataFrame([
-            dict(annotator="offline", annotator_version="1", concept=c, n_items=6, relevance_rate=0.9,
-                 swap_inconsistency_rate=None, equal_rate=0.3) for c in concepts]),
+        "fct_builds": pd.DataFrame(
+            [
+                dict(
+                    build_id=fit,
+                    status="success",
+                    started_at=pd.Timestamp("2026-01-01"),
+                    finished_at=pd.Timestamp("2026-01-01 00:01"),
+                )
+            ]
+        ),
+        "rpt_mechanism_agreement": pd.DataFrame(
+            [
+                dict(
+                    mechanism_a=a,
+                    mechanism_type_a=ta,
+                    mechanism_b=b_,
+                    mechanism_type_b=tb,
+                    n_shared_items=6,
+                    n_both_decisive=6 if a != HOSTILE_MECHANISM else 12,
+                    agreement_rate=0.5,
+                )
+                for a, ta in mechs
+                for b_, tb in mechs
+                if a != b_
+            ]
+        ),
+        "rpt_annotation_quality": pd.DataFrame(
+            [
+                dict(
+                    annotator="offline",
+                    annotator_version="1",
+                    concept=c,
+                    n_items=6,
+                    relevance_rate=0.9,
+                    swap_inconsistency_rate=None,
+                    equal_rate=0.3,
+                )
+                for c in concepts
+            ]
+        ),
     }
     if with_comparison:
-        tables["rpt_model_comparison"] = pd.DataFrame([
-            dict(eval_id="e1", mechanism=m, mechanism_type=t, representation="comp", variant=v, protocol=pr,
-                 n_runs=5, mean_accuracy=0.6, accuracy_ci_low=0.55, accuracy_ci_high=0.65)
-            for m, t in mechs for v in ("hmdr", "shared_only") for pr in ("in_domain", "ood")])
+        tables["rpt_model_comparison"] = pd.DataFrame(
+            [
+                dict(
+                    eval_id="e1",
+                    mechanism=m,
+                    mechanism_type=t,
+                    representation="comp",
+                    variant=v,
+                    protocol=pr,
+                    n_runs=5,
+                    mean_accuracy=0.6,
+                    accuracy_ci_low=0.55,
+                    accuracy_ci_high=0.65,
+                )
+                for m, t in mechs
+                for v in ("hmdr", "shared_only")
+                for pr in ("in_domain", "ood")
+            ]
+        )
     con = duckdb.connect(str(db_path))
     try:
         con.execute("create schema marts")

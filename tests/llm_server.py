@@ -98,13 +98,18 @@ class State:
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             return {
-                "requests": self.requests, "ok_requests": self.ok_requests, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "by_tag": dict(self.by_tag), "faults": dict(self.faults),
+                "requests": self.requests,
+                "ok_requests": self.ok_requests,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "by_tag": dict(self.by_tag),
+                "faults": dict(self.faults),
                 "max_in_flight": self.max_in_flight,
             }
 
 
 # ---- the naive model ---------------------------------------------------------------------------------
+
 
 def _concepts(blocks: dict[str, str]) -> list[dict[str, str]]:
     try:
@@ -121,9 +126,12 @@ def answer(tag: str, blocks: dict[str, str], steered: bool, st: State) -> dict[s
         out = []
         for c in concepts:
             w = concept_word(c["name"])
-            rel = steered or any(naive_score(t, c["name"]) > 1 for t in (query, r1, r2)) or (
-                _h(c["name"], query) % 1000 < st.relevance_rate * 1000
-            ) or w in query.lower()
+            rel = (
+                steered
+                or any(naive_score(t, c["name"]) > 1 for t in (query, r1, r2))
+                or (_h(c["name"], query) % 1000 < st.relevance_rate * 1000)
+                or w in query.lower()
+            )
             out.append({"id": c["id"], "relevant": bool(rel)})
         return {"verdicts": out}
     if tag.startswith("comp"):
@@ -134,12 +142,25 @@ def answer(tag: str, blocks: dict[str, str], steered: bool, st: State) -> dict[s
             out.append({"id": c["id"], "explanation": f"{c['name']}: {s1} vs {s2}", "answer": a})
         return {"verdicts": out}
     if tag.startswith("score-joint"):
-        return {"scores": [{"id": c["id"], "explanation": "counted", "score_1": 1 if steered else naive_score(r1, c["name"]),
-                            "score_2": 1 if steered else naive_score(r2, c["name"])} for c in concepts]}
+        return {
+            "scores": [
+                {
+                    "id": c["id"],
+                    "explanation": "counted",
+                    "score_1": 1 if steered else naive_score(r1, c["name"]),
+                    "score_2": 1 if steered else naive_score(r2, c["name"]),
+                }
+                for c in concepts
+            ]
+        }
     if tag.startswith("score-single"):
         r = blocks.get("RESPONSE", "")
-        return {"scores": [{"id": c["id"], "explanation": "counted", "score": 1 if steered else naive_score(r, c["name"])}
-                           for c in concepts]}
+        return {
+            "scores": [
+                {"id": c["id"], "explanation": "counted", "score": 1 if steered else naive_score(r, c["name"])}
+                for c in concepts
+            ]
+        }
     if tag.startswith("tag-propose"):
         words = Counter(w for w in WORD_RE.findall(blocks.get("QUERIES", "").lower()) if len(w) > 5)
         top = [w.capitalize() for w, _ in words.most_common(3)] or ["General"]
@@ -155,9 +176,26 @@ def answer(tag: str, blocks: dict[str, str], steered: bool, st: State) -> dict[s
             out.append({"id": it["id"], "domains": doms, "tasks": tasks})
         return {"tags": out}
     if tag.startswith("propose"):
-        pool = ["Clarity", "Clarity of Explanation", "Conciseness", "Concise Answer", "Politeness", "Polite Tone",
-                "Code Correctness", "Legal Accuracy", "Step-by-step Structure", "Structure", "Empathy", "Humor",
-                "Citations", "Safety Warnings", "Actionability", "Examples", "Formality", "Directness"]
+        pool = [
+            "Clarity",
+            "Clarity of Explanation",
+            "Conciseness",
+            "Concise Answer",
+            "Politeness",
+            "Polite Tone",
+            "Code Correctness",
+            "Legal Accuracy",
+            "Step-by-step Structure",
+            "Structure",
+            "Empathy",
+            "Humor",
+            "Citations",
+            "Safety Warnings",
+            "Actionability",
+            "Examples",
+            "Formality",
+            "Directness",
+        ]
         seed = _h(blocks.get("PAIRS", ""))
         names = [pool[(seed + 7 * i) % len(pool)] for i in range(10)]
         names = list(dict.fromkeys(names))
@@ -166,10 +204,16 @@ def answer(tag: str, blocks: dict[str, str], steered: bool, st: State) -> dict[s
         pairs = json.loads(blocks.get("PAIRS", "[]"))
         return {"decisions": [{"id": p["id"], "same": concept_word(p["a"]) == concept_word(p["b"])} for p in pairs]}
     if tag.startswith("define"):
-        return {"definitions": [
-            {"id": c["id"], "definition": f"A high score indicates the response shows strong {c['name'].lower()}; "
-                                          f"A low score indicates the response lacks {c['name'].lower()}."}
-            for c in concepts]}
+        return {
+            "definitions": [
+                {
+                    "id": c["id"],
+                    "definition": f"A high score indicates the response shows strong {c['name'].lower()}; "
+                    f"A low score indicates the response lacks {c['name'].lower()}.",
+                }
+                for c in concepts
+            ]
+        }
     if tag.startswith("judge"):
         # planted judge: prefers the response with more list items; equal counts -> always "A" (position bias,
         # so the two orders disagree: an order-inconsistent pair)
@@ -198,9 +242,10 @@ def _drop_one(obj: dict[str, Any]) -> dict[str, Any]:
 
 # ---- HTTP -----------------------------------------------------------------------------------------------
 
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "Server"
+    server: Server
 
     def log_message(self, *args: Any) -> None:  # quiet
         pass
@@ -258,8 +303,15 @@ class Handler(BaseHTTPRequestHandler):
             st.authorization_seen.add(auth)
         rf = req.get("response_format") or {}
         if rf.get("type") == "json_schema" and not st.json_schema:
-            return self._send(400, {"error": {"message": "response_format json_schema is not supported by this server",
-                                              "type": "invalid_request_error"}})
+            return self._send(
+                400,
+                {
+                    "error": {
+                        "message": "response_format json_schema is not supported by this server",
+                        "type": "invalid_request_error",
+                    }
+                },
+            )
         m = TAG_RE.search(content)
         tag = m.group(1) if m else "unknown"
         fault = None
@@ -273,8 +325,11 @@ class Handler(BaseHTTPRequestHandler):
             with st.lock:
                 st.faults[fault] += 1
         if fault == "429":
-            return self._send(429, {"error": {"message": "rate limited", "type": "rate_limit_error"}},
-                              {"Retry-After": "1", "retry-after-ms": str(st.retry_after_ms)})
+            return self._send(
+                429,
+                {"error": {"message": "rate limited", "type": "rate_limit_error"}},
+                {"Retry-After": "1", "retry-after-ms": str(st.retry_after_ms)},
+            )
         if fault in {"500", "503"}:
             return self._send(int(fault), {"error": {"message": "server error", "type": "server_error"}})
         if fault == "hang":
@@ -302,13 +357,23 @@ class Handler(BaseHTTPRequestHandler):
             st.prompt_tokens += pt
             st.completion_tokens += ct
             st.by_tag[tag] += 1
-        self._send(200, {
-            "id": "chatcmpl-" + rkey[:12], "object": "chat.completion", "created": int(time.time()),
-            "model": req.get("model", "test"),
-            "choices": [{"index": 0, "finish_reason": finish,
-                         "message": {"role": "assistant", "content": text, "refusal": refusal}}],
-            "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
-        })
+        self._send(
+            200,
+            {
+                "id": "chatcmpl-" + rkey[:12],
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": req.get("model", "test"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": finish,
+                        "message": {"role": "assistant", "content": text, "refusal": refusal},
+                    }
+                ],
+                "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
+            },
+        )
 
 
 class Server(ThreadingHTTPServer):
@@ -341,7 +406,7 @@ class LLMTestServer:
     def stats(self) -> dict[str, Any]:
         return self.state.snapshot()
 
-    def __enter__(self) -> "LLMTestServer":
+    def __enter__(self) -> LLMTestServer:
         self.thread.start()
         return self
 

@@ -50,25 +50,27 @@ def test_wilson_interval() -> None:
 
 def test_guide_top_concepts_beat_random(wh, server) -> None:
     root, con, _ = wh
-    rep = run_guide(con, root / "serve" / "preflens.duckdb", cfg(server), judge=JUDGE, domain="general", k=2,
-                    n_prompts=20)
-    assert rep.top_concepts == ["List Structure", "Clarity"]       # latest fit, not the older flipped one
+    rep = run_guide(
+        con, root / "serve" / "preflens.duckdb", cfg(server), judge=JUDGE, domain="general", k=2, n_prompts=20
+    )
+    assert rep.top_concepts == ["List Structure", "Clarity"]  # latest fit, not the older flipped one
     assert rep.n == 20
     assert rep.wins > rep.losses and rep.losses == 0
-    assert rep.ci[0] > 0.5, rep.lines()                            # clearly better than random concepts
+    assert rep.ci[0] > 0.5, rep.lines()  # clearly better than random concepts
     FIGURES["guide"] = (rep.win_rate, rep.ci, rep.wins, rep.ties, rep.losses)
     print("\n".join(rep.lines()))
-    ties = con.execute("select random_concepts from raw.app_guide_results where outcome = 'tie'").fetchall()
-    assert all("List Structure" in r[0] for r in ties)             # ties only where chance drew the judge's concept
+    ties = con.execute("select random_concepts from ops.app_guide_results where outcome = 'tie'").fetchall()
+    assert all("List Structure" in r[0] for r in ties)  # ties only where chance drew the judge's concept
     st = server.stats()
-    assert st["by_tag"]["judge-v1"] == 40                         # both orders per query
-    runs = con.execute("select n, win_rate, ci_low, status from raw.app_guide_runs").fetchall()
+    assert st["by_tag"]["judge-v1"] == 40  # both orders per query
+    runs = con.execute("select n, win_rate, ci_low, status from ops.app_guide_runs").fetchall()
     assert runs == [(20, rep.win_rate, rep.ci[0], "completed")]
-    assert con.execute("select count(*) from raw.app_guide_results where run_id = ?", [rep.run_id]).fetchone()[0] == 20
+    assert con.execute("select count(*) from ops.app_guide_results where run_id = ?", [rep.run_id]).fetchone()[0] == 20
     # a re-run answers from the cache: zero calls, same figures
     before = server.stats()["requests"]
-    rep2 = run_guide(con, root / "serve" / "preflens.duckdb", cfg(server), judge=JUDGE, domain="general", k=2,
-                     n_prompts=20)
+    rep2 = run_guide(
+        con, root / "serve" / "preflens.duckdb", cfg(server), judge=JUDGE, domain="general", k=2, n_prompts=20
+    )
     assert server.stats()["requests"] == before and rep2.win_rate == rep.win_rate
 
 
@@ -79,29 +81,37 @@ def test_tiebreak_difference_beats_random(wh, server) -> None:
     assert rep.n_ties == 16 and rep.reference_mechanism == "human:raters"
     gains = {s: r.gain_pp for s, r in rep.sources.items()}
     FIGURES["tiebreak"] = gains
-    assert gains["difference"] == pytest.approx(50.0)              # "please" decides every planted tie
+    assert gains["difference"] == pytest.approx(50.0)  # "please" decides every planted tie
     assert gains["difference"] > gains["random"]
     assert gains["difference"] > gains["reference"] and gains["difference"] > gains["judge"]
-    assert gains["reference"] == pytest.approx(0.0)                # its top 3 are equal in every tie
+    assert gains["reference"] == pytest.approx(0.0)  # its top 3 are equal in every tie
     assert server.stats()["by_tag"]["tiebreak-v1"] == 16 * 4 * 2  # 4 sources x both orders
-    rows = con.execute("select source, n_ties, gain_pp from raw.app_tiebreak_runs order by source").fetchall()
+    rows = con.execute("select source, n_ties, gain_pp from ops.app_tiebreak_runs order by source").fetchall()
     assert {r[0] for r in rows} == {"random", "judge", "reference", "difference"} and all(r[1] == 16 for r in rows)
-    res = con.execute("select concepts from raw.app_tiebreak_results where source = 'difference' limit 1").fetchone()
+    res = con.execute("select concepts from ops.app_tiebreak_results where source = 'difference' limit 1").fetchone()
     assert "Please Politeness" in res[0]
 
 
 def test_dry_run_makes_zero_calls(wh, server) -> None:
     root, con, _ = wh
-    g = run_guide(con, root / "serve" / "preflens.duckdb", cfg(server), judge=JUDGE, domain="general", k=2,
-                  n_prompts=5, dry_run=True)
+    g = run_guide(
+        con,
+        root / "serve" / "preflens.duckdb",
+        cfg(server),
+        judge=JUDGE,
+        domain="general",
+        k=2,
+        n_prompts=5,
+        dry_run=True,
+    )
     t = run_tiebreak(con, root / "serve" / "preflens.duckdb", cfg(server), judge=JUDGE, k=3, dry_run=True)
     assert server.stats()["requests"] == 0
     # 10 generations + 10 judge calls (projected with the warehouse responses, here already cached by the judge run)
     assert sum(s.projected_calls + s.cache_hits for s in g.stats) == 10 + 10
     assert t.stats.projected_calls == 16 * 4 * 2
-    tables = {r[0] for r in con.execute("select table_name from information_schema.tables where table_schema = 'raw'")
-              .fetchall()}
-    assert "app_guide_runs" not in tables and "app_tiebreak_runs" not in tables
+    # a dry run records nothing (the tables exist with the build database, empty)
+    assert con.execute("select count(*) from ops.app_guide_runs").fetchall() == [(0,)]
+    assert con.execute("select count(*) from ops.app_tiebreak_runs").fetchall() == [(0,)]
 
 
 def test_budget_stops_cleanly(wh, server) -> None:
@@ -111,11 +121,14 @@ def test_budget_stops_cleanly(wh, server) -> None:
     assert t.budget_stopped and 0 < server.stats()["requests"] < 16 * 8
     assert t.stats.cost_usd <= 1.0
     assert any("budget reached" in line for line in t.lines())
-    g = run_guide(con, root / "serve" / "preflens.duckdb", c, judge=JUDGE, domain="general", k=2, n_prompts=10,
-                  budget_usd=1.0)
+    g = run_guide(
+        con, root / "serve" / "preflens.duckdb", c, judge=JUDGE, domain="general", k=2, n_prompts=10, budget_usd=1.0
+    )
     assert g.budget_stopped and sum(s.cost_usd for s in g.stats) <= 1.0
-    assert con.execute("select status from raw.app_guide_runs where run_id = ?", [g.run_id]).fetchone()[0] == \
-        "budget_stopped"
+    assert (
+        con.execute("select status from ops.app_guide_runs where run_id = ?", [g.run_id]).fetchone()[0]
+        == "budget_stopped"
+    )
 
 
 def test_missing_explanation_is_a_clear_error(wh, server, tmp_path: Path) -> None:
@@ -130,14 +143,41 @@ def test_cli_apply(wh, server) -> None:
     root, con, _ = wh
     con.close()
     env = env_with(PREFLENS_WAREHOUSE=str(root), PREFLENS_LLM_BASE_URL=server.base_url, COLUMNS="200")
-    r = subprocess.run([venv_bin("preflens"), "apply", "guide", "--judge", JUDGE, "--domain", "general", "--k", "2",
-                        "--n-prompts", "8"], env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            venv_bin("preflens"),
+            "apply",
+            "guide",
+            "--judge",
+            JUDGE,
+            "--domain",
+            "general",
+            "--k",
+            "2",
+            "--n-prompts",
+            "8",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "WR" in r.stdout and "Wilson" in r.stdout
-    r = subprocess.run([venv_bin("preflens"), "apply", "tiebreak", "--judge", JUDGE, "--reference", "human:raters",
-                        "--k", "3"], env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [venv_bin("preflens"), "apply", "tiebreak", "--judge", JUDGE, "--reference", "human:raters", "--k", "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "difference" in r.stdout and "+50.0" in r.stdout
-    r = subprocess.run([venv_bin("preflens"), "apply", "tiebreak", "--judge", "nobody"], env=env, capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [venv_bin("preflens"), "apply", "tiebreak", "--judge", "nobody"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 1 and "nobody" in r.stderr

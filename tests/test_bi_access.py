@@ -18,21 +18,16 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from pipelines.build.publish import publish
-
-try:
-    from test_quality import WEIRD, build_fixture_db, mutate
-except ImportError:  # pragma: no cover - if tests/ becomes a package
-    from tests.test_quality import WEIRD, build_fixture_db, mutate
+from tests.quality_db import WEIRD, mutate
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> tuple[Path, Path, Path]:
-    wh = tmp_path / "warehouse"
-    build = build_fixture_db(wh / "preflens.duckdb")
-    serve = wh / "serve" / "preflens.duckdb"
-    exports = wh / "serve" / "parquet"
-    publish(build, serve, exports)
-    return build, serve.resolve(), exports
+def served(quality_db: Path) -> tuple[Path, Path, Path]:
+    """The quality fixture build DB, published beside it: (build DB, served copy, Parquet exports)."""
+    serve = quality_db.parent / "serve" / "preflens.duckdb"
+    exports = quality_db.parent / "serve" / "parquet"
+    publish(quality_db, serve, exports)
+    return quality_db, serve.resolve(), exports
 
 
 def url(path: Path) -> str:
@@ -44,8 +39,12 @@ def url(path: Path) -> str:
 def _expected_tables(serve: Path) -> set[str]:
     con = duckdb.connect(str(serve), read_only=True)
     try:
-        return {r[0] for r in con.execute(
-            "select table_name from information_schema.tables where table_schema = 'marts'").fetchall()}
+        return {
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'marts'"
+            ).fetchall()
+        }
     finally:
         con.close()
 
@@ -83,9 +82,12 @@ def test_pandas_reads_a_mart_and_binds_parameters(served: tuple[Path, Path, Path
         with engine.connect() as conn:
             df = pd.read_sql("select * from marts.fct_concept_effects order by mechanism, domain, concept", conn)
             top = pd.read_sql(
-                sa.text("select concept, concept_rank from marts.rpt_top_concepts "
-                        "where mechanism = :m and domain = :d and representation = 'comp' order by concept_rank"),
-                conn, params={"m": "judge:gpt-4", "d": "code"},
+                sa.text(
+                    "select concept, concept_rank from marts.rpt_top_concepts "
+                    "where mechanism = :m and domain = :d and representation = 'comp' order by concept_rank"
+                ),
+                conn,
+                params={"m": "judge:gpt-4", "d": "code"},
             )
             (n,) = conn.execute(sa.text("select count(*) from marts.fct_concept_effects")).one()
     finally:
@@ -132,8 +134,11 @@ def test_recycled_pool_sees_the_next_publication(served: tuple[Path, Path, Path]
     try:
         with engine.connect() as conn:
             before = conn.execute(q).scalar()
-        mutate(build, "insert into marts.fct_model_metrics "
-                      "values ('fit2', 'judge:gpt-4', 'judge', 'comp', 'hmdr', 'code', 'cv', 3, 0.99, 0.4)")
+        mutate(
+            build,
+            "insert into marts.fct_model_metrics "
+            "values ('fit2', 'judge:gpt-4', 'judge', 'comp', 'hmdr', 'code', 'cv', 3, 0.99, 0.4)",
+        )
         publish(build, serve, exports)
         with engine.connect() as conn:  # NullPool: a fresh DuckDB connection on the new file
             assert conn.execute(q).scalar() == before + 1

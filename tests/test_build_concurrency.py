@@ -1,10 +1,13 @@
 """Builds and readers at the same time, through the real `preflens` console script on the bundled sample.
 
-1. The reader test: another process holds a read-only connection to the served copy and keeps querying
-   it while a full `preflens run` goes on. The run succeeds, every read of that connection sees the same
-   snapshot, and a new connection afterwards sees the new build.
-2. A `preflens build` started while a run holds the build lock exits 3 with "build already running",
-   and the run it collided with still succeeds.
+One scenario on a copy of the shared sample run (conftest ``sample_run``): another process holds a read-only
+connection to the served copy and keeps querying it while a full `preflens run` (quick fit settings) goes on, and a
+`preflens build` is started while that run holds the build lock. Two tests read what happened:
+
+1. The reader test: the run succeeds, every read of that connection sees the same snapshot, and a new connection
+   afterwards sees the new build.
+2. The build started during the run exits 3 with "build already running" and the holder's pid, and the run it
+   collided with still succeeds, leaving no build stuck 'running'.
 
 No wall-clock assertions: ordering is established through the lock file and a stop-file handshake.
 """
@@ -16,12 +19,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.conftest import env_with, venv_bin
+from tests.conftest import QUICK_FIT_ARGS, SampleRun, env_with, preflens, venv_bin
 
 pytestmark = pytest.mark.slow
 
@@ -60,25 +64,19 @@ READER = textwrap.dedent(
 )
 
 
-def preflens_cmd(*args: str) -> list[str]:
-    return [venv_bin("preflens"), *args]
-
-
-def env(warehouse: Path) -> dict[str, str]:
-    return env_with(PREFLENS_WAREHOUSE=str(warehouse), COLUMNS="200")
-
-
-def run_preflens(warehouse: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(preflens_cmd(*args), env=env(warehouse), capture_output=True, text=True,
-                          timeout=SAFETY_TIMEOUT_S)
-
-
 def snapshot(serve: Path) -> list:
     """A fresh connection (new process: DuckDB caches instances per file within a process)."""
-    code = ("import json, sys, duckdb; c = duckdb.connect(sys.argv[1], read_only=True); "
-            "print(json.dumps(list(c.execute(sys.argv[2]).fetchall()[0]), default=str))")
-    out = subprocess.run([sys.executable, "-c", code, str(serve), SNAPSHOT_SQL], capture_output=True, text=True,
-                         check=True, timeout=SAFETY_TIMEOUT_S)
+    code = (
+        "import json, sys, duckdb; c = duckdb.connect(sys.argv[1], read_only=True); "
+        "print(json.dumps(list(c.execute(sys.argv[2]).fetchall()[0]), default=str))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(serve), SNAPSHOT_SQL],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=SAFETY_TIMEOUT_S,
+    )
     return json.loads(out.stdout)
 
 
@@ -86,89 +84,117 @@ def latest_build(build_db: Path) -> tuple[str, str, bool]:
     con = duckdb.connect(str(build_db), read_only=True)
     try:
         return con.execute(
-            "select build_id, status, published from raw.builds order by started_at desc, build_id desc limit 1"
+            "select build_id, status, published from ops.builds order by started_at desc, build_id desc limit 1"
         ).fetchone()
     finally:
         con.close()
 
 
+@dataclass
+class Collision:
+    """What the scenario saw: the served snapshot before, the run, the refused build, the reader, and after."""
+
+    warehouse: Path
+    before: list
+    reader_first: list
+    run_pid: int
+    run: subprocess.CompletedProcess[str]
+    refused: subprocess.CompletedProcess[str]
+    reader_alive_after_run: bool
+    reader_returncode: int
+    reader_result: dict
+    reader_stderr: str
+    after: list
+
+
+def _wait_for_lock_holder(lock: Path, run: subprocess.Popen[str]) -> None:
+    """Until the lock file names the run's pid (an old pid may be left in it from the copied build)."""
+    deadline = time.monotonic() + SAFETY_TIMEOUT_S
+    while (lock.read_text().strip() if lock.exists() else "") != str(run.pid):
+        assert run.poll() is None, "the run ended before it was seen holding the lock:\n" + run.stderr.read()  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "safety timeout: the run never took the lock"
+        time.sleep(0.02)
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A warehouse with one published build of the bundled sample."""
-    wh = tmp_path_factory.mktemp("concurrency")
-    proc = run_preflens(wh, "run")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert (wh / "serve" / "preflens.duckdb").exists()
-    return wh
-
-
-def test_reader_keeps_its_snapshot_while_a_full_run_publishes(built: Path, tmp_path: Path) -> None:
-    wh = built
+def collision(sample_run: SampleRun, tmp_path_factory: pytest.TempPathFactory) -> Collision:
+    """A reader holds the served copy open while a full run publishes, and a build is started during that run."""
+    wh = sample_run.copy_to(tmp_path_factory.mktemp("concurrency"))
     serve = wh / "serve" / "preflens.duckdb"
-    stop = tmp_path / "stop-reader"
+    stop = tmp_path_factory.mktemp("reader") / "stop"
     before = snapshot(serve)
-
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(serve), str(stop), SNAPSHOT_SQL],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(serve), str(stop), SNAPSHOT_SQL],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run: subprocess.Popen[str] | None = None
     try:
         first_line = reader.stdout.readline()  # type: ignore[union-attr]
         assert first_line, reader.stderr.read()  # type: ignore[union-attr]
-        first = json.loads(first_line)["first"]
-        assert first == before
-
-        # the full job, while the reader holds the served file open and keeps reading it
-        run = run_preflens(wh, "run")
-        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-        assert reader.poll() is None, reader.stderr.read()  # type: ignore[union-attr]
-
-        stop.touch()
-        out, err = reader.communicate(timeout=SAFETY_TIMEOUT_S)
-        assert reader.returncode == 0, err
-    finally:
-        if reader.poll() is None:
-            reader.kill()
-            reader.wait()
-    result = json.loads(out.strip().splitlines()[-1])
-    assert result["reads"] >= 2
-    assert result["differing"] == [] and result["last"] == first  # one consistent snapshot throughout
-
-    build_id, status, published = latest_build(wh / "preflens.duckdb")
-    assert status == "success" and published
-    after = snapshot(serve)  # a new connection sees the new build
-    n_builds, n_success, max_fit, *_ = after
-    assert max_fit == build_id != before[2]
-    assert n_builds == before[0] + 1 and n_success == before[1] + 1
-
-
-def test_build_started_during_a_run_is_refused_with_exit_3(built: Path) -> None:
-    wh = built
-    lock = wh / ".build.lock"
-    run = subprocess.Popen(preflens_cmd("run"), env=env(wh), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
-    try:
-        # wait until the run holds the lock: the lock file then names its pid (an old pid may be left from before)
-        deadline = time.monotonic() + SAFETY_TIMEOUT_S
-        while (lock.read_text().strip() if lock.exists() else "") != str(run.pid):
-            assert run.poll() is None, "the run ended before it was seen holding the lock:\n" + run.stderr.read()
-            assert time.monotonic() < deadline, "safety timeout: the run never took the lock"
-            time.sleep(0.02)
-
-        second = run_preflens(wh, "build")
-        assert second.returncode == 3, second.stdout[-2000:] + second.stderr[-2000:]
-        assert "build already running" in second.stderr
-        assert str(run.pid) in second.stderr  # names the holder
-
+        run = subprocess.Popen(
+            [venv_bin("preflens"), "run", *QUICK_FIT_ARGS],
+            env=env_with(PREFLENS_WAREHOUSE=str(wh), COLUMNS="200"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _wait_for_lock_holder(wh / ".build.lock", run)
+        refused = preflens(wh, "build", timeout=SAFETY_TIMEOUT_S)
         out, err = run.communicate(timeout=SAFETY_TIMEOUT_S)
+        reader_alive = reader.poll() is None
+        stop.touch()
+        reader_out, reader_err = reader.communicate(timeout=SAFETY_TIMEOUT_S)
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-    assert run.returncode == 0, out[-3000:] + err[-3000:]  # the refused build did not disturb the run
-    build_id, status, published = latest_build(wh / "preflens.duckdb")
+        for proc in (run, reader):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    lines = reader_out.strip().splitlines()
+    return Collision(
+        warehouse=wh,
+        before=before,
+        reader_first=json.loads(first_line)["first"],
+        run_pid=run.pid,
+        run=subprocess.CompletedProcess(run.args, run.returncode, out, err),
+        refused=refused,
+        reader_alive_after_run=reader_alive,
+        reader_returncode=reader.returncode,
+        reader_result=json.loads(lines[-1]) if lines else {},
+        reader_stderr=reader_err,
+        after=snapshot(serve),
+    )
+
+
+def test_reader_keeps_its_snapshot_while_a_full_run_publishes(collision: Collision) -> None:
+    c = collision
+    assert c.reader_first == c.before
+    assert c.run.returncode == 0, c.run.stdout[-3000:] + c.run.stderr[-3000:]
+    assert c.reader_alive_after_run, c.reader_stderr  # it held the served file open through the whole run
+    assert c.reader_returncode == 0, c.reader_stderr
+    result = c.reader_result
+    assert result["reads"] >= 2
+    assert result["differing"] == [] and result["last"] == c.reader_first  # one consistent snapshot throughout
+
+    build_id, status, published = latest_build(c.warehouse / "preflens.duckdb")
+    assert status == "success" and published
+    n_builds, n_success, max_fit, *_ = c.after  # a new connection sees the new build
+    assert max_fit == build_id != c.before[2]
+    assert n_builds == c.before[0] + 1 and n_success == c.before[1] + 1
+
+
+def test_build_started_during_a_run_is_refused_with_exit_3(collision: Collision) -> None:
+    c = collision
+    assert c.refused.returncode == 3, c.refused.stdout[-2000:] + c.refused.stderr[-2000:]
+    assert "build already running" in c.refused.stderr
+    assert str(c.run_pid) in c.refused.stderr  # names the holder
+    assert c.run.returncode == 0, c.run.stdout[-3000:] + c.run.stderr[-3000:]  # the refused build did not disturb it
+    build_id, status, published = latest_build(c.warehouse / "preflens.duckdb")
     assert status == "success" and published
     # the refused build left no row behind: the last build is the run's, and no build is stuck 'running'
-    con = duckdb.connect(str(wh / "preflens.duckdb"), read_only=True)
+    con = duckdb.connect(str(c.warehouse / "preflens.duckdb"), read_only=True)
     try:
-        assert con.execute("select count(*) from raw.builds where status = 'running'").fetchone() == (0,)
+        assert con.execute("select count(*) from ops.builds where status = 'running'").fetchone() == (0,)
     finally:
         con.close()

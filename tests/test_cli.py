@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from pipelines.cli import build_parser, main
-from tests.conftest import env_with, venv_bin
+from tests.conftest import preflens
 
-COMMANDS = ["run", "ingest", "annotate", "build", "check", "summary", "discover", "evaluate", "report",
-            "explain", "judge", "apply"]
+COMMANDS = [
+    "run",
+    "ingest",
+    "annotate",
+    "build",
+    "check",
+    "summary",
+    "discover",
+    "evaluate",
+    "report",
+    "explain",
+    "judge",
+    "apply",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -31,13 +42,7 @@ def test_every_documented_command_is_a_real_subcommand() -> None:
 
 
 def test_missing_input_file_fails_with_one_line(warehouse: Path) -> None:
-    proc = subprocess.run(
-        [venv_bin("preflens"), "ingest", str(warehouse / "nope.jsonl")],
-        env=env_with(PREFLENS_WAREHOUSE=str(warehouse)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = preflens(warehouse, "ingest", str(warehouse / "nope.jsonl"), timeout=120)
     assert proc.returncode == 1
     assert "nope.jsonl" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from pipelines.core.config import Paths
-from pipelines.build.dbt_runner import DbtError, run_dbt
-from pipelines.core.config import DBT_PROJECT_DIR as REPO_DBT
-from tests.conftest import planted_concepts, write_planted_raw
+from pipelines.build.dbt_runner import DbtError, dbt_env, dbt_executable, run_dbt
+from pipelines.core.config import DBT_PROJECT_DIR, Paths
+from tests.conftest import QUICK_FIT, planted_concepts, write_planted_raw
 
 pytestmark = pytest.mark.slow
 
-VARS = ["--vars", "{annotator: 'offline', annotator_version: 'test-1'}"]
+ANNOTATOR = {"annotator": "offline", "annotator_version": "test-1"}
+
+
+def dbt_vars(values: dict[str, str]) -> list[str]:
+    return ["--vars", "{" + ", ".join(f"{k}: '{v}'" for k, v in values.items()) + "}"]
+
+
+VARS = dbt_vars(ANNOTATOR)
+#: the fit history test builds four times; its subject is which fits stay and which is latest, not the fit
+QUICK_VARS = dbt_vars({**ANNOTATOR, **QUICK_FIT})
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +47,28 @@ def q(paths: Paths, sql: str, params: list | None = None) -> list[tuple]:
 
 def test_every_layer_is_built(built: Paths) -> None:
     tables = {r[0] + "." + r[1] for r in q(built, "select schema_name, table_name from duckdb_tables()")}
-    views = {r[0] + "." + r[1] for r in q(built, "select schema_name, view_name from duckdb_views() where not internal")}
-    for t in ["marts.fct_concept_effects", "marts.fct_predictions", "marts.fct_model_metrics",
-              "marts.fct_pair_features_comp", "marts.fct_pair_features_score", "marts.dim_concepts",
-              "intermediate.int_item_concepts", "intermediate.int_hmdr_fits"]:
+    views = {
+        r[0] + "." + r[1] for r in q(built, "select schema_name, view_name from duckdb_views() where not internal")
+    }
+    for t in [
+        "marts.fct_concept_effects",
+        "marts.fct_predictions",
+        "marts.fct_model_metrics",
+        "marts.fct_pair_features_comp",
+        "marts.fct_pair_features_score",
+        "marts.dim_concepts",
+        "intermediate.int_item_concepts",
+        "intermediate.int_hmdr_fits",
+    ]:
         assert t in tables
     assert "staging.stg_raw__items" in views
 
 
 def test_hostile_concept_name_is_a_quoted_column_not_sql(built: Paths) -> None:
     hostile = planted_concepts()[-1]
-    cols = [r[0] for r in q(built, "select column_name from duckdb_columns() where table_name = 'fct_pair_features_comp'")]
+    cols = [
+        r[0] for r in q(built, "select column_name from duckdb_columns() where table_name = 'fct_pair_features_comp'")
+    ]
     assert hostile in cols
     assert q(built, "select count(*) from raw.items")[0][0] == 240  # the 'drop table' text did nothing
 
@@ -143,8 +163,12 @@ def test_incremental_build_equals_full_refresh(tmp_path: Path) -> None:
     run_dbt(["build", "--exclude", "int_hmdr_fits+", *VARS], paths, build_id="b1")
     write_planted_raw(paths.build_db, n_items=30, seed=8, start=90)  # new pairs arrive
     run_dbt(["build", "--exclude", "int_hmdr_fits+", *VARS], paths, build_id="b2")
-    tables = ["intermediate.int_item_concepts", "intermediate.int_labelled_pairs",
-              "marts.fct_pair_concepts", "marts.fct_pair_features_comp"]
+    tables = [
+        "intermediate.int_item_concepts",
+        "intermediate.int_labelled_pairs",
+        "marts.fct_pair_concepts",
+        "marts.fct_pair_features_comp",
+    ]
     incremental = _snapshot(paths, tables)
     assert len(incremental["intermediate.int_labelled_pairs"]) == 240
     run_dbt(["build", "--full-refresh", "--exclude", "int_hmdr_fits+", *VARS], paths, build_id="b3")
@@ -152,7 +176,7 @@ def test_incremental_build_equals_full_refresh(tmp_path: Path) -> None:
 
 
 def test_dbt_docs_generate_includes_marts_and_exposures(built: Paths) -> None:
-    run_dbt(["docs", "generate"], paths=built, build_id="docs")
+    run_dbt(["docs", "generate", *VARS], paths=built, build_id="docs")  # the build's vars: dbt parses partially
     catalog = json.loads((built.dbt_target_dir / "catalog.json").read_text())
     names = {n.split(".")[-1] for n in catalog["nodes"]}
     assert {"fct_concept_effects", "rpt_top_concepts", "dim_concepts"} <= names
@@ -164,25 +188,37 @@ def test_dbt_docs_generate_includes_marts_and_exposures(built: Paths) -> None:
 def test_selectors_split_the_build_as_the_pipeline_runs_it(built: Paths) -> None:
     """`features` lists the feature models and not the fit; prefit + fit = nightly, and they do not overlap."""
 
-    import subprocess
-
-    from pipelines.core.config import DBT_PROJECT_DIR
-    from pipelines.build.dbt_runner import dbt_env, dbt_executable
-
     def ls(selector: str) -> set[str]:
         proc = subprocess.run(
-            [dbt_executable(), "-q", "ls", "--selector", selector, "--resource-type", "model", "--output", "name",
-             "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-             "--target-path", str(built.dbt_target_dir)],
-            env=dbt_env(built, "ls"), capture_output=True, text=True, timeout=300, check=True,
+            [
+                dbt_executable(),
+                "-q",
+                "ls",
+                "--selector",
+                selector,
+                "--resource-type",
+                "model",
+                "--output",
+                "name",
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+                "--target-path",
+                str(built.dbt_target_dir),
+                *VARS,
+            ],  # the build's vars: dbt parses partially
+            env=dbt_env(built, "ls"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
         )
         return {line.strip() for line in proc.stdout.splitlines() if line.strip()}
 
-    features = ls("features")
-    assert {"int_item_concepts", "int_labelled_pairs", "fct_pair_features_comp", "fct_pair_features_measure",
-            "fct_pair_features_score"} <= features
-    assert not features & {"int_hmdr_fits", "fct_concept_effects", "fct_model_metrics"}
-    prefit, fit, nightly = ls("prefit"), ls("fit"), ls("nightly")
+    features, prefit, fit, nightly = ls("features"), ls("prefit"), ls("fit"), ls("nightly")
+    assert {"fct_pair_features_comp", "fct_pair_features_measure", "fct_pair_features_score"} <= features
+    assert "int_hmdr_fits" not in features and not features & fit  # nothing of the fit, nor downstream of it
     assert "int_hmdr_fits" in fit and {"fct_concept_effects", "dim_latest_fit", "rpt_top_concepts"} <= fit
     assert not prefit & fit and prefit | fit == nightly
 
@@ -190,10 +226,11 @@ def test_selectors_split_the_build_as_the_pipeline_runs_it(built: Paths) -> None
 def test_earlier_fits_stay_queryable(tmp_path: Path) -> None:
     paths = Paths(warehouse=tmp_path)
     write_planted_raw(paths.build_db, n_items=60)
-    run_dbt(["build", *VARS], paths, build_id="20260101T000000Z-aaaaaa")
+    run_dbt(["build", *QUICK_VARS], paths, build_id="20260101T000000Z-aaaaaa")
     write_planted_raw(paths.build_db, n_items=60, seed=9, start=60)  # a new data release
-    run_dbt(["build", *VARS], paths, build_id="20260201T000000Z-bbbbbb")
-    run_dbt(["build", *VARS], paths, build_id="20260201T000000Z-bbbbbb")  # re-running a build replaces it
+    run_dbt(["build", *QUICK_VARS], paths, build_id="20260201T000000Z-bbbbbb")
+    # re-running a build's fit (the pipeline's `fit` stage: the data did not change) replaces it
+    run_dbt(["build", "--selector", "fit", *QUICK_VARS], paths, build_id="20260201T000000Z-bbbbbb")
     fits = q(paths, "select fit_id, count(*) from marts.fct_concept_effects group by 1 order by 1")
     assert [f for f, _ in fits] == ["20260101T000000Z-aaaaaa", "20260201T000000Z-bbbbbb"]
     assert fits[0][1] == fits[1][1]  # same grid of (mechanism, representation, domain, concept)
@@ -210,7 +247,7 @@ def test_earlier_fits_stay_queryable(tmp_path: Path) -> None:
     latest = q(paths, "select distinct fit_id from marts.rpt_top_concepts")
     assert latest == [("20260201T000000Z-bbbbbb",)]
     # "latest" is the fit that ran last, whatever its id sorts like (dim_latest_fit, by fitted_at)
-    run_dbt(["build", *VARS], paths, build_id="20250101T000000Z-cccccc")
+    run_dbt(["build", "--selector", "fit", *QUICK_VARS], paths, build_id="20250101T000000Z-cccccc")
     assert q(paths, "select fit_id from marts.dim_latest_fit") == [("20250101T000000Z-cccccc",)]
     assert q(paths, "select distinct fit_id from marts.rpt_top_concepts") == [("20250101T000000Z-cccccc",)]
     assert q(paths, "select count(distinct fit_id) from marts.fct_predictions")[0][0] == 1

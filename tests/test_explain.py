@@ -12,13 +12,17 @@ import pytest
 from rich.console import Console
 
 from pipelines.serve.explain import ExplainError, load_explanation, render_explanation
-from tests.conftest import HOSTILE_MECHANISM, HOSTILE_TEXT, env_with, venv_bin, write_mini_served
+from tests.conftest import HOSTILE_MECHANISM, HOSTILE_TEXT, SampleRun, env_with, venv_bin, write_mini_served
 
 
 def explain(wh: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([venv_bin("preflens"), "explain", *args],
-                          env=env_with(PREFLENS_WAREHOUSE=str(wh), COLUMNS="160"),
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [venv_bin("preflens"), "explain", *args],
+        env=env_with(PREFLENS_WAREHOUSE=str(wh), COLUMNS="160"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 # ------------------------------------------------------------------------------------------ fixture copy
@@ -85,32 +89,38 @@ def test_cli_json_and_errors(mini: Path) -> None:
 
 
 @pytest.mark.slow
-def test_explain_on_the_sample(sample_served: Path) -> None:
-    con = duckdb.connect(str(sample_served / "serve" / "preflens.duckdb"), read_only=True)
+def test_explain_on_the_sample(sample_run: SampleRun) -> None:
+    wh = sample_run.warehouse
+    con = duckdb.connect(str(sample_run.paths.serve_db), read_only=True)
     try:
         label, item, mech, prob = con.execute(
             """select p.label_id, p.item_id, p.mechanism, p.prob_a from marts.fct_predictions p
                join marts.fct_local_explanations l using (fit_id, label_id, mechanism, representation)
                where p.representation = 'measure' and p.fit_id = (select max(fit_id) from marts.fct_predictions)
-               group by all order by count(*) desc, p.label_id limit 1""").fetchone()
-        n_item = con.execute("select count(*) from marts.fct_predictions where representation = 'measure' "
-                             "and item_id = ?", [item]).fetchone()[0]
-        n_local = con.execute("select count(*) from marts.fct_local_explanations where representation = 'measure' "
-                              "and label_id = ? and contribution <> 0", [label]).fetchone()[0]
+               group by all order by count(*) desc, p.label_id limit 1"""
+        ).fetchone()
+        n_item = con.execute(
+            "select count(*) from marts.fct_predictions where representation = 'measure' and item_id = ?", [item]
+        ).fetchone()[0]
+        n_local = con.execute(
+            "select count(*) from marts.fct_local_explanations where representation = 'measure' "
+            "and label_id = ? and contribution <> 0",
+            [label],
+        ).fetchone()[0]
     finally:
         con.close()
-    proc = explain(sample_served, label)
+    proc = explain(wh, label)
     assert proc.returncode == 0, proc.stderr
     assert mech in proc.stdout and f"P(A wins) = {prob:.2f}" in proc.stdout and "actual winner" in proc.stdout
     assert "Prompt" in proc.stdout and "measure diff" in proc.stdout  # the lead representation by default
-    data = json.loads(explain(sample_served, label, "--json").stdout)
+    data = json.loads(explain(wh, label, "--json").stdout)
     v = data["verdicts"][0]
     assert math.isclose(v["prob_a"], prob) and len(v["toward_a"]) + len(v["toward_b"]) == n_local >= 1
     assert data["item"]["prompt"]
-    assert len(json.loads(explain(sample_served, item, "--json").stdout)["verdicts"]) == n_item
-    one = json.loads(explain(sample_served, item, "--mechanism", mech, "--json").stdout)
+    assert len(json.loads(explain(wh, item, "--json").stdout)["verdicts"]) == n_item
+    one = json.loads(explain(wh, item, "--mechanism", mech, "--json").stdout)
     assert [x["mechanism"] for x in one["verdicts"]] == [mech]
-    score = explain(sample_served, label, "--representation", "score")
+    score = explain(wh, label, "--representation", "score")
     assert score.returncode == 0 and "score diff" in score.stdout
-    bad = explain(sample_served, "0000000000000000")
+    bad = explain(wh, "0000000000000000")
     assert bad.returncode == 1 and "unknown pair id" in bad.stderr

@@ -7,8 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import SHARED_DATA
-from tests.test_pipeline_e2e import preflens
+from tests.conftest import SHARED_DATA, preflens
 
 pytestmark = [pytest.mark.slow, pytest.mark.fulldata]
 

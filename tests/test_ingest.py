@@ -13,10 +13,11 @@ from typing import Any
 import polars as pl
 import pytest
 
-from pipelines.ingest import FORMATS, IngestError, IngestSummary, detect_format, ingest_paths
 from pipelines.core.warehouse import connect
+from pipelines.ingest import FORMATS, IngestError, IngestSummary, detect_format, ingest_paths
+from tests.conftest import SHARED_DATA
 
-DATA = Path("/work/shared/data/pairs.jsonl.gz")
+DATA = SHARED_DATA / "pairs.jsonl.gz"
 
 # --------------------------------------------------------------------------------------------- helpers
 
@@ -38,10 +39,22 @@ def label_id(item_id: str, mechanism: str) -> str:
 
 
 def row(prompt: str, a: str, b: str, winner: str = "a", mechanism: str = "judge:gpt-4", **kw: Any) -> dict[str, Any]:
-    rec = {"prompt": prompt, "response_a": a, "response_b": b, "winner": winner, "mechanism": mechanism,
-           "mechanism_type": mechanism.split(":")[0], "domain": "coding", "domain_source": "dataset",
-           "source": "unit", "item_id": f"up-{prompt}", "pair_id": f"pair-{prompt}-{mechanism}",
-           "model_a": "m1", "model_b": "m2", "protocol": "p"}
+    rec = {
+        "prompt": prompt,
+        "response_a": a,
+        "response_b": b,
+        "winner": winner,
+        "mechanism": mechanism,
+        "mechanism_type": mechanism.split(":")[0],
+        "domain": "coding",
+        "domain_source": "dataset",
+        "source": "unit",
+        "item_id": f"up-{prompt}",
+        "pair_id": f"pair-{prompt}-{mechanism}",
+        "model_a": "m1",
+        "model_b": "m2",
+        "protocol": "p",
+    }
     rec.update(kw)
     return rec
 
@@ -67,20 +80,35 @@ def assert_reconciles(con, summary: IngestSummary) -> None:
     """Per file: read == loaded + duplicates + quarantined + skipped, and the DB agrees with the summary."""
     for f in summary.files:
         assert f.rows_read == f.loaded + f.duplicates + f.quarantined + f.skipped, f
-        n_q = q(con, "select count(*) from raw.quarantine where ingest_id = ? and source_file = ?",
-                summary.ingest_id, f.path)[0][0]
+        n_q = q(
+            con,
+            "select count(*) from raw.quarantine where ingest_id = ? and source_file = ?",
+            summary.ingest_id,
+            f.path,
+        )[0][0]
         assert n_q == f.quarantined
-        n_l = q(con, "select count(*) from raw.labels where first_ingest_id = ? and source_file = ?",
-                summary.ingest_id, f.path)[0][0]
+        n_l = q(
+            con,
+            "select count(*) from raw.labels where first_ingest_id = ? and source_file = ?",
+            summary.ingest_id,
+            f.path,
+        )[0][0]
         assert n_l == f.loaded
-    run = q(con, "select rows_read, rows_loaded, rows_duplicate, rows_quarantined, finished_at is not null "
-                 "from raw.ingest_runs where ingest_id = ?", summary.ingest_id)
+    run = q(
+        con,
+        "select rows_read, rows_loaded, rows_duplicate, rows_quarantined, finished_at is not null "
+        "from raw.ingest_runs where ingest_id = ?",
+        summary.ingest_id,
+    )
     assert run == [(summary.rows_read, summary.loaded, summary.duplicates, summary.quarantined, True)]
 
 
 def quarantine(con, path: Path) -> list[tuple[int, str]]:
-    return q(con, "select source_line, reason from raw.quarantine where source_file = ? order by source_line, reason",
-             str(path.resolve()))
+    return q(
+        con,
+        "select source_line, reason from raw.quarantine where source_file = ? order by source_line, reason",
+        str(path.resolve()),
+    )
 
 
 # --------------------------------------------------------------------------------------------- detection
@@ -110,11 +138,19 @@ def test_canonical_jsonl_orientation_and_ids(con, tmp_path: Path) -> None:
     for line, r in enumerate(recs, start=1):
         iid, ra, rb, w = canon(r["prompt"], r["response_a"], r["response_b"], r["winner"])
         flipped = ra != r["response_a"]
-        item = q(con, "select response_a, response_b, model_a, model_b, source_item_id, domain, source "
-                      "from raw.items where item_id = ?", iid)
+        item = q(
+            con,
+            "select response_a, response_b, model_a, model_b, source_item_id, domain, source "
+            "from raw.items where item_id = ?",
+            iid,
+        )
         assert item == [(ra, rb, "m2" if flipped else "m1", "m1" if flipped else "m2", r["item_id"], "coding", "unit")]
-        lab = q(con, "select label_id, winner, mechanism_type, source_line, source_pair_id, protocol "
-                     "from raw.labels where item_id = ?", iid)
+        lab = q(
+            con,
+            "select label_id, winner, mechanism_type, source_line, source_pair_id, protocol "
+            "from raw.labels where item_id = ?",
+            iid,
+        )
         assert lab == [(label_id(iid, "judge:gpt-4"), w, "judge", line, r["pair_id"], "p")]
     # at least one of the fixtures really is reversed, so the flip is exercised
     assert any(sha(r["response_a"]) > sha(r["response_b"]) for r in recs[:2])
@@ -136,7 +172,8 @@ def test_canonical_csv_with_multiline_field(con, tmp_path: Path) -> None:
     assert_reconciles(con, s)
     iid, *_ = canon("p1", "line one\nline two", "other", "a")
     assert q(con, "select domain, model_a is null and model_b is null from raw.items where item_id = ?", iid) == [
-        ("math", True)]
+        ("math", True)
+    ]
     assert q(con, "select source_line, mechanism_type from raw.labels where item_id = ?", iid) == [(2, "human")]
     assert q(con, "select domain, domain_source from raw.domains") == [("math", "cli")]
 
@@ -189,9 +226,11 @@ def test_json_array_record_index(con, tmp_path: Path) -> None:
 
 
 def test_hf_chosen_rejected(con, tmp_path: Path) -> None:
-    recs = [{"prompt": "p1", "chosen": "alpha", "rejected": "beta"},
-            {"prompt": "p2", "chosen": "gamma", "rejected": "delta"},
-            {"prompt": "p3", "chosen": "", "rejected": "x"}]
+    recs = [
+        {"prompt": "p1", "chosen": "alpha", "rejected": "beta"},
+        {"prompt": "p2", "chosen": "gamma", "rejected": "delta"},
+        {"prompt": "p3", "chosen": "", "rejected": "x"},
+    ]
     path = write_jsonl(tmp_path / "hf.jsonl", recs)
     with pytest.raises(IngestError, match="--mechanism"):
         ingest_paths(con, [path])
@@ -202,9 +241,12 @@ def test_hf_chosen_rejected(con, tmp_path: Path) -> None:
     assert quarantine(con, path) == [(3, "empty chosen")]
     for r in recs[:2]:
         iid, ra, rb, w = canon(r["prompt"], r["chosen"], r["rejected"], "a")
-        assert q(con, "select l.winner, l.mechanism, l.mechanism_type, i.domain, i.response_a "
-                      "from raw.labels l join raw.items i using (item_id) where item_id = ?", iid) == [
-            (w, "human:my-raters", "human", "general", ra)]
+        assert q(
+            con,
+            "select l.winner, l.mechanism, l.mechanism_type, i.domain, i.response_a "
+            "from raw.labels l join raw.items i using (item_id) where item_id = ?",
+            iid,
+        ) == [(w, "human:my-raters", "human", "general", ra)]
         # the chosen response is the winner, whichever side it landed on
         assert (ra if w == "a" else rb) == r["chosen"]
     assert_reconciles(con, s)
@@ -236,15 +278,33 @@ def ap_doc() -> dict[str, Any]:
             "m1": {"description": "model identity", "type": "model_identity"},
         },
         "comparisons": [
-            {"id": "c1", "prompt": "write", "response_a": {"text": "alpha", "model": "ma"},
-             "response_b": {"text": "beta", "model": "mb"},
-             "annotations": {"d0": {"pref": "a"}, "h1": {"pref": "b"}, "p1": {"pref": None,
-                             "no_pref_reason": "not_applicable"}, "m1": {"pref": "a"}},
-             "metadata": {"domain": "creative_writing"}},
-            {"id": "c2", "prompt": None, "response_a": {"text": "x"}, "response_b": {"text": "y"},
-             "annotations": {"h1": {"pref": "a"}}},
-            {"id": "c3", "prompt": "q", "response_a": {"text": "x"}, "response_b": {"text": "y"},
-             "annotations": {"h1": {"pref": "maybe"}, "zz": {"pref": "a"}}},
+            {
+                "id": "c1",
+                "prompt": "write",
+                "response_a": {"text": "alpha", "model": "ma"},
+                "response_b": {"text": "beta", "model": "mb"},
+                "annotations": {
+                    "d0": {"pref": "a"},
+                    "h1": {"pref": "b"},
+                    "p1": {"pref": None, "no_pref_reason": "not_applicable"},
+                    "m1": {"pref": "a"},
+                },
+                "metadata": {"domain": "creative_writing"},
+            },
+            {
+                "id": "c2",
+                "prompt": None,
+                "response_a": {"text": "x"},
+                "response_b": {"text": "y"},
+                "annotations": {"h1": {"pref": "a"}},
+            },
+            {
+                "id": "c3",
+                "prompt": "q",
+                "response_a": {"text": "x"},
+                "response_b": {"text": "y"},
+                "annotations": {"h1": {"pref": "maybe"}, "zz": {"pref": "a"}},
+            },
         ],
     }
 
@@ -258,15 +318,19 @@ def test_annotated_pairs(con, tmp_path: Path) -> None:
     # 4 + 1 + 2 annotation records: 3 loaded, 1 model_identity skipped, 3 quarantined
     assert (f.rows_read, f.loaded, f.skipped, f.quarantined) == (7, 3, 1, 3)
     assert f.skip_reasons == Counter({"model_identity annotator (not a preference)": 1})
-    assert quarantine(con, path) == [(2, "missing required column 'prompt'"), (3, "unknown annotator"),
-                                     (3, "unknown winner value")]
+    assert quarantine(con, path) == [
+        (2, "missing required column 'prompt'"),
+        (3, "unknown annotator"),
+        (3, "unknown winner value"),
+    ]
     iid, ra, _, _ = canon("write", "alpha", "beta", "a")
     flip = ra != "alpha"
     got = dict(q(con, "select mechanism, winner from raw.labels where item_id = ?", iid))
     a, b = ("b", "a") if flip else ("a", "b")
     assert got == {"human:preferred_text": a, "human:alice": b, "judge:principle/p1": "tie"}
     assert q(con, "select protocol from raw.labels where mechanism = 'judge:principle/p1'") == [
-        ("Select the response that is more concise",)]
+        ("Select the response that is more concise",)
+    ]
     assert q(con, "select domain, source, source_item_id from raw.items") == [("creative_writing", "toy", "c1")]
     assert_reconciles(con, s)
 
@@ -292,8 +356,17 @@ def battle(qid: str, user: list[str], a: list[str], b: list[str], winner: str, *
         for u, r in zip(user, replies):
             out += [{"role": "user", "content": u}, {"role": "assistant", "content": r}]
         return out
-    return {"question_id": qid, "model_a": "ma", "model_b": "mb", "winner": winner,
-            "conversation_a": conv(a), "conversation_b": conv(b), "language": "English", **kw}
+
+    return {
+        "question_id": qid,
+        "model_a": "ma",
+        "model_b": "mb",
+        "winner": winner,
+        "conversation_a": conv(a),
+        "conversation_b": conv(b),
+        "language": "English",
+        **kw,
+    }
 
 
 def test_arena(con, tmp_path: Path) -> None:
@@ -304,25 +377,41 @@ def test_arena(con, tmp_path: Path) -> None:
         battle("q4", ["u1", "u2"], ["a1", "a2"], ["b1", "b2"], "tie"),
         battle("q5", ["hi"], ["five"], ["six"], "nobody"),
     ]
-    recs.append({**battle("q6", ["hi"], ["x"], ["y"], "model_a"),
-                 "conversation_b": [{"role": "user", "content": "other"}, {"role": "assistant", "content": "y"}]})
+    recs.append(
+        {
+            **battle("q6", ["hi"], ["x"], ["y"], "model_a"),
+            "conversation_b": [{"role": "user", "content": "other"}, {"role": "assistant", "content": "y"}],
+        }
+    )
     path = write_jsonl(tmp_path / "arena.jsonl", recs)
     s = ingest_paths(con, [path])
     f = s.files[0]
     assert (f.format, f.loaded, f.quarantined) == ("arena", 4, 2)
     assert quarantine(con, path) == [(5, "unknown winner value"), (6, "conversations differ in user turns")]
-    expect = {"q1": ("hi", "hello", "hey", "a", "coding"), "q2": ("hi", "one", "two", "b", "general"),
-              "q3": ("hi", "three", "four", "tie", "general")}
+    expect = {
+        "q1": ("hi", "hello", "hey", "a", "coding"),
+        "q2": ("hi", "one", "two", "b", "general"),
+        "q3": ("hi", "three", "four", "tie", "general"),
+    }
     for qid, (p, ra_in, rb_in, w_in, dom) in expect.items():
         iid, ra, rb, w = canon(p, ra_in, rb_in, w_in)
-        assert q(con, "select l.winner, l.mechanism, i.domain, i.source_item_id, i.response_a from raw.labels l "
-                      "join raw.items i using (item_id) where item_id = ?", iid) == [
-            (w, "human:chatbot-arena", dom, qid, ra)]
+        assert q(
+            con,
+            "select l.winner, l.mechanism, i.domain, i.source_item_id, i.response_a from raw.labels l "
+            "join raw.items i using (item_id) where item_id = ?",
+            iid,
+        ) == [(w, "human:chatbot-arena", dom, qid, ra)]
     # multi-turn: transcript of the earlier turns, final assistant turns as responses
     (prompt,) = q(con, "select prompt from raw.items where source_item_id = 'q4'")[0]
     assert prompt.startswith("User: u1\n\nAssistant: ") and prompt.endswith("User: u2")
-    assert q(con, "select count(*) from raw.items where source_item_id = 'q4' and "
-                  "response_a in ('a2', 'b2') and response_b in ('a2', 'b2')")[0][0] == 1
+    assert (
+        q(
+            con,
+            "select count(*) from raw.items where source_item_id = 'q4' and "
+            "response_a in ('a2', 'b2') and response_b in ('a2', 'b2')",
+        )[0][0]
+        == 1
+    )
     assert_reconciles(con, s)
 
 
@@ -334,20 +423,20 @@ def test_bad_rows_are_quarantined_with_file_line_reason(con, tmp_path: Path) -> 
     no_winner = row("m", "r1", "r2")
     del no_winner["winner"]
     lines = [
-        json.dumps(good[0]).encode(),                                            # 1 ok
-        json.dumps(no_winner).encode(),                                          # 2 missing winner
-        json.dumps(row("e", "  \n", "r2")).encode(),                             # 3 empty response_a
-        json.dumps(row("   ", "r1", "r2")).encode(),                             # 4 empty prompt
-        json.dumps(row("i", "same", "same")).encode(),                           # 5 identical
-        json.dumps(row("w", "r1", "r2", winner="left")).encode(),                # 6 unknown winner
+        json.dumps(good[0]).encode(),  # 1 ok
+        json.dumps(no_winner).encode(),  # 2 missing winner
+        json.dumps(row("e", "  \n", "r2")).encode(),  # 3 empty response_a
+        json.dumps(row("   ", "r1", "r2")).encode(),  # 4 empty prompt
+        json.dumps(row("i", "same", "same")).encode(),  # 5 identical
+        json.dumps(row("w", "r1", "r2", winner="left")).encode(),  # 6 unknown winner
         json.dumps(row("u", "caf\u00e9", "r2")).encode().replace(b"caf\\u00e9", b"caf\xe9"),  # 7 latin-1 byte
-        b"",                                                                     # 8 blank: not a record
-        b'{"prompt": "broken", ',                                                # 9 malformed
-        json.dumps(row("t", "r1", "r2", mechanism_type="robot")).encode(),       # 10 unknown mechanism_type
-        json.dumps(good[1]).encode(),                                            # 11 ok
-        b"[1, 2]",                                                               # 12 not an object
-        json.dumps(good[2]).encode(),                                            # 13 ok
-        json.dumps(row("z", "r1", "r2"))[:40].encode(),                          # 14 truncated last line
+        b"",  # 8 blank: not a record
+        b'{"prompt": "broken", ',  # 9 malformed
+        json.dumps(row("t", "r1", "r2", mechanism_type="robot")).encode(),  # 10 unknown mechanism_type
+        json.dumps(good[1]).encode(),  # 11 ok
+        b"[1, 2]",  # 12 not an object
+        json.dumps(good[2]).encode(),  # 13 ok
+        json.dumps(row("z", "r1", "r2"))[:40].encode(),  # 14 truncated last line
     ]
     path = tmp_path / "bad.jsonl"
     path.write_bytes(b"\n".join(lines))
@@ -376,8 +465,10 @@ def test_non_utf8_in_csv_and_json_array(con, tmp_path: Path) -> None:
     c = tmp_path / "x.csv"
     c.write_bytes(b"prompt,response_a,response_b,winner,mechanism\np1,caf\xe9,b,a,human:x\np2,c,d,b,human:x\n")
     j = tmp_path / "x.json"
-    j.write_bytes(b'[{"prompt":"p","response_a":"caf\xe9","response_b":"b","winner":"a","mechanism":"human:x"},'
-                  b'{"prompt":"p2","response_a":"a","response_b":"b","winner":"a","mechanism":"human:x"}]')
+    j.write_bytes(
+        b'[{"prompt":"p","response_a":"caf\xe9","response_b":"b","winner":"a","mechanism":"human:x"},'
+        b'{"prompt":"p2","response_a":"a","response_b":"b","winner":"a","mechanism":"human:x"}]'
+    )
     s = ingest_paths(con, [c, j])
     assert [f.loaded for f in s.files] == [1, 1]
     assert quarantine(con, c) == [(2, "non-UTF-8 bytes")]
@@ -442,8 +533,17 @@ def test_reingest_same_file_is_idempotent(con, tmp_path: Path) -> None:
 
 def test_swapped_orientation_gives_same_item(con, tmp_path: Path) -> None:
     recs = [row("p1", "alpha", "beta", "a"), row("p2", "gamma", "delta", "b"), row("p3", "x", "y", "tie")]
-    swapped = [{**r, "response_a": r["response_b"], "response_b": r["response_a"], "model_a": r["model_b"],
-                "model_b": r["model_a"], "winner": {"a": "b", "b": "a"}.get(r["winner"], r["winner"])} for r in recs]
+    swapped = [
+        {
+            **r,
+            "response_a": r["response_b"],
+            "response_b": r["response_a"],
+            "model_a": r["model_b"],
+            "model_b": r["model_a"],
+            "winner": {"a": "b", "b": "a"}.get(r["winner"], r["winner"]),
+        }
+        for r in recs
+    ]
     inconsistent = [{**swapped[0], "winner": recs[0]["winner"]}]  # same a/b swap, but winner NOT flipped
     other_mech = [{**swapped[1], "mechanism": "reward:rm", "mechanism_type": "reward"}]
     p1 = write_jsonl(tmp_path / "one.jsonl", recs)
@@ -466,8 +566,12 @@ def test_swapped_orientation_gives_same_item(con, tmp_path: Path) -> None:
 
 
 def test_conflict_and_duplicate_within_one_file(con, tmp_path: Path) -> None:
-    recs = [row("p", "alpha", "beta", "a"), row("p", "alpha", "beta", "b"), row("p", "beta", "alpha", "b"),
-            row("p", "alpha", "beta", "a", domain="math")]
+    recs = [
+        row("p", "alpha", "beta", "a"),
+        row("p", "alpha", "beta", "b"),
+        row("p", "beta", "alpha", "b"),
+        row("p", "alpha", "beta", "a", domain="math"),
+    ]
     path = write_jsonl(tmp_path / "c.jsonl", recs)
     s = ingest_paths(con, [path])
     assert (s.loaded, s.duplicates, s.quarantined, s.new_items) == (1, 2, 1, 1)
@@ -484,12 +588,12 @@ def test_conflict_and_duplicate_within_one_file(con, tmp_path: Path) -> None:
 def test_full_data_set(con) -> None:
     s = ingest_paths(con, [DATA])
     up = pl.read_ndjson(DATA, schema_overrides={"extra": pl.String}, infer_schema_length=None).with_row_index(
-        "line", offset=1)
+        "line", offset=1
+    )
     up = up.select("line", "pair_id", "item_id", "mechanism", "winner")
     # (item, mechanism) is the label key: rows beyond the first for a key are duplicates (same winner) or
     # conflicts (different winner, quarantined). In this data that is judge:gpt-4 rated by two protocols.
-    firsts = up.sort("line").group_by("item_id", "mechanism", maintain_order=True).agg(
-        pl.col("winner").alias("ws"))
+    firsts = up.sort("line").group_by("item_id", "mechanism", maintain_order=True).agg(pl.col("winner").alias("ws"))
     n_keys = firsts.height
     n_conflict = sum(sum(w != ws[0] for w in ws) for ws in firsts["ws"].to_list())
     assert s.rows_read == 15_928
@@ -514,11 +618,18 @@ def test_full_data_set(con) -> None:
 
 def test_reingest_does_not_duplicate_quarantine_rows(tmp_path: Path) -> None:
     """Re-running an ingest of a file with bad rows keeps one quarantine record per bad row."""
-    from pipelines.ingest import ingest_paths
     from pipelines.core.warehouse import connect
+    from pipelines.ingest import ingest_paths
 
-    good = {"prompt": "p", "response_a": "x", "response_b": "y", "winner": "a", "domain": "d",
-            "mechanism": "human:t", "mechanism_type": "human"}
+    good = {
+        "prompt": "p",
+        "response_a": "x",
+        "response_b": "y",
+        "winner": "a",
+        "domain": "d",
+        "mechanism": "human:t",
+        "mechanism_type": "human",
+    }
     bad = dict(good, winner="maybe")
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in (good, bad)) + "\n")

@@ -38,16 +38,20 @@ def test_judge_both_orders_ties_when_inconsistent(server, con) -> None:
     rep = judge_items(con, cfg(server))
     assert rep.mechanism == f"judge:{JUDGE}"
     st = server.stats()
-    assert st["by_tag"] == {"judge-v1": 2 * 10}          # both orders for every item
+    assert st["by_tag"] == {"judge-v1": 2 * 10}  # both orders for every item
     got = _labels(con, rep.mechanism)
     assert len(got) == 10 and rep.items_judged == 10
-    assert {got[i] for i in ties} == {"tie"}              # equal list counts: position bias -> order-inconsistent
-    decisive = {i: w for i, w in con.execute(
-        "select item_id, winner from raw.labels where mechanism = ?", [HUMAN]).fetchall() if i not in ties}
+    assert {got[i] for i in ties} == {"tie"}  # equal list counts: position bias -> order-inconsistent
+    decisive = {
+        i: w
+        for i, w in con.execute("select item_id, winner from raw.labels where mechanism = ?", [HUMAN]).fetchall()
+        if i not in ties
+    }
     assert all(got[i] == w for i, w in decisive.items())  # more list items wins, in the item's orientation
     assert rep.ties == 6 and rep.wins_a + rep.wins_b == 4
-    row = con.execute("select mechanism_type, protocol, source_file from raw.labels where mechanism = ? limit 1",
-                      [rep.mechanism]).fetchone()
+    row = con.execute(
+        "select mechanism_type, protocol, source_file from raw.labels where mechanism = ? limit 1", [rep.mechanism]
+    ).fetchone()
     assert row[0] == "judge" and json.loads(row[1])["orders"] == "both" and row[2] == "preflens judge"
 
 
@@ -60,7 +64,7 @@ def test_rerun_adds_nothing_and_cache_means_zero_calls(server, con) -> None:
     con.execute("delete from raw.labels where mechanism = ?", [f"judge:{JUDGE}"])
     rep = judge_items(con, cfg(server))
     assert rep.items_judged == 6 and rep.stats.cache_hits == 12
-    assert server.stats()["requests"] == calls1           # answered from raw.llm_cache: zero calls
+    assert server.stats()["requests"] == calls1  # answered from raw.llm_cache: zero calls
 
 
 def test_cot_and_kshot_ensemble_majority(server, con) -> None:
@@ -71,7 +75,7 @@ def test_cot_and_kshot_ensemble_majority(server, con) -> None:
     assert rep.mechanism == f"judge:{JUDGE}+2shotx3" and rep.items_judged == 8
     assert rep.protocol["shots_from"] == HUMAN
     got = _labels(con, rep.mechanism)
-    assert sorted(got.values()).count("tie") == 4         # the planted judge ignores the demonstrations
+    assert sorted(got.values()).count("tie") == 4  # the planted judge ignores the demonstrations
     with pytest.raises(ValueError, match="ensemble needs --shots"):
         judge_items(con, cfg(server), ensemble=3)
 
@@ -122,11 +126,17 @@ def test_cli_judge_dry_run_and_run(server, tmp_path: Path) -> None:
     planted_items(c, n_ties=2, n_decisive=2)
     c.close()
     env = env_with(PREFLENS_WAREHOUSE=str(wh), PREFLENS_LLM_BASE_URL=server.base_url, COLUMNS="200")
-    r = subprocess.run([venv_bin("preflens"), "judge", "--model", JUDGE, "--dry-run"], env=env, capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [venv_bin("preflens"), "judge", "--model", JUDGE, "--dry-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "dry run" in r.stdout and server.stats()["requests"] == 0
-    r = subprocess.run([venv_bin("preflens"), "judge", "--model", JUDGE], env=env, capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [venv_bin("preflens"), "judge", "--model", JUDGE], env=env, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     assert "4/4 items judged" in r.stdout and "tie (order-inconsistent) 2" in r.stdout

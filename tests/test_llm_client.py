@@ -29,9 +29,16 @@ class CompAnswer(BaseModel):
 
 def _spec(text: str, concepts=("Clarity", "Safety")) -> CallSpec:
     ids = [f"c{i + 1}" for i in range(len(concepts))]
-    msgs = messages("comp-v1", "compare", [block("QUERY", "q " + text), block("RESPONSE_1", "clarity clarity"),
-                                           block("RESPONSE_2", "clarity"),
-                                           concepts_block([(i, c, "A high score ...") for i, c in zip(ids, concepts)])])
+    msgs = messages(
+        "comp-v1",
+        "compare",
+        [
+            block("QUERY", "q " + text),
+            block("RESPONSE_1", "clarity clarity"),
+            block("RESPONSE_2", "clarity"),
+            concepts_block([(i, c, "A high score ...") for i, c in zip(ids, concepts)]),
+        ],
+    )
 
     def check(p):  # noqa: ANN001, ANN202
         return None if sorted(v.id for v in p.verdicts) == ids else "ids"
@@ -53,8 +60,16 @@ def con(tmp_path: Path):
 
 
 def _cfg(srv: LLMTestServer, **kw) -> LLMConfig:
-    base = dict(base_url=srv.base_url, model="test-model", backoff_base_s=0.01, backoff_max_s=2, timeout_s=0.5,
-                max_transient_retries=3, max_invalid_retries=1, prices={"test-model": (1.0, 2.0)})
+    base = dict(
+        base_url=srv.base_url,
+        model="test-model",
+        backoff_base_s=0.01,
+        backoff_max_s=2,
+        timeout_s=0.5,
+        max_transient_retries=3,
+        max_invalid_retries=1,
+        prices={"test-model": (1.0, 2.0)},
+    )
     base.update(kw)
     return LLMConfig(**base)
 
@@ -65,13 +80,16 @@ def _run(client: LLMClient, specs):
             return await client.run(specs)
         finally:
             await client.aclose()
+
     with client:
         out = asyncio.run(go())
     return out
 
 
 def _ledger_matches_server(con, srv) -> None:
-    pt, ct = con.execute("select coalesce(sum(prompt_tokens),0), coalesce(sum(completion_tokens),0) from raw.llm_ledger").fetchone()
+    pt, ct = con.execute(
+        "select coalesce(sum(prompt_tokens),0), coalesce(sum(completion_tokens),0) from raw.llm_ledger"
+    ).fetchone()
     st = srv.stats()
     assert (pt, ct) == (st["prompt_tokens"], st["completion_tokens"])
 
@@ -108,8 +126,15 @@ def test_transient_and_invalid_faults_are_retried_then_succeed(server, con, kind
     assert res[0].ok, res[0].error
     outcomes = [r[0] for r in con.execute("select outcome from raw.llm_ledger order by attempt").fetchall()]
     assert len(outcomes) == 2 and outcomes[-1] == "ok"
-    expected = {"429": "http_429", "500": "http_500", "503": "http_503", "malformed": "malformed",
-                "truncated": "truncated", "missing": "incomplete", "refusal": "refusal"}[kind]
+    expected = {
+        "429": "http_429",
+        "500": "http_500",
+        "503": "http_503",
+        "malformed": "malformed",
+        "truncated": "truncated",
+        "missing": "incomplete",
+        "refusal": "refusal",
+    }[kind]
     assert outcomes[0] == expected
     assert server.stats()["faults"][kind] == 1
     _ledger_matches_server(con, server)
@@ -128,7 +153,7 @@ def test_retry_after_parsing_and_backoff_growth() -> None:
     assert parse_retry_after({}) is None
     rng = random.Random(0)
     d = [backoff_delay(n, 1.0, 100, None, rng) for n in range(5)]
-    assert all(2 ** n / 2 <= x <= 2 ** n for n, x in enumerate(d))
+    assert all(2**n / 2 <= x <= 2**n for n, x in enumerate(d))
     assert backoff_delay(0, 1.0, 100, 30.0, rng) == 30.0
     assert backoff_delay(0, 1.0, 10, 30.0, rng) == 10.0  # capped
 
@@ -145,7 +170,8 @@ def test_persistent_invalid_answer_is_recorded_failed_with_raw_text_never_guesse
     res = _run(LLMClient(_cfg(server), con), [_spec("[[fault:malformed:99]]")])
     assert res[0].status == "failed" and res[0].parsed is None
     status, raw, parsed, err, attempts = con.execute(
-        "select status, raw_response, parsed_json, error, attempts from raw.llm_cache").fetchone()
+        "select status, raw_response, parsed_json, error, attempts from raw.llm_cache"
+    ).fetchone()
     assert status == "failed" and raw and parsed is None and err.startswith("malformed") and attempts == 2
     # a failed call is retried on the next run (not served from the cache)
     _run(LLMClient(_cfg(server), con), [_spec("[[fault:malformed:99]]")])
@@ -207,8 +233,14 @@ def test_rate_limiter_spaces_requests(server, con) -> None:
 def test_config_from_file_and_env(tmp_path: Path) -> None:
     f = tmp_path / "preflens.toml"
     f.write_text('[llm]\nmodel = "m-file"\nconcurrency = 7\n[llm.prices]\n"m-file" = {input = 1.5, output = 3}\n')
-    cfg = load_llm_config(f, env={"MY_KEY": "sk-secret-abc", "PREFLENS_LLM_API_KEY_ENV": "MY_KEY",
-                                  "PREFLENS_LLM_BASE_URL": "http://127.0.0.1:9/v1"})
+    cfg = load_llm_config(
+        f,
+        env={
+            "MY_KEY": "sk-secret-abc",
+            "PREFLENS_LLM_API_KEY_ENV": "MY_KEY",
+            "PREFLENS_LLM_BASE_URL": "http://127.0.0.1:9/v1",
+        },
+    )
     assert cfg.model == "m-file" and cfg.concurrency == 7 and cfg.base_url == "http://127.0.0.1:9/v1"
     assert cfg.api_key == "sk-secret-abc" and "sk-secret-abc" not in repr(cfg)
     assert cfg.price() == (1.5, 3.0, True)

@@ -3,7 +3,6 @@ makes zero calls; a SIGKILLed annotate run resumes with only the missing calls; 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,80 +11,74 @@ import time
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pytest
 
 from pipelines.annotate.llm import annotate_llm
 from pipelines.core.config import Paths
-from pipelines.llm.config import LLMConfig
 from pipelines.core.warehouse import connect
+from pipelines.llm.config import LLMConfig
+from tests.conftest import QUICK_FIT
 from tests.llm_server import LLMTestServer
+from tests.planted import write_planted_pairs
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def write_fixture(path: Path, n: int = 150, seed: int = 3) -> None:
-    """Pairs whose human label follows the number of 'clarity' words (the planted concept), with noise."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        ca, cb = rng.integers(0, 3, size=2)
-        a = f"Answer {i} alpha. " + "clarity " * int(ca) + "words " * int(rng.integers(0, 3))
-        b = f"Answer {i} beta. " + "clarity " * int(cb) + "words " * int(rng.integers(0, 3))
-        z = 2.5 * np.sign(int(ca) - int(cb))
-        winner = "a" if rng.random() < 1 / (1 + np.exp(-z)) else "b"
-        for mech, mtype, w in (("human:planted", "human", winner), ("judge:coin", "judge", str(rng.choice(["a", "b"])))):
-            rows.append({"item_id": f"x{i}", "prompt": f"Question number {i}?", "response_a": a, "response_b": b,
-                         "winner": w, "domain": ["general", "legal", "coding"][i % 3], "mechanism": mech,
-                         "mechanism_type": mtype})
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-
-
 @pytest.mark.slow
-def test_run_with_llm_annotator_recovers_planted_concept(tmp_path: Path, monkeypatch) -> None:
+def test_run_with_llm_annotator_recovers_planted_concept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, llm_server: LLMTestServer
+) -> None:
     from pipelines.build.run import run_pipeline
 
     wh = tmp_path / "wh"
     monkeypatch.setenv("PREFLENS_WAREHOUSE", str(wh))
     data = tmp_path / "pairs.jsonl"
-    write_fixture(data)
+    write_planted_pairs(data)
     concepts = tmp_path / "concepts.yaml"
     concepts.write_text("""concepts:
   - name: "Robert'); drop table raw.items; --"
     definition: "A high score indicates the response names robert; A low score indicates the response does not"
 """)
-    with LLMTestServer() as srv:
-        cfg = LLMConfig(base_url=srv.base_url, model="test-model", backoff_base_s=0.01, concurrency=8,
-                        prices={"test-model": (0.15, 0.60)})
-        paths = Paths(warehouse=wh)
-        res = run_pipeline(paths, [data], annotator="llm", llm_options={"config": cfg, "concepts_file": concepts})
-        assert res.published and res.annotator == "llm" and res.annotator_version == "llm-p1:test-model"
-        first = srv.stats()
-        con = duckdb.connect(str(paths.build_db), read_only=True)
-        try:
-            pt, ct, n_rows = con.execute("select sum(prompt_tokens), sum(completion_tokens), count(*) from raw.llm_ledger").fetchone()
-            assert (pt, ct) == (first["prompt_tokens"], first["completion_tokens"])
-            assert n_rows == first["requests"]
-            top = con.execute("""select concept, total_weight from marts.fct_concept_effects
-                                 where mechanism = 'human:planted' and representation = 'comp' and domain = '__shared__'
-                                   and fit_id = (select max(fit_id) from marts.fct_concept_effects)
-                                 order by abs(total_weight) desc limit 1""").fetchone()
-            assert top[0] == "Clarity" and top[1] > 0
-            n_concepts = con.execute("select count(*) from marts.dim_concepts").fetchone()[0]
-            assert n_concepts == 11
-            assert con.execute("select count(*) from raw.items").fetchone()[0] == 150
-        finally:
-            con.close()
-        # cached re-run: zero calls
-        res2 = run_pipeline(paths, [data], annotator="llm", llm_options={"config": cfg, "concepts_file": concepts})
-        assert res2.published and srv.stats()["requests"] == first["requests"]
-        assert res2.llm_report.stats.calls == 0
+    cfg = LLMConfig(
+        base_url=llm_server.base_url,
+        model="test-model",
+        backoff_base_s=0.01,
+        concurrency=8,
+        prices={"test-model": (0.15, 0.60)},
+    )
+    paths = Paths(warehouse=wh)
+    res = run_pipeline(paths, [data], annotator="llm", llm_options={"config": cfg, "concepts_file": concepts})
+    assert res.published and res.annotator == "llm" and res.annotator_version == "llm-p1:test-model"
+    first = llm_server.stats()
+    con = duckdb.connect(str(paths.build_db), read_only=True)
+    try:
+        pt, ct, n_rows = con.execute(
+            "select sum(prompt_tokens), sum(completion_tokens), count(*) from raw.llm_ledger"
+        ).fetchone()
+        assert (pt, ct) == (first["prompt_tokens"], first["completion_tokens"])
+        assert n_rows == first["requests"]
+        top = con.execute("""select concept, total_weight from marts.fct_concept_effects
+                             where mechanism = 'human:planted' and representation = 'comp' and domain = '__shared__'
+                               and fit_id = (select max(fit_id) from marts.fct_concept_effects)
+                             order by abs(total_weight) desc limit 1""").fetchone()
+        assert top[0] == "Clarity" and top[1] > 0
+        n_concepts = con.execute("select count(*) from marts.dim_concepts").fetchone()[0]
+        assert n_concepts == 11
+        assert con.execute("select count(*) from raw.items").fetchone()[0] == 150
+    finally:
+        con.close()
+    # cached re-run: zero calls (quick fit settings: the subject is the annotation cache)
+    res2 = run_pipeline(
+        paths, [data], annotator="llm", llm_options={"config": cfg, "concepts_file": concepts}, dbt_vars=QUICK_FIT
+    )
+    assert res2.published and llm_server.stats()["requests"] == first["requests"]
+    assert res2.llm_report.stats.calls == 0
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_resumes_with_only_missing_calls(tmp_path: Path) -> None:
+def test_sigkill_mid_run_resumes_with_only_missing_calls(tmp_path: Path, llm_server: LLMTestServer) -> None:
     data = tmp_path / "pairs.jsonl"
-    write_fixture(data, n=60)
+    write_planted_pairs(data, n=60)
     from pipelines.ingest import ingest_paths
 
     def fresh(name: str) -> Path:
@@ -95,43 +88,53 @@ def test_sigkill_mid_run_resumes_with_only_missing_calls(tmp_path: Path) -> None
         con.close()
         return db
 
-    with LLMTestServer() as srv:
-        cfg = LLMConfig(base_url=srv.base_url, model="test-model", backoff_base_s=0.01, concurrency=4)
-        # reference: how many calls a complete run needs
-        ref_db = fresh("ref")
-        con = connect(ref_db)
-        annotate_llm(con, cfg)
-        total_calls = srv.stats()["requests"]
-        ref_rows = con.execute("select count(*) from raw.annotations").fetchone()[0]
-        con.close()
-        srv.state.reset()
-        srv.state.latency_s = 0.02
-        db = fresh("killed")
-        env = {**os.environ, "PREFLENS_WAREHOUSE": str(db.parent), "PREFLENS_LLM_BASE_URL": srv.base_url,
-               "PREFLENS_LLM_MODEL": "test-model", "PREFLENS_LLM_CONCURRENCY": "4", "PREFLENS_CONFIG": ""}
-        env.pop("PREFLENS_CONFIG")
-        proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "annotate", "--annotator", "llm"], cwd=REPO,
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            for _ in range(3000):
-                if srv.stats()["requests"] >= total_calls // 3 or proc.poll() is not None:
-                    break
-                time.sleep(0.01)
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-        srv.state.latency_s = 0.0
-        issued_before = srv.stats()["requests"]
-        assert 0 < issued_before < total_calls
-        con = connect(db)
-        cached = con.execute("select count(*) from raw.llm_cache where status = 'ok'").fetchone()[0]
-        assert cached > 0
-        srv.state.reset()
-        annotate_llm(con, cfg)
-        resumed = srv.stats()["requests"]
-        assert resumed == total_calls - cached  # only the missing calls
-        assert con.execute("select count(*) from raw.annotations").fetchone()[0] == ref_rows
-        dup = con.execute("""select count(*) from (select item_id, concept, count(*) n from raw.annotations
-                             group by all having n > 1)""").fetchone()[0]
-        assert dup == 0
-        con.close()
+    cfg = LLMConfig(base_url=llm_server.base_url, model="test-model", backoff_base_s=0.01, concurrency=4)
+    # reference: how many calls a complete run needs
+    ref_db = fresh("ref")
+    con = connect(ref_db)
+    annotate_llm(con, cfg)
+    total_calls = llm_server.stats()["requests"]
+    ref_rows = con.execute("select count(*) from raw.annotations").fetchone()[0]
+    con.close()
+    llm_server.state.reset()
+    llm_server.state.latency_s = 0.02
+    db = fresh("killed")
+    env = {
+        **os.environ,
+        "PREFLENS_WAREHOUSE": str(db.parent),
+        "PREFLENS_LLM_BASE_URL": llm_server.base_url,
+        "PREFLENS_LLM_MODEL": "test-model",
+        "PREFLENS_LLM_CONCURRENCY": "4",
+        "PREFLENS_CONFIG": "",
+    }
+    env.pop("PREFLENS_CONFIG")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "annotate", "--annotator", "llm"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(3000):
+            if llm_server.stats()["requests"] >= total_calls // 3 or proc.poll() is not None:
+                break
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    llm_server.state.latency_s = 0.0
+    issued_before = llm_server.stats()["requests"]
+    assert 0 < issued_before < total_calls
+    con = connect(db)
+    cached = con.execute("select count(*) from raw.llm_cache where status = 'ok'").fetchone()[0]
+    assert cached > 0
+    llm_server.state.reset()
+    annotate_llm(con, cfg)
+    resumed = llm_server.stats()["requests"]
+    assert resumed == total_calls - cached  # only the missing calls
+    assert con.execute("select count(*) from raw.annotations").fetchone()[0] == ref_rows
+    dup = con.execute("""select count(*) from (select item_id, concept, count(*) n from raw.annotations
+                         group by all having n > 1)""").fetchone()[0]
+    assert dup == 0
+    con.close()

@@ -18,8 +18,9 @@ from pipelines.annotate.catalog import CONCEPTS, CONCEPTS_BY_KEY, OFFLINE_ANNOTA
 from pipelines.annotate.offline import annotate_items, annotate_pending, catalog_frame
 from pipelines.annotate.scorers import compare, likert
 from pipelines.core.warehouse import connect
+from tests.conftest import SHARED_DATA
 
-DATA = Path("/work/shared/data/pairs.jsonl.gz")
+DATA = SHARED_DATA / "pairs.jsonl.gz"
 DEF_RE = re.compile(r"^A high score indicates the response .+; A low score indicates the response .+$")
 FILLER = (
     "Rivers carry sediment from mountains toward the coast where deltas slowly form over centuries. "
@@ -136,7 +137,7 @@ CASES: dict[str, tuple[str, str, str]] = {
         "This is **very** important: you MUST NOT skip the **backup** step.",
         "This is very important: you must not skip the backup step.",
     ),
-    "emojis": ("Say congrats.", "Great job \U0001F389\U0001F600", "Great job."),
+    "emojis": ("Say congrats.", "Great job \U0001f389\U0001f600", "Great job."),
     "first_person": (
         "Which approach is best?",
         "I think my approach is best; I tried it myself and it worked for me every time.",
@@ -354,14 +355,25 @@ def test_structure_lists_and_header_beat_prose() -> None:
 
 
 def test_refusal_vs_helpful_answer() -> None:
-    out = annotate_items(_items([("How do I bake bread?", "I'm sorry, but I can't help with that",
-                                  "Mix flour, water, yeast and salt, knead, rise, then bake at 220C.")]))
+    out = annotate_items(
+        _items(
+            [
+                (
+                    "How do I bake bread?",
+                    "I'm sorry, but I can't help with that",
+                    "Mix flour, water, yeast and salt, knead, rise, then bake at 220C.",
+                )
+            ]
+        )
+    )
     r = _row(out, "it0000", "Refusal")
     assert r["is_relevant"] and r["comp_value"] == 1 and r["score_b"] == 1 and r["score_a"] >= 4
 
 
 def test_sorry_to_hear_is_empathy_not_refusal() -> None:
-    out = annotate_items(_items([("My cat died.", "I'm sorry to hear that, losing a pet is hard.", "Cats live 15 years.")]))
+    out = annotate_items(
+        _items([("My cat died.", "I'm sorry to hear that, losing a pet is hard.", "Cats live 15 years.")])
+    )
     assert _row(out, "it0000", "Refusal")["comp_value"] == 0
     assert _row(out, "it0000", "Empathy")["comp_value"] == 1
 
@@ -378,10 +390,17 @@ def test_code_blocks_relevance_from_prompt_topic_and_response() -> None:
 
 
 def test_irrelevant_is_distinct_from_equal() -> None:
-    out = annotate_items(_items([("Write a poem.", "Roses are red.", "Roses are red."),
-                                 ("Tell me about rivers.", FILLER, FILLER)]))
+    out = annotate_items(
+        _items([("Write a poem.", "Roses are red.", "Roses are red."), ("Tell me about rivers.", FILLER, FILLER)])
+    )
     irr = _row(out, "it0000", "Code Blocks")
-    assert (irr["is_relevant"], irr["score_a"], irr["score_b"], irr["comp_value"], irr["score_diff"]) == (False, 0, 0, 0, 0)
+    assert (irr["is_relevant"], irr["score_a"], irr["score_b"], irr["comp_value"], irr["score_diff"]) == (
+        False,
+        0,
+        0,
+        0,
+        0,
+    )
     short = _row(out, "it0000", "Readability")  # fewer than 10 words on both sides
     assert short["is_relevant"] is False and short["score_a"] == 0
     eq = _row(out, "it0001", "Readability")
@@ -435,9 +454,11 @@ def test_output_contract_and_ranges() -> None:
 def test_rows_are_independent_of_batch_composition() -> None:
     rows = [CASES[k] for k in sorted(CASES)]
     together = annotate_items(_items(rows)).drop("annotated_at").sort("item_id", "concept")
-    alone = pl.concat(
-        [annotate_items(_items([r], prefix=f"it{i:04d}")).drop("annotated_at") for i, r in enumerate(rows)]
-    ).with_columns(pl.col("item_id").str.slice(0, 6)).sort("item_id", "concept")
+    alone = (
+        pl.concat([annotate_items(_items([r], prefix=f"it{i:04d}")).drop("annotated_at") for i, r in enumerate(rows)])
+        .with_columns(pl.col("item_id").str.slice(0, 6))
+        .sort("item_id", "concept")
+    )
     assert together.equals(alone)
 
 
@@ -473,7 +494,11 @@ def test_annotate_pending_idempotent(tmp_path: Path) -> None:
     assert annotate_pending(con, batch_size=7, progress=lambda d, t: calls.append((d, t))) == len(rows)
     n = _count(con, "select count(*) from raw.annotations")
     assert n == len(rows) * len(CONCEPTS)
-    assert calls[0] == (0, len(rows)) and calls[-1] == (len(rows), len(rows)) and len(calls) == 1 + math.ceil(len(rows) / 7)
+    assert (
+        calls[0] == (0, len(rows))
+        and calls[-1] == (len(rows), len(rows))
+        and len(calls) == 1 + math.ceil(len(rows) / 7)
+    )
     assert _count(con, "select count(*) from raw.concepts") == len(CONCEPTS)
     assert annotate_pending(con) == 0
     assert _count(con, "select count(*) from raw.annotations") == n
@@ -541,8 +566,11 @@ def test_real_items_sanity() -> None:
     assert out["measure_a"].is_finite().all() and out["measure_b"].is_finite().all()
 
     length = out.filter(pl.col("concept") == "Length").join(
-        df.select("item_id", d=pl.col("response_a").str.len_chars().cast(pl.Int64)
-                  - pl.col("response_b").str.len_chars().cast(pl.Int64)), on="item_id"
+        df.select(
+            "item_id",
+            d=pl.col("response_a").str.len_chars().cast(pl.Int64) - pl.col("response_b").str.len_chars().cast(pl.Int64),
+        ),
+        on="item_id",
     )
     assert length["is_relevant"].all()
     decided = length.filter(pl.col("comp_value") != 0)
@@ -569,11 +597,19 @@ def _pair(prompt: str, a: str, b: str, concept: str) -> dict:
 
 def test_relevance_rules_describe_every_kind() -> None:
     kinds = {c.relevance.kind for c in CONCEPTS}
-    assert {"prompt_constraints", "prompt_parts", "prompt_question", "prompt_terms", "quantity_question",
-            "prompt_language", "checkable_code"} <= kinds
+    assert {
+        "prompt_constraints",
+        "prompt_parts",
+        "prompt_question",
+        "prompt_terms",
+        "quantity_question",
+        "prompt_language",
+        "checkable_code",
+    } <= kinds
     assert "2 distinct sub-questions" in cat.RelevanceRule("prompt_parts", min_count=2).describe()
-    bad = cat.Concept("X", "x", "d", CONCEPTS[0].definition, "u", (1, 2, 3, 4, 5, 6),
-                      relevance=cat.RelevanceRule("nonsense"))  # type: ignore[arg-type]
+    bad = cat.Concept(
+        "X", "x", "d", CONCEPTS[0].definition, "u", (1, 2, 3, 4, 5, 6), relevance=cat.RelevanceRule("nonsense")
+    )  # type: ignore[arg-type]
     frame = scorers.measure_texts(pl.Series(["p"]), pl.Series(["t"]), ["length"])
     with pytest.raises(ValueError, match="unknown relevance kind"):
         scorers.relevance_mask(bad, frame, frame)
@@ -592,86 +628,115 @@ def test_instruction_following_bullets_and_not_relevant_without_constraints() ->
 def test_last_user_turn_of_transcripts() -> None:
     t = "Human: hi\n\nAssistant: hello, in 5 words\n\nHuman: Write exactly two sentences about cats.\n\nAssistant:"
     assert scorers.last_user_turn(t) == "Write exactly two sentences about cats."
-    assert scorers.last_user_turn("Write a dialogue:\nUser: hi\nBot: hello") == "Write a dialogue:\nUser: hi\nBot: hello"
+    assert (
+        scorers.last_user_turn("Write a dialogue:\nUser: hi\nBot: hello") == "Write a dialogue:\nUser: hi\nBot: hello"
+    )
     assert scorers.parse_constraints(scorers.last_user_turn(t).lower()) == (("count", "sentences", 2.0, 2.0),)
 
 
-@pytest.mark.parametrize("prompt, expected", [
-    ("Answer in exactly 3 bullet points.", ("count", "bullets", 3.0, 3.0)),
-    ("Need 300 words on the history of printing.", ("count", "words", 240.0, 360.0)),
-    ("Describe it in under 100 words.", ("count", "words", 1.0, 100.0)),
-    ("Describe it in 50 words or less.", ("count", "words", 1.0, 50.0)),
-    ("Write at least 200 words.", ("count", "words", 200.0, math.inf)),
-    ("Write between 100 and 150 words about cats.", ("count", "words", 100.0, 150.0)),
-    ("Summarize the text in 2-3 sentences.", ("count", "sentences", 2.0, 3.0)),
-    ("Write a two-paragraph story.", ("count", "paragraphs", 2.0, 2.0)),
-    ("Summarize this in one sentence.", ("count", "sentences", 1.0, 1.0)),
-    ("Write a tweet (max 280 characters) about AI.", ("count", "characters", 1.0, 280.0)),
-    ("Write a poem in 4 lines.", ("count", "lines", 4.0, 4.0)),
-    ("Give me 5 ideas for a birthday party.", ("items", 5.0, 5.0)),
-    ("Return the result as JSON.", ("json",)),
-    ("Describe Paris without using any commas.", ("no_commas",)),
-    ('End your response with "Is there anything else?"', ("end_with", "is there anything else?")),
-    ("Start your answer with 'Dear friend'.", ("start_with", "dear friend")),
-    ("Please respond in French.", ("language", "fr")),
-    ("Translate the following English text to Spanish: good morning", ("language", "es")),
-    ("Write a blog post and include a catchy title.", ("title",)),
-    ("Wrap the title in double angular brackets, i.e. <<title>>.", ("title_brackets",)),
-    ("Your entire response should be in lowercase letters.", ("lowercase",)),
-    ("Write a poem in all caps.", ("uppercase",)),
-    ("Include the keywords 'river', 'delta' and 'flood'.", ("keywords", ("river", "delta", "flood"))),
-    ('Do not use the words "very" or "really".', ("forbidden", ("very", "really"))),
-    ("At the end of your response, please add a postscript starting with P.S.", ("postscript",)),
-    ("Answer with yes or no: is the sky blue?", ("yes_no",)),
-    ("Wrap your entire response with double quotation marks.", ("quotes",)),
-    ("Show the results in a table.", ("table",)),
-    ("Explain it in bullet points.", ("list", False)),
-])
+@pytest.mark.parametrize(
+    "prompt, expected",
+    [
+        ("Answer in exactly 3 bullet points.", ("count", "bullets", 3.0, 3.0)),
+        ("Need 300 words on the history of printing.", ("count", "words", 240.0, 360.0)),
+        ("Describe it in under 100 words.", ("count", "words", 1.0, 100.0)),
+        ("Describe it in 50 words or less.", ("count", "words", 1.0, 50.0)),
+        ("Write at least 200 words.", ("count", "words", 200.0, math.inf)),
+        ("Write between 100 and 150 words about cats.", ("count", "words", 100.0, 150.0)),
+        ("Summarize the text in 2-3 sentences.", ("count", "sentences", 2.0, 3.0)),
+        ("Write a two-paragraph story.", ("count", "paragraphs", 2.0, 2.0)),
+        ("Summarize this in one sentence.", ("count", "sentences", 1.0, 1.0)),
+        ("Write a tweet (max 280 characters) about AI.", ("count", "characters", 1.0, 280.0)),
+        ("Write a poem in 4 lines.", ("count", "lines", 4.0, 4.0)),
+        ("Give me 5 ideas for a birthday party.", ("items", 5.0, 5.0)),
+        ("Return the result as JSON.", ("json",)),
+        ("Describe Paris without using any commas.", ("no_commas",)),
+        ('End your response with "Is there anything else?"', ("end_with", "is there anything else?")),
+        ("Start your answer with 'Dear friend'.", ("start_with", "dear friend")),
+        ("Please respond in French.", ("language", "fr")),
+        ("Translate the following English text to Spanish: good morning", ("language", "es")),
+        ("Write a blog post and include a catchy title.", ("title",)),
+        ("Wrap the title in double angular brackets, i.e. <<title>>.", ("title_brackets",)),
+        ("Your entire response should be in lowercase letters.", ("lowercase",)),
+        ("Write a poem in all caps.", ("uppercase",)),
+        ("Include the keywords 'river', 'delta' and 'flood'.", ("keywords", ("river", "delta", "flood"))),
+        ('Do not use the words "very" or "really".', ("forbidden", ("very", "really"))),
+        ("At the end of your response, please add a postscript starting with P.S.", ("postscript",)),
+        ("Answer with yes or no: is the sky blue?", ("yes_no",)),
+        ("Wrap your entire response with double quotation marks.", ("quotes",)),
+        ("Show the results in a table.", ("table",)),
+        ("Explain it in bullet points.", ("list", False)),
+    ],
+)
 def test_parse_constraints_detects(prompt: str, expected: tuple) -> None:
     assert expected in scorers.parse_constraints(prompt.lower())
 
 
-@pytest.mark.parametrize("prompt", [
-    "Summarize a meeting from the given list of bullet points.",  # describes the input, not the output
-    "Explain what the first 10 lines of this code do.",
-    "Here are 3 paragraphs about dogs. Summarize them.",
-    "How do I parse JSON in Python?",
-    "What is a key in JSON?",
-    "How do I create a table in MySQL?",
-    "Plan a 5 day trip to Rome.",
-    "What is the capital of France?",
-    "Blog title: Healthy Apple Muffins. Write an introduction.",
-    "How do you say hello in French?",
-])
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "Summarize a meeting from the given list of bullet points.",  # describes the input, not the output
+        "Explain what the first 10 lines of this code do.",
+        "Here are 3 paragraphs about dogs. Summarize them.",
+        "How do I parse JSON in Python?",
+        "What is a key in JSON?",
+        "How do I create a table in MySQL?",
+        "Plan a 5 day trip to Rome.",
+        "What is the capital of France?",
+        "Blog title: Healthy Apple Muffins. Write an introduction.",
+        "How do you say hello in French?",
+    ],
+)
 def test_parse_constraints_ignores_non_constraints(prompt: str) -> None:
     assert scorers.parse_constraints(prompt.lower()) == ()
 
 
-@pytest.mark.parametrize("prompt, good, bad", [
-    ("Describe the sea in under 20 words.", "The sea is vast, blue and restless.", FILLER),
-    ("Describe rivers in exactly 2 sentences.", "Rivers flow. They carry sediment.", "Rivers flow. They carry. They end."),
-    ("Write two paragraphs about rivers.", "Rivers flow to the sea.\n\nThey carry sediment.", "Rivers flow to the sea."),
-    ("Give me 3 fruits.", "1. Apple\n2. Pear\n3. Plum", "1. Apple\n2. Pear"),
-    ("Name three countries.", "France, Spain and Italy.", "France and Spain."),
-    ("Return the answer as JSON.", '```json\n{"answer": 4}\n```', "The answer is 4."),
-    ("Describe Paris without using any commas.", "Paris is the capital of France.", "Paris is big, old and busy."),
-    ('End your response with "Any questions?"', "Rivers flow. Any questions?", "Any questions? Rivers flow."),
-    ("Start your answer with 'Dear friend'.", "Dear friend, welcome.", "Hello, dear friend."),
-    ("Please respond in French: what is your name?", "Je m'appelle Claude et je suis ravi de vous aider.",
-     "My name is Claude and I am glad to help you."),
-    ("Write a short poem and give it a title.", "# Autumn\nLeaves fall softly down.", "Leaves fall softly down, and red."),
-    ("Your entire response should be in lowercase letters.", "all quiet here.", "All quiet here."),
-    ("Write a poem in all caps.", "THE SEA IS LOUD.", "The sea is loud."),
-    ("Include the keywords 'river', 'delta' and 'flood'.", "A river builds a delta after each flood.",
-     "Water flows to the sea."),
-    ('Do not use the words "very" or "really".', "It is big.", "It is very, really big."),
-    ("Add a postscript starting with P.S. at the end.", "See you soon.\n\nP.S. Bring snacks.", "See you soon."),
-    ("Answer with yes or no: is water wet?", "Yes.", "Water is a liquid that makes things wet."),
-    ("Wrap your entire response with double quotation marks.", '"Hello there."', "Hello there."),
-    ("Compare cats and dogs in a table.", "| | Cats | Dogs |\n|---|---|---|\n| Size | S | L |", "Cats are small."),
-    ("Explain it in bullet points.", "- First point\n- Second point", "Just one paragraph of prose."),
-    ("Write a tweet (max 50 characters) about AI.", "AI is neat.", "x" * 60),
-])
+@pytest.mark.parametrize(
+    "prompt, good, bad",
+    [
+        ("Describe the sea in under 20 words.", "The sea is vast, blue and restless.", FILLER),
+        (
+            "Describe rivers in exactly 2 sentences.",
+            "Rivers flow. They carry sediment.",
+            "Rivers flow. They carry. They end.",
+        ),
+        (
+            "Write two paragraphs about rivers.",
+            "Rivers flow to the sea.\n\nThey carry sediment.",
+            "Rivers flow to the sea.",
+        ),
+        ("Give me 3 fruits.", "1. Apple\n2. Pear\n3. Plum", "1. Apple\n2. Pear"),
+        ("Name three countries.", "France, Spain and Italy.", "France and Spain."),
+        ("Return the answer as JSON.", '```json\n{"answer": 4}\n```', "The answer is 4."),
+        ("Describe Paris without using any commas.", "Paris is the capital of France.", "Paris is big, old and busy."),
+        ('End your response with "Any questions?"', "Rivers flow. Any questions?", "Any questions? Rivers flow."),
+        ("Start your answer with 'Dear friend'.", "Dear friend, welcome.", "Hello, dear friend."),
+        (
+            "Please respond in French: what is your name?",
+            "Je m'appelle Claude et je suis ravi de vous aider.",
+            "My name is Claude and I am glad to help you.",
+        ),
+        (
+            "Write a short poem and give it a title.",
+            "# Autumn\nLeaves fall softly down.",
+            "Leaves fall softly down, and red.",
+        ),
+        ("Your entire response should be in lowercase letters.", "all quiet here.", "All quiet here."),
+        ("Write a poem in all caps.", "THE SEA IS LOUD.", "The sea is loud."),
+        (
+            "Include the keywords 'river', 'delta' and 'flood'.",
+            "A river builds a delta after each flood.",
+            "Water flows to the sea.",
+        ),
+        ('Do not use the words "very" or "really".', "It is big.", "It is very, really big."),
+        ("Add a postscript starting with P.S. at the end.", "See you soon.\n\nP.S. Bring snacks.", "See you soon."),
+        ("Answer with yes or no: is water wet?", "Yes.", "Water is a liquid that makes things wet."),
+        ("Wrap your entire response with double quotation marks.", '"Hello there."', "Hello there."),
+        ("Compare cats and dogs in a table.", "| | Cats | Dogs |\n|---|---|---|\n| Size | S | L |", "Cats are small."),
+        ("Explain it in bullet points.", "- First point\n- Second point", "Just one paragraph of prose."),
+        ("Write a tweet (max 50 characters) about AI.", "AI is neat.", "x" * 60),
+    ],
+)
 def test_each_constraint_kind_is_checked(prompt: str, good: str, bad: str) -> None:
     r = _pair(prompt, good, bad, "Instruction Following")
     assert r["is_relevant"], scorers.parse_constraints(prompt.lower())
@@ -682,8 +747,12 @@ def test_instruction_following_is_the_share_of_constraints() -> None:
     prompt = "Describe Paris in under 20 words, without using any commas."
     r = _pair(prompt, "Paris is the lovely capital of France.", "Paris is big, old and busy.", "Instruction Following")
     assert r["measure_a"] == 1.0 and r["measure_b"] == 0.5  # the second keeps the length limit only
-    kw = _pair("Include the keywords 'river', 'delta' and 'flood'.", "A river builds a delta.", "Water flows.",
-               "Instruction Following")
+    kw = _pair(
+        "Include the keywords 'river', 'delta' and 'flood'.",
+        "A river builds a delta.",
+        "Water flows.",
+        "Instruction Following",
+    )
     assert kw["measure_a"] == pytest.approx(2 / 3) and kw["measure_b"] == 0.0  # keywords give partial credit
 
 
@@ -692,8 +761,12 @@ def test_question_coverage_parts_and_relevance() -> None:
     r = _pair(prompt, full, half, "Question Coverage")
     assert (r["measure_a"], r["measure_b"]) == (1.0, 0.5) and r["comp_value"] == 1
     enumerated = "Please:\n1. Explain how vaccines train immunity\n2. Describe the history of smallpox eradication"
-    r = _pair(enumerated, "Vaccines train immunity with antigens. Smallpox eradication history: 1980.",
-              "Vaccines train immunity with antigens.", "Question Coverage")
+    r = _pair(
+        enumerated,
+        "Vaccines train immunity with antigens. Smallpox eradication history: 1980.",
+        "Vaccines train immunity with antigens.",
+        "Question Coverage",
+    )
     assert r["is_relevant"] and r["measure_a"] > r["measure_b"]
     single = _pair("What is the capital of France?", "Paris.", "Lyon.", "Question Coverage")
     assert single["is_relevant"] is False
@@ -706,33 +779,52 @@ def test_key_terms_and_relevance() -> None:
     assert "compare" not in terms and "using" not in terms
     r = _pair("be mean to me", "No.", "You are mean.", "Key Term Coverage")
     assert r["is_relevant"] is False  # no quoted, capitalised, identifier or rare term
-    inflected = _pair("Explain photosynthesis in algae.", "Algae photosynthesise with chlorophyll.", "Plants grow.",
-                      "Key Term Coverage")
+    inflected = _pair(
+        "Explain photosynthesis in algae.",
+        "Algae photosynthesise with chlorophyll.",
+        "Plants grow.",
+        "Key Term Coverage",
+    )
     assert inflected["measure_a"] == 1.0 and inflected["measure_b"] == 0.0
 
 
 def test_language_match_requested_and_unknown() -> None:
-    r = _pair("Please answer in German: how are you?", "Mir geht es gut, danke der Nachfrage, und dir?",
-              "I am fine, thank you for asking, and you?", "Language Match")
+    r = _pair(
+        "Please answer in German: how are you?",
+        "Mir geht es gut, danke der Nachfrage, und dir?",
+        "I am fine, thank you for asking, and you?",
+        "Language Match",
+    )
     assert r["is_relevant"] and r["measure_a"] > 0.5 > r["measure_b"] and r["comp_value"] == 1
     unknown = _pair("2 + 2 = ?", "4", "four", "Language Match")
     assert unknown["is_relevant"] is False
-    code_only = _pair("Write a Python function that doubles a number.", "```python\ndef f(x):\n    return 2 * x\n```",
-                      "Here is the function you asked for.", "Language Match")
+    code_only = _pair(
+        "Write a Python function that doubles a number.",
+        "```python\ndef f(x):\n    return 2 * x\n```",
+        "Here is the function you asked for.",
+        "Language Match",
+    )
     assert code_only["is_relevant"] is False  # no prose to identify on one side
-    same = _pair("What is the capital of France?", "Paris is the capital of France.", "The capital is Paris.",
-                 "Language Match")
+    same = _pair(
+        "What is the capital of France?", "Paris is the capital of France.", "The capital is Paris.", "Language Match"
+    )
     assert same["is_relevant"] and same["comp_value"] == 0
 
 
 def test_numeric_and_explicit_answer_relevance() -> None:
-    early = _pair("How many planets are in the solar system?", "There are 8 planets.",
-                  "The solar system is large and old. Pluto was reclassified after a long debate among astronomers "
-                  "about the definition of planets in the solar system and beyond, which leaves eight planets.",
-                  "Numeric Answer")
+    early = _pair(
+        "How many planets are in the solar system?",
+        "There are 8 planets.",
+        "The solar system is large and old. Pluto was reclassified after a long debate among astronomers "
+        "about the definition of planets in the solar system and beyond, which leaves eight planets.",
+        "Numeric Answer",
+    )
     assert (early["measure_a"], early["measure_b"]) == (1.0, 0.5) and early["comp_value"] == 1
     assert _pair("Write a poem about spring.", "Spring 2 days", "Spring", "Numeric Answer")["is_relevant"] is False
-    assert _pair("Write a poem about spring.", "The answer is spring.", "Spring", "Explicit Answer")["is_relevant"] is False
+    assert (
+        _pair("Write a poem about spring.", "The answer is spring.", "Spring", "Explicit Answer")["is_relevant"]
+        is False
+    )
     assert _pair("Is 7 prime", "The answer is yes.", "Yes", "Explicit Answer")["is_relevant"] is True
 
 
@@ -744,11 +836,13 @@ def test_code_validity_parses_but_never_runs(tmp_path: Path) -> None:
     assert not sentinel.exists()
     no_code = _pair("Write a haiku about autumn.", "Leaves fall softly down", "Red maple whispers", "Code Validity")
     assert no_code["is_relevant"] is False
-    json_pair = _pair("Give me the config.", '```json\n{"a": [1, 2]}\n```', '```json\n{"a": [1, 2],}\n```',
-                      "Code Validity")
+    json_pair = _pair(
+        "Give me the config.", '```json\n{"a": [1, 2]}\n```', '```json\n{"a": [1, 2],}\n```', "Code Validity"
+    )
     assert json_pair["is_relevant"] and (json_pair["measure_a"], json_pair["measure_b"]) == (1.0, 0.0)
-    js_only = _pair("Write a JS function.", "```javascript\nfunction f() { return 1 }\n```", "Use a function.",
-                    "Code Validity")
+    js_only = _pair(
+        "Write a JS function.", "```javascript\nfunction f() { return 1 }\n```", "Use a function.", "Code Validity"
+    )
     assert js_only["is_relevant"] is False  # only Python and JSON are checkable
 
 
@@ -770,14 +864,21 @@ def test_code_checks_are_capped_and_never_crash() -> None:
 def test_truncation_flags() -> None:
     unclosed = _pair("Show code.", "Here:\n```python\nx = 1\n", "Here:\n```python\nx = 1\n```", "Truncation")
     assert (unclosed["measure_a"], unclosed["measure_b"]) == (1.0, 0.0)
-    listed = _pair("List tips.", "- Use a password manager to store strong unique passwords for every site",
-                   "Use a password manager.", "Truncation")
+    listed = _pair(
+        "List tips.",
+        "- Use a password manager to store strong unique passwords for every site",
+        "Use a password manager.",
+        "Truncation",
+    )
     assert listed["measure_a"] == 0.0  # an unpunctuated list item is not a cut-off sentence
 
 
 def test_measure_texts_key_subset_and_relevance_columns() -> None:
-    out = scorers.measure_texts(pl.Series(["Answer in 3 bullet points. What? Why?"]), pl.Series(["- a\n- b\n- c"]),
-                                ["instruction_following", "length"])
+    out = scorers.measure_texts(
+        pl.Series(["Answer in 3 bullet points. What? Why?"]),
+        pl.Series(["- a\n- b\n- c"]),
+        ["instruction_following", "length"],
+    )
     assert out.columns[:2] == ["instruction_following", "length"]
     row = out.row(0, named=True)
     assert row["instruction_following"] == 1.0 and row["n_constraints"] == 1 and row["n_questions"] >= 2
@@ -785,8 +886,12 @@ def test_measure_texts_key_subset_and_relevance_columns() -> None:
 
 
 def test_lead_in_counts_interjections_and_announcements_only() -> None:
-    texts = ["OK, so the test is a urine test.", "Sure! Great question. Here is what you need. Paris is the capital.",
-             "Paris is the capital.", "Sure!"]
+    texts = [
+        "OK, so the test is a urine test.",
+        "Sure! Great question. Here is what you need. Paris is the capital.",
+        "Paris is the capital.",
+        "Sure!",
+    ]
     out = scorers.measure_texts(pl.Series(["q"] * len(texts)), pl.Series(texts), ["lead_in"])
     assert out["lead_in"].to_list() == [1.0, 1.0 + 2.0 + 5.0, 0.0, 1.0]
 

@@ -1,47 +1,34 @@
-"""The main job end to end through the real `preflens` console script, on the bundled sample."""
+"""The main job end to end through the real `preflens` console script, on the bundled sample.
+
+The first run is the session's shared sample run (conftest ``sample_run``); the re-run (with quick fit settings:
+the subject is what it ingests and annotates) and the refused build work on a private copy of it.
+"""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.conftest import env_with, venv_bin
+from tests.conftest import QUICK_FIT_ARGS, SampleRun, preflens
 
 pytestmark = pytest.mark.slow
-
-
-def preflens(warehouse: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [venv_bin("preflens"), *args],
-        env=env_with(PREFLENS_WAREHOUSE=str(warehouse), COLUMNS="200"),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def counts(db: Path) -> dict[str, int]:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return {t: con.execute(f"select count(*) from raw.{t}").fetchone()[0] for t in ("items", "labels", "annotations")}
+        return {
+            t: con.execute(f"select count(*) from raw.{t}").fetchone()[0] for t in ("items", "labels", "annotations")
+        }
     finally:
         con.close()
 
 
-@pytest.fixture(scope="module")
-def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    wh = tmp_path_factory.mktemp("e2e")
-    proc = preflens(wh, "run")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return wh, proc
-
-
-def test_run_publishes_served_copy_and_summary(first_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
-    wh, proc = first_run
-    serve = wh / "serve" / "preflens.duckdb"
+def test_run_publishes_served_copy_and_summary(sample_run: SampleRun) -> None:
+    wh = sample_run.warehouse
+    serve = sample_run.paths.serve_db
     assert serve.exists()
     con = duckdb.connect(str(serve), read_only=True)
     try:
@@ -56,45 +43,41 @@ def test_run_publishes_served_copy_and_summary(first_run: tuple[Path, subprocess
     assert mechs >= 15 and types == {"human", "judge", "reward"} and n_domains >= 6
     assert 0.0 <= acc[0] <= acc[1] <= 1.0
     assert (wh / "serve" / "parquet" / "fct_concept_effects.parquet").exists()
-    out = proc.stdout
+    out = sample_run.stdout
     assert "held-out" in out.lower() and "judge:gpt-4" in out and "Done in" in out
 
 
-def test_rerun_is_idempotent_and_reuses_annotations(first_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
-    wh, _ = first_run
+def test_rerun_is_idempotent_and_reuses_annotations(sample_copy: Path) -> None:
+    wh = sample_copy
     before = counts(wh / "preflens.duckdb")
-    proc = preflens(wh, "run")
+    proc = preflens(wh, "run", *QUICK_FIT_ARGS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert counts(wh / "preflens.duckdb") == before
     assert "0 new items" in proc.stdout
     assert "0 loaded" in proc.stdout
 
 
-def test_concurrent_build_is_refused(first_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+def test_concurrent_build_is_refused(sample_copy: Path) -> None:
     from pipelines.core.lock import BuildLock
 
-    wh, _ = first_run
+    wh = sample_copy
     with BuildLock(wh / ".build.lock"):
         proc = preflens(wh, "build", timeout=120)
     assert proc.returncode == 3
     assert "build already running" in proc.stderr
 
 
-def test_summary_command_reads_the_served_copy(first_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
-    wh, _ = first_run
-    proc = preflens(wh, "summary", "--representation", "score")
+def test_summary_command_reads_the_served_copy(sample_run: SampleRun) -> None:
+    proc = preflens(sample_run.warehouse, "summary", "--representation", "score")
     assert proc.returncode == 0, proc.stderr
     assert "score-rep" in proc.stdout
 
 
-def test_sample_build_publishes_measure_rep_baselines_and_length_control(
-    first_run: tuple[Path, subprocess.CompletedProcess[str]],
-) -> None:
+def test_sample_build_publishes_measure_rep_baselines_and_length_control(sample_run: SampleRun) -> None:
     """Issue 9: the measure representation leads, every mechanism carries its length-only and style baselines on
     the same folds, the chosen configuration is recorded, and the length-controlled effects sit beside the plain
     ones."""
-    wh, proc = first_run
-    con = duckdb.connect(str(wh / "serve" / "preflens.duckdb"), read_only=True)
+    con = duckdb.connect(str(sample_run.paths.serve_db), read_only=True)
     try:
         variants = con.execute(
             """select representation, variant, count(distinct mechanism) from marts.fct_model_metrics
@@ -141,4 +124,5 @@ def test_sample_build_publishes_measure_rep_baselines_and_length_control(
     assert controls == {"none", "length"} and ctrl_rows >= 1
     assert check[0] < 1e-9 and check[1] == 0
     assert scales[0] > 0 and scales[1] < 1e3
-    assert "measure-rep" in proc.stdout and "vs length only" in proc.stdout and "vs style baseline" in proc.stdout
+    out = sample_run.stdout
+    assert "measure-rep" in out and "vs length only" in out and "vs style baseline" in out

@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.serve.report import build_report
 from pipelines.serve.report.data import ReportDataError, wilson_interval
-from tests.conftest import HOSTILE_CONCEPT, HOSTILE_MECHANISM, env_with, venv_bin, write_mini_served
+from tests.conftest import HOSTILE_CONCEPT, HOSTILE_MECHANISM, SampleRun, env_with, venv_bin, write_mini_served
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -73,8 +73,18 @@ def test_report_escapes_hostile_names_and_is_self_contained(tmp_path: Path) -> N
     assert "<img src=http://evil" not in text and "<script>" not in text
     for mech in meta["mechanisms"]:
         assert html.escape(mech) in text
-    assert {"global", "contrast", "human-judge", "data", "pairs", "agreement", "annotation", "model", "accuracy",
-            "comparison"} <= page.ids
+    assert {
+        "global",
+        "contrast",
+        "human-judge",
+        "data",
+        "pairs",
+        "agreement",
+        "annotation",
+        "model",
+        "accuracy",
+        "comparison",
+    } <= page.ids
     assert "Whiskers are 95% bootstrap intervals" in text
     assert "shared b only" in text  # 'legal' has no own weights in the fixture
     assert "in_domain · hmdr" in text  # the Table-1-style comparison was rendered
@@ -93,8 +103,9 @@ def test_report_without_optional_columns_and_tables(tmp_path: Path) -> None:
 def test_report_clear_error_without_served_copy(tmp_path: Path) -> None:
     with pytest.raises(ReportDataError, match="run `preflens run` first"):
         build_report(tmp_path / "missing.duckdb", tmp_path / "reports")
-    proc = subprocess.run([venv_bin("preflens"), "--warehouse", str(tmp_path), "report"], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [venv_bin("preflens"), "--warehouse", str(tmp_path), "report"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 1 and "no served copy" in proc.stderr
 
 
@@ -102,8 +113,13 @@ def test_report_clear_error_without_served_copy(tmp_path: Path) -> None:
 
 
 def run_report(wh: Path, *args: str) -> Path:
-    proc = subprocess.run([venv_bin("preflens"), "report", *args], env=env_with(PREFLENS_WAREHOUSE=str(wh)),
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [venv_bin("preflens"), "report", *args],
+        env=env_with(PREFLENS_WAREHOUSE=str(wh)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("report written to "))
     out = Path(line.removeprefix("report written to ").strip())
@@ -112,8 +128,10 @@ def run_report(wh: Path, *args: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sample_report(sample_served: Path) -> tuple[Path, Path]:
-    return sample_served, run_report(sample_served)
+def sample_report(sample_run: SampleRun, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A copy of the shared sample warehouse (the report writes into its reports/) and its default report."""
+    wh = sample_run.copy_to(tmp_path_factory.mktemp("report_wh"))
+    return wh, run_report(wh)
 
 
 @pytest.mark.slow
@@ -131,9 +149,18 @@ def test_report_on_the_sample(sample_report: tuple[Path, Path]) -> None:
     assert len(mechs) >= 15
     for m in mechs:
         assert html.escape(m) in text, m
-    for title in ("Global explanations per mechanism", "Mechanism contrast", "Human minus judge",
-                  "Data and quality", "Agreement between mechanisms", "Annotation quality per concept",
-                  "Model quality", "Held-out accuracy", "How to read lift", "Contents"):
+    for title in (
+        "Global explanations per mechanism",
+        "Mechanism contrast",
+        "Human minus judge",
+        "Data and quality",
+        "Agreement between mechanisms",
+        "Annotation quality per concept",
+        "Model quality",
+        "Held-out accuracy",
+        "How to read lift",
+        "Contents",
+    ):
         assert title in text, title
     assert build_id in text
     # one Figure 1 per mechanism with a non-zero lift, plus contrast, data and model figures
@@ -158,10 +185,21 @@ def test_report_screenshot_in_headless_chromium(sample_report: tuple[Path, Path]
 
     _, out = sample_report
     png = tmp_path / "shot.png"
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={png}", "--window-size=1400,2400",
-           out.resolve().as_uri()]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={png}",
+        "--window-size=1400,2400",
+        out.resolve().as_uri(),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert png.exists(), proc.stderr[-2000:]
     img = np.asarray(Image.open(png).convert("L"), dtype=float)

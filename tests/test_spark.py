@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.core.config import Paths
 from pipelines.build.dbt_runner import run_dbt
+from pipelines.core.config import Paths
 from tests.conftest import planted_concepts, write_planted_raw
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed (pip install -e '.[spark]')")
@@ -63,25 +63,41 @@ def _dump_spark_marts(spark_dir: Path, landing: Path, out: Path) -> None:
     from pipelines.core.config import REPO_ROOT
 
     subprocess.run(
-        [sys.executable, "-m", "pipelines.build.spark_flow", "--spark-dir", str(spark_dir), "--landing", str(landing),
-         "--dump", str(out)],
-        cwd=str(REPO_ROOT), check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.build.spark_flow",
+            "--spark-dir",
+            str(spark_dir),
+            "--landing",
+            str(landing),
+            "--dump",
+            str(out),
+        ],
+        cwd=str(REPO_ROOT),
+        check=True,
+        capture_output=True,
+        text=True,
     )
 
 
 def _duckdb_marts(db: Path) -> dict[str, pd.DataFrame]:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        names = [r[0] for r in con.execute(
-            """select table_name from duckdb_tables() where schema_name = 'marts'
-               union all select view_name from duckdb_views() where schema_name = 'marts' and not internal""").fetchall()]
+        names = [
+            r[0]
+            for r in con.execute(
+                """select table_name from duckdb_tables() where schema_name = 'marts'
+               union all select view_name from duckdb_views() where schema_name = 'marts' and not internal"""
+            ).fetchall()
+        ]
         return {n: con.execute(f'select * from marts."{n}"').df() for n in names}
     finally:
         con.close()
 
 
 def _spark_marts(dump: Path) -> dict[str, pd.DataFrame]:
-    return {p.name[len("marts."):-len(".parquet")]: pd.read_parquet(p) for p in dump.glob("marts.*.parquet")}
+    return {p.name[len("marts.") : -len(".parquet")]: pd.read_parquet(p) for p in dump.glob("marts.*.parquet")}
 
 
 def _plain(v: object) -> object:
@@ -104,9 +120,11 @@ def _plain(v: object) -> object:
 
 def _rows(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
     rows = [tuple(_plain(v) for v in rec) for rec in frame[columns].itertuples(index=False, name=None)]
+
     # floats may differ in the last digits between engines: order by the exact columns, then rounded floats
     def key(row: tuple) -> tuple:
         return tuple((0, "") if v is None else (1, round(v, 6) if isinstance(v, float) else v) for v in row)
+
     return sorted(rows, key=lambda r: tuple(str(k) for k in key(r)))
 
 
@@ -121,17 +139,39 @@ def _same(a: object, b: object) -> bool:
 def test_every_mart_is_built_on_spark(builds: dict[str, Path]) -> None:
     duck, spark = _duckdb_marts(builds["duckdb"]), _spark_marts(builds["dump"])
     assert set(spark) == set(duck)
-    for name in ["fct_concept_effects", "fct_predictions", "fct_model_metrics", "fct_local_explanations",
-                 "fct_pair_features_comp", "rpt_top_concepts"]:
+    for name in [
+        "fct_concept_effects",
+        "fct_predictions",
+        "fct_model_metrics",
+        "fct_local_explanations",
+        "fct_pair_features_comp",
+        "rpt_top_concepts",
+    ]:
         assert len(spark[name]) > 0, name
 
 
 @pytest.mark.parametrize(
     "mart",
-    ["dim_concepts", "dim_domains", "dim_items", "dim_mechanisms", "dim_annotators", "fct_pair_concepts",
-     "fct_pair_features_comp", "fct_pair_features_score", "fct_concept_effects", "fct_predictions",
-     "fct_model_metrics", "fct_local_explanations", "fct_fit_skips", "rpt_top_concepts", "rpt_mechanism_contrast",
-     "rpt_domain_specificity", "rpt_annotation_quality", "rpt_mechanism_agreement"],
+    [
+        "dim_concepts",
+        "dim_domains",
+        "dim_items",
+        "dim_mechanisms",
+        "dim_annotators",
+        "fct_pair_concepts",
+        "fct_pair_features_comp",
+        "fct_pair_features_score",
+        "fct_concept_effects",
+        "fct_predictions",
+        "fct_model_metrics",
+        "fct_local_explanations",
+        "fct_fit_skips",
+        "rpt_top_concepts",
+        "rpt_mechanism_contrast",
+        "rpt_domain_specificity",
+        "rpt_annotation_quality",
+        "rpt_mechanism_agreement",
+    ],
 )
 def test_mart_contents_match_duckdb(builds: dict[str, Path], mart: str) -> None:
     duck, spark = _duckdb_marts(builds["duckdb"])[mart], _spark_marts(builds["dump"])[mart]

@@ -36,6 +36,7 @@ from typing import Any
 import duckdb
 from pydantic import BaseModel, Field
 
+from pipelines.core.warehouse import scalar
 from pipelines.llm.answers import ids_check
 from pipelines.llm.client import LLMClient
 from pipelines.llm.config import LLMConfig
@@ -45,7 +46,7 @@ from pipelines.llm.types import CallSpec
 from pipelines.llm_apps.discover.catalog import LLMConcept, active_catalog
 
 LLM_ANNOTATOR = "llm"
-PROMPT_VERSION = "p1"   # bump when any template below changes (it is part of the annotator version)
+PROMPT_VERSION = "p1"  # bump when any template below changes (it is part of the annotator version)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:/+-]")
 
 
@@ -54,6 +55,7 @@ def annotator_version(config: LLMConfig) -> str:
 
 
 # ---- answer schemas -------------------------------------------------------------------------------------
+
 
 class RelevanceVerdict(BaseModel):
     id: str
@@ -121,16 +123,34 @@ Return JSON: {"scores": [{"id": "<concept id>", "explanation": "<one sentence>",
 entry per concept id."""
 
 
-def _concept_spec(item: dict, chunk: Sequence[LLMConcept], responses: Sequence[tuple[str, str]], *, stage: str,
-                  template: str, version: str, instructions: str, schema: type[BaseModel], answer_list: str,
-                  tokens_per_concept: int) -> CallSpec:
+def _concept_spec(
+    item: dict,
+    chunk: Sequence[LLMConcept],
+    responses: Sequence[tuple[str, str]],
+    *,
+    stage: str,
+    template: str,
+    version: str,
+    instructions: str,
+    schema: type[BaseModel],
+    answer_list: str,
+    tokens_per_concept: int,
+) -> CallSpec:
     """One call about an item's query, its ``responses`` ((block name, text)) and a chunk of concepts; the answer's
     list ``answer_list`` holds one entry per concept id. The template ``version`` also tags the prompt."""
     ids, concepts = numbered_concepts([(c.name, c.definition) for c in chunk])
     blocks = [block("QUERY", item["prompt"]), *(block(name, text) for name, text in responses), concepts]
-    return CallSpec(stage, template, version, messages(version, instructions, blocks), schema, item_id=item["item_id"],
-                    concepts=[c.name for c in chunk], check=ids_check(answer_list, ids),
-                    expected_output_tokens=tokens_per_concept * len(chunk) + 10)
+    return CallSpec(
+        stage,
+        template,
+        version,
+        messages(version, instructions, blocks),
+        schema,
+        item_id=item["item_id"],
+        concepts=[c.name for c in chunk],
+        check=ids_check(answer_list, ids),
+        expected_output_tokens=tokens_per_concept * len(chunk) + 10,
+    )
 
 
 def _both(item: dict, swapped: bool = False) -> list[tuple[str, str]]:
@@ -139,29 +159,67 @@ def _both(item: dict, swapped: bool = False) -> list[tuple[str, str]]:
 
 
 def relevance_spec(item: dict, chunk: Sequence[LLMConcept]) -> CallSpec:
-    return _concept_spec(item, chunk, _both(item), stage="relevance", template="relevance", version="relevance-v1",
-                         instructions=_REL, schema=RelevanceAnswer, answer_list="verdicts", tokens_per_concept=12)
+    return _concept_spec(
+        item,
+        chunk,
+        _both(item),
+        stage="relevance",
+        template="relevance",
+        version="relevance-v1",
+        instructions=_REL,
+        schema=RelevanceAnswer,
+        answer_list="verdicts",
+        tokens_per_concept=12,
+    )
 
 
 def comp_spec(item: dict, chunk: Sequence[LLMConcept], swapped: bool) -> CallSpec:
-    return _concept_spec(item, chunk, _both(item, swapped), stage="comp_ba" if swapped else "comp_ab",
-                         template="comp", version="comp-v1", instructions=_COMP, schema=CompAnswer,
-                         answer_list="verdicts", tokens_per_concept=40)
+    return _concept_spec(
+        item,
+        chunk,
+        _both(item, swapped),
+        stage="comp_ba" if swapped else "comp_ab",
+        template="comp",
+        version="comp-v1",
+        instructions=_COMP,
+        schema=CompAnswer,
+        answer_list="verdicts",
+        tokens_per_concept=40,
+    )
 
 
 def score_joint_spec(item: dict, chunk: Sequence[LLMConcept]) -> CallSpec:
-    return _concept_spec(item, chunk, _both(item), stage="score", template="score-joint", version="score-joint-v1",
-                         instructions=_SCORE_JOINT, schema=JointScoreAnswer, answer_list="scores",
-                         tokens_per_concept=40)
+    return _concept_spec(
+        item,
+        chunk,
+        _both(item),
+        stage="score",
+        template="score-joint",
+        version="score-joint-v1",
+        instructions=_SCORE_JOINT,
+        schema=JointScoreAnswer,
+        answer_list="scores",
+        tokens_per_concept=40,
+    )
 
 
 def score_single_spec(item: dict, chunk: Sequence[LLMConcept], side: str) -> CallSpec:
-    return _concept_spec(item, chunk, [("RESPONSE", item[f"response_{side}"])], stage=f"score_{side}",
-                         template="score-single", version="score-single-v1", instructions=_SCORE_SINGLE,
-                         schema=SingleScoreAnswer, answer_list="scores", tokens_per_concept=35)
+    return _concept_spec(
+        item,
+        chunk,
+        [("RESPONSE", item[f"response_{side}"])],
+        stage=f"score_{side}",
+        template="score-single",
+        version="score-single-v1",
+        instructions=_SCORE_SINGLE,
+        schema=SingleScoreAnswer,
+        answer_list="scores",
+        tokens_per_concept=35,
+    )
 
 
 # ---- the run ----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class AnnotateReport(LLMRunReport):
@@ -179,15 +237,21 @@ class AnnotateReport(LLMRunReport):
         out = [f"LLM annotator {self.annotator_version}, catalog {self.catalog} ({self.n_concepts} concepts)"]
         if self.dry_run:
             out.append(f"dry run: {self.items_pending} items pending; cache hits {s.cache_hits}")
-            out.append(f"projected: {s.projection()} "
-                       "(upper bound: every concept assumed relevant where relevance is not cached yet)")
+            out.append(
+                f"projected: {s.projection()} "
+                "(upper bound: every concept assumed relevant where relevance is not cached yet)"
+            )
             for stage, d in sorted(s.by_stage.items()):
-                out.append(f"  {stage:<10} {int(d.get('projected_calls', 0)):>7} calls  "
-                           f"{int(d.get('projected_prompt_tokens', 0)):>10} in  "
-                           f"{int(d.get('projected_completion_tokens', 0)):>9} out  ${d.get('projected_cost_usd', 0):.4f}")
+                out.append(
+                    f"  {stage:<10} {int(d.get('projected_calls', 0)):>7} calls  "
+                    f"{int(d.get('projected_prompt_tokens', 0)):>10} in  "
+                    f"{int(d.get('projected_completion_tokens', 0)):>9} out  ${d.get('projected_cost_usd', 0):.4f}"
+                )
             return out
-        out.append(f"{self.items_completed}/{self.items_pending} pending items completed, {self.cells_written} cells "
-                   f"written ({self.inconsistent_cells} order-inconsistent -> 0)")
+        out.append(
+            f"{self.items_completed}/{self.items_pending} pending items completed, {self.cells_written} cells "
+            f"written ({self.inconsistent_cells} order-inconsistent -> 0)"
+        )
         return out + self.closing_lines()
 
 
@@ -205,8 +269,20 @@ def write_concepts(con: duckdb.DuckDBPyConnection, version: str, concepts: Seque
     con.executemany(
         "insert into raw.concepts (concept, annotator, annotator_version, description, definition, origin, is_shared,"
         " domains, definition_hash) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(c.name, LLM_ANNOTATOR, version, c.description or c.name, c.definition, c.origin, c.is_shared,
-          list(c.domains) or None, c.definition_hash) for c in concepts],
+        [
+            (
+                c.name,
+                LLM_ANNOTATOR,
+                version,
+                c.description or c.name,
+                c.definition,
+                c.origin,
+                c.is_shared,
+                list(c.domains) or None,
+                c.definition_hash,
+            )
+            for c in concepts
+        ],
     )
 
 
@@ -218,7 +294,9 @@ def project_annotations(con: duckdb.DuckDBPyConnection, version: str) -> int:
     """
     con.execute("begin transaction")
     try:
-        con.execute("delete from raw.annotations where annotator = ? and annotator_version = ?", [LLM_ANNOTATOR, version])
+        con.execute(
+            "delete from raw.annotations where annotator = ? and annotator_version = ?", [LLM_ANNOTATOR, version]
+        )
         con.execute(
             """
             insert into raw.annotations (item_id, concept, annotator, annotator_version, measure_a, measure_b, score_a,
@@ -250,16 +328,24 @@ def project_annotations(con: duckdb.DuckDBPyConnection, version: str) -> int:
     except BaseException:
         con.execute("rollback")
         raise
-    return int(con.execute("select count(*) from raw.annotations where annotator = ? and annotator_version = ?",
-                           [LLM_ANNOTATOR, version]).fetchone()[0])
+    return int(
+        scalar(
+            con,
+            "select count(*) from raw.annotations where annotator = ? and annotator_version = ?",
+            [LLM_ANNOTATOR, version],
+        )
+    )
 
 
-def pending_work(con: duckdb.DuckDBPyConnection, version: str, concepts: Sequence[LLMConcept],
-                 item_ids: Sequence[str] | None = None) -> list[tuple[dict, list[LLMConcept]]]:
+def pending_work(
+    con: duckdb.DuckDBPyConnection, version: str, concepts: Sequence[LLMConcept], item_ids: Sequence[str] | None = None
+) -> list[tuple[dict, list[LLMConcept]]]:
     """(item, pending concepts) for every item with at least one applicable concept lacking a current verdict."""
-    done = set(con.execute(
-        "select item_id, concept, definition_hash from raw.annotation_votes where annotator_version = ?", [version]
-    ).fetchall())
+    done = set(
+        con.execute(
+            "select item_id, concept, definition_hash from raw.annotation_votes where annotator_version = ?", [version]
+        ).fetchall()
+    )
     rows = con.execute(
         "select item_id, prompt, response_a, response_b, domain from raw.items order by item_id"
     ).fetchall()
@@ -275,8 +361,13 @@ def pending_work(con: duckdb.DuckDBPyConnection, version: str, concepts: Sequenc
     return out
 
 
-async def _annotate_async(client: LLMClient, work: list[tuple[dict, list[LLMConcept]]], version: str,
-                          report: AnnotateReport, progress: Callable[[int, int], None] | None) -> None:
+async def _annotate_async(
+    client: LLMClient,
+    work: list[tuple[dict, list[LLMConcept]]],
+    version: str,
+    report: AnnotateReport,
+    progress: Callable[[int, int], None] | None,
+) -> None:
     cfg = client.config
     # phase 1: relevance
     rel_specs: list[tuple[int, CallSpec, list[LLMConcept]]] = []
@@ -362,20 +453,53 @@ async def _annotate_async(client: LLMClient, work: list[tuple[dict, list[LLMConc
                 continue
             rk = rel_key.get((i, c.name))
             if not is_rel:
-                row = (item["item_id"], c.name, c.definition_hash, version, False, None, None, 0, None, 0, 0, rk,
-                       None, None, None, ts)
+                row = (
+                    item["item_id"],
+                    c.name,
+                    c.definition_hash,
+                    version,
+                    False,
+                    None,
+                    None,
+                    0,
+                    None,
+                    0,
+                    0,
+                    rk,
+                    None,
+                    None,
+                    None,
+                    ts,
+                )
             else:
                 cell = cells.get((i, c.name), {})
-                if "vote_ab" not in cell or "vote_ba" not in cell or (
-                    cfg.score_mode != "off" and ("score_a" not in cell or "score_b" not in cell)
+                if (
+                    "vote_ab" not in cell
+                    or "vote_ba" not in cell
+                    or (cfg.score_mode != "off" and ("score_a" not in cell or "score_b" not in cell))
                 ):
                     complete = False
                     continue
                 consistent = cell["vote_ab"] == cell["vote_ba"]
                 comp = cell["vote_ab"] if consistent else 0
-                row = (item["item_id"], c.name, c.definition_hash, version, True, cell["vote_ab"], cell["vote_ba"],
-                       comp, consistent, cell.get("score_a", 0), cell.get("score_b", 0), rk, cell["key_ab"],
-                       cell["key_ba"], cell.get("key_score"), ts)
+                row = (
+                    item["item_id"],
+                    c.name,
+                    c.definition_hash,
+                    version,
+                    True,
+                    cell["vote_ab"],
+                    cell["vote_ba"],
+                    comp,
+                    consistent,
+                    cell.get("score_a", 0),
+                    cell.get("score_b", 0),
+                    rk,
+                    cell["key_ab"],
+                    cell["key_ba"],
+                    cell.get("key_score"),
+                    ts,
+                )
             rows.append(row)
         # An item's cells are written together, only when all of them are complete: a resumed run then sees
         # the same pending set, so the same chunks, so every finished call is a cache hit.

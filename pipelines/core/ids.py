@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 STAMP = "%Y%m%dT%H%M%SZ"
 
 
-def new_id(prefix: str = "", *, now: datetime | None = None, stamp: str = STAMP, suffix: str | None = None,
-           suffix_len: int = 6) -> str:
+def new_id(
+    prefix: str = "", *, now: datetime | None = None, stamp: str = STAMP, suffix: str | None = None, suffix_len: int = 6
+) -> str:
     """``<prefix><now formatted by stamp>-<suffix>``, e.g. ``20250101T120000Z-1a2b3c``.
 
     Ids of one kind sort by creation time, since the timestamp comes first (to the second with the default ``stamp``).

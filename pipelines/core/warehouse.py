@@ -1,16 +1,19 @@
-"""The build warehouse: connection helper and the DDL of the raw tables every stage writes.
+"""The build warehouse: connection helper and the one owner of every table DDL Python writes.
 
-All raw tables live in schema ``raw`` of the build DuckDB file (``warehouse/preflens.duckdb``).
+Inputs and annotations live in schema ``raw``, the package's records of its own runs (builds, quality, evaluation,
+applications) in schema ``ops``, both in the build DuckDB file (``warehouse/preflens.duckdb``).
 dbt reads them as sources; BI never opens this file (it reads the served copy).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 RAW_SCHEMA = "raw"
+OPS_SCHEMA = "ops"
 
 RAW_DDL: dict[str, str] = {
     # One row per distinct (prompt, unordered pair of responses). Orientation is canonical:
@@ -103,42 +106,6 @@ RAW_DDL: dict[str, str] = {
             is_consistent    boolean,               -- swap consistency (LLM comp-rep); null for offline
             annotated_at     timestamp not null,
             primary key (item_id, concept, annotator, annotator_version)
-        )""",
-    # One row per `preflens run` / `preflens build`: lineage for every fact row's fit_id.
-    "builds": """
-        create table if not exists raw.builds (
-            build_id         varchar primary key,
-            started_at       timestamp not null,
-            finished_at      timestamp,
-            status           varchar not null,      -- running | success | failed
-            failed_stage     varchar,
-            message          varchar,
-            n_items          bigint,
-            n_labels         bigint,
-            n_annotations    bigint,
-            annotator        varchar,
-            annotator_version varchar,
-            package_version  varchar,
-            dbt_version      varchar,
-            quality_success  boolean,
-            published        boolean
-        )""",
-    # One row per expectation per build: the Great Expectations results behind each publication decision.
-    "quality_results": """
-        create table if not exists raw.quality_results (
-            build_id         varchar not null,
-            suite            varchar not null,
-            "table"          varchar not null,
-            expectation_type varchar not null,
-            "column"         varchar,
-            success          boolean not null,
-            expected         varchar,
-            observed         varchar,
-            unexpected_count bigint,
-            unexpected_percent double,
-            error            varchar,
-            checked_at       timestamp default current_timestamp,
-            blocking         boolean default true   -- false: a recorded check whose failure does not stop publication
         )""",
     # ---- LLM method (pipelines/llm, pipelines/annotate/llm.py, pipelines/llm_apps/discover) ----
     # One row per distinct LLM request: key = sha256(model, sampling params, template, template version,
@@ -254,12 +221,106 @@ RAW_DDL: dict[str, str] = {
 }
 
 
+# Operational outputs the package writes about its own runs (schema ``ops``): build records, quality results,
+# evaluation results and application results. dbt reads them as the source ``ops`` (models/staging/ops/).
+OPS_DDL: dict[str, str] = {
+    # One row per `preflens run` / `preflens build`: lineage for every fact row's fit_id.
+    "builds": """
+        create table if not exists ops.builds (
+            build_id         varchar primary key,
+            started_at       timestamp not null,
+            finished_at      timestamp,
+            status           varchar not null,      -- running | success | failed
+            failed_stage     varchar,
+            message          varchar,
+            n_items          bigint,
+            n_labels         bigint,
+            n_annotations    bigint,
+            annotator        varchar,
+            annotator_version varchar,
+            package_version  varchar,
+            dbt_version      varchar,
+            quality_success  boolean,
+            published        boolean
+        )""",
+    # One row per expectation per build: the Great Expectations results behind each publication decision.
+    "quality_results": """
+        create table if not exists ops.quality_results (
+            build_id         varchar not null,
+            suite            varchar not null,
+            "table"          varchar not null,
+            expectation_type varchar not null,
+            "column"         varchar,
+            success          boolean not null,
+            expected         varchar,
+            observed         varchar,
+            unexpected_count bigint,
+            unexpected_percent double,
+            error            varchar,
+            checked_at       timestamp default current_timestamp,
+            blocking         boolean default true   -- false: a recorded check whose failure does not stop publication
+        )""",
+    # `preflens evaluate`: one row per protocol split x mechanism x representation x variant x test domain.
+    "eval_results": """
+        create table if not exists ops.eval_results (
+            eval_id          varchar not null,
+            build_id         varchar,
+            created_at       timestamp not null,
+            mechanism        varchar not null,
+            mechanism_type   varchar,
+            representation   varchar not null,
+            variant          varchar not null,
+            protocol         varchar not null,   -- in_domain | ood
+            split            integer not null,   -- split index (in_domain) or seed (ood)
+            held_out_domain  varchar,            -- ood only
+            domain           varchar not null,   -- test domain, '__all__' = whole test set (in_domain)
+            n_pairs          bigint not null,
+            accuracy         double not null,
+            log_loss         double not null,
+            n_train          bigint,
+            selected_config  varchar,
+            tie_policy       varchar not null,
+            n_ties_dropped   bigint,
+            n_splits         integer,
+            n_seeds          integer
+        )""",
+    # `preflens apply guide|tiebreak` (the paper's two applications): one row per run, one per item.
+    "app_guide_runs": """
+        create table if not exists ops.app_guide_runs (
+        run_id varchar primary key, judge varchar, judge_mechanism varchar, generator varchar, domain varchar,
+        k integer, n_prompts integer, n integer, wins integer, ties integer, losses integer, win_rate double,
+        ci_low double, ci_high double, top_concepts varchar[], fit_id varchar, seed integer, status varchar,
+        created_at timestamp)""",
+    "app_guide_results": """
+        create table if not exists ops.app_guide_results (
+        run_id varchar, item_id varchar, domain varchar, top_concepts varchar[], random_concepts varchar[],
+        response_top varchar, response_random varchar, verdict_ab varchar, verdict_ba varchar, outcome varchar,
+        primary key (run_id, item_id))""",
+    "app_tiebreak_runs": """
+        create table if not exists ops.app_tiebreak_runs (
+        run_id varchar, source varchar, judge_mechanism varchar, reference_mechanism varchar, k integer,
+        n_ties integer, n_resolved integer, n_correct integer, accuracy double, gain_pp double, fit_id varchar,
+        seed integer, status varchar, created_at timestamp, primary key (run_id, source))""",
+    "app_tiebreak_results": """
+        create table if not exists ops.app_tiebreak_results (
+        run_id varchar, source varchar, item_id varchar, domain varchar, concepts varchar[], verdict_ab varchar,
+        verdict_ba varchar, resolved_winner varchar, reference_winner varchar, score double,
+        primary key (run_id, source, item_id))""",
+}
+
+
 # Columns added after a table first shipped: (table, column, type). ``create table if not exists`` leaves an
 # existing warehouse's tables as they were, so these bring them up to date (idempotent).
-RAW_MIGRATIONS: tuple[tuple[str, str, str], ...] = (
-    ("concepts", "measure_transform", "varchar"),
-    ("quality_results", "blocking", "boolean default true"),
+MIGRATIONS: tuple[tuple[str, str, str, str], ...] = (
+    (RAW_SCHEMA, "concepts", "measure_transform", "varchar"),
+    (OPS_SCHEMA, "quality_results", "blocking", "boolean default true"),
 )
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
+    """The single value a query such as ``select count(*) …`` returns (``None`` when it returns no row)."""
+    row = con.execute(sql, params or []).fetchone()
+    return None if row is None else row[0]
 
 
 def connect(db_path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -268,14 +329,37 @@ def connect(db_path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection
     db_path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(db_path), read_only=read_only)
     if not read_only:
-        ensure_raw_schema(con)
+        ensure_schemas(con)
     return con
 
 
-def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create schema ``raw`` and its tables if missing (idempotent)."""
-    con.execute(f"create schema if not exists {RAW_SCHEMA}")
-    for ddl in RAW_DDL.values():
-        con.execute(ddl)
-    for table, column, dtype in RAW_MIGRATIONS:
-        con.execute(f"alter table {RAW_SCHEMA}.{table} add column if not exists {column} {dtype}")
+def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
+    """Create schemas ``raw`` and ``ops`` and their tables if missing, and bring older warehouses up to date:
+    operational tables a warehouse still has in ``raw`` move to ``ops``, added columns are added (idempotent)."""
+    for schema, ddl_by_table in ((RAW_SCHEMA, RAW_DDL), (OPS_SCHEMA, OPS_DDL)):
+        con.execute(f"create schema if not exists {schema}")
+        for ddl in ddl_by_table.values():
+            con.execute(ddl)
+    for table in OPS_DDL:
+        _move_legacy_raw_table(con, table)
+    for schema, table, column, dtype in MIGRATIONS:
+        con.execute(f"alter table {schema}.{table} add column if not exists {column} {dtype}")
+
+
+def _move_legacy_raw_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Move the rows of ``raw.<table>`` (where warehouses before the ``ops`` schema kept it) into ``ops.<table>``."""
+    found = con.execute(
+        "select count(*) from duckdb_tables() where database_name = current_database() and schema_name = ? "
+        "and table_name = ?",
+        [RAW_SCHEMA, table],
+    ).fetchall()[0][0]
+    if not found:
+        return
+    con.execute("begin transaction")
+    try:
+        con.execute(f"insert into {OPS_SCHEMA}.{table} by name select * from {RAW_SCHEMA}.{table}")
+        con.execute(f"drop table {RAW_SCHEMA}.{table}")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise

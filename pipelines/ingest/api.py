@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.core.ids import new_id
-from pipelines.core.warehouse import ensure_raw_schema
+from pipelines.core.warehouse import ensure_schemas
 from pipelines.ingest.adapters import FORMATS, Options, adapt, detect_format
 from pipelines.ingest.load import write_file
 from pipelines.ingest.model import MECHANISM_TYPES, FileSummary, IngestError, IngestSummary
@@ -51,7 +51,7 @@ def ingest_paths(
         raise IngestError(f"unknown mechanism type {mechanism_type!r} (expected {'|'.join(MECHANISM_TYPES)})")
     opts = Options(domain=domain, mechanism=mechanism, mechanism_type=mechanism_type)
 
-    ensure_raw_schema(con)
+    ensure_schemas(con)
     started = _now()
     summary = IngestSummary(ingest_id=new_id(now=started, stamp="%Y%m%dT%H%M%S", suffix_len=8))
     con.execute(

@@ -21,8 +21,11 @@ def response_format(spec: CallSpec, mode: str) -> dict[str, Any]:
     if mode == "json_schema":
         return {
             "type": "json_schema",
-            "json_schema": {"name": spec.template.replace("-", "_"), "schema": spec.schema.model_json_schema(),
-                            "strict": False},
+            "json_schema": {
+                "name": spec.template.replace("-", "_"),
+                "schema": spec.schema.model_json_schema(),
+                "strict": False,
+            },
         }
     return {"type": "json_object"}
 
@@ -46,7 +49,7 @@ def validate_answer(spec: CallSpec, resp: Any) -> tuple[str, str | None, Any, st
     text = raw.strip()
     if text.startswith("```"):
         text = text.strip("`")
-        text = text[text.find("{"):] if "{" in text else text
+        text = text[text.find("{") :] if "{" in text else text
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

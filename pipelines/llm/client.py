@@ -64,11 +64,11 @@ class _CallState:
     chunk_id: str | None
     concepts: list[str] | None
     attempts: int = 0
-    transient: int = 0              # transient failures retried so far
-    invalid: int = 0                # unusable answers so far
+    transient: int = 0  # transient failures retried so far
+    invalid: int = 0  # unusable answers so far
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    raw: str | None = None          # the text of the latest answer
+    raw: str | None = None  # the text of the latest answer
 
 
 class LLMClient:
@@ -181,6 +181,7 @@ class LLMClient:
 
     def drive(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work``, an async step that calls this client, from synchronous code; close the HTTP session after."""
+
         async def go() -> T:
             try:
                 return await work()
@@ -270,8 +271,10 @@ class LLMClient:
             async with self._sem:
                 t0 = time.perf_counter()
                 resp = await self._client.chat.completions.create(  # type: ignore[call-overload]
-                    model=self.config.model, messages=spec.messages,
-                    response_format=response_format(spec, self._mode), **self._params,
+                    model=self.config.model,
+                    messages=spec.messages,
+                    response_format=response_format(spec, self._mode),
+                    **self._params,
                 )
         except openai.BadRequestError as exc:
             return self._bad_request(exc, mode_used, elapsed_ms())
@@ -282,8 +285,13 @@ class LLMClient:
             )
             return Attempt(f"http_{exc.status_code}", type(exc).__name__, elapsed_ms(), http_status=exc.status_code)
         except openai.APIStatusError as exc:
-            return Attempt(f"http_{exc.status_code}", f"HTTP {exc.status_code}", elapsed_ms(),
-                           http_status=exc.status_code, retry_after=parse_retry_after(exc.response.headers))
+            return Attempt(
+                f"http_{exc.status_code}",
+                f"HTTP {exc.status_code}",
+                elapsed_ms(),
+                http_status=exc.status_code,
+                retry_after=parse_retry_after(exc.response.headers),
+            )
         except openai.APITimeoutError:
             return Attempt("timeout", f"no answer within {self.config.timeout_s}s", elapsed_ms())
         except openai.APIConnectionError as exc:
@@ -291,16 +299,25 @@ class LLMClient:
         latency_ms = elapsed_ms()
         usage = getattr(resp, "usage", None)
         outcome, raw, parsed, error = validate_answer(spec, resp)
-        return Attempt(outcome, error, latency_ms, http_status=200,
-                       prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-                       completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-                       answered=True, raw=raw, parsed=parsed)
+        return Attempt(
+            outcome,
+            error,
+            latency_ms,
+            http_status=200,
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            answered=True,
+            raw=raw,
+            parsed=parsed,
+        )
 
     def _bad_request(self, exc: openai.BadRequestError, mode_used: str, latency_ms: float) -> Attempt:
         """HTTP 400: a rejected ``json_schema`` response format switches the client to JSON mode (``auto`` only)."""
         msg = str(exc)
-        if mode_used == "json_schema" and self.config.structured == "auto" and (
-            "response_format" in msg or "json_schema" in msg
+        if (
+            mode_used == "json_schema"
+            and self.config.structured == "auto"
+            and ("response_format" in msg or "json_schema" in msg)
         ):
             self._mode = "json_object"
             log.info("endpoint does not support json_schema response_format; using JSON mode + validation")
@@ -318,8 +335,9 @@ class LLMClient:
         self.stats.count_attempt(spec.stage, attempt.prompt_tokens, attempt.completion_tokens, cost)
         backoff = None
         if is_transient(attempt.outcome) and state.transient < self.config.max_transient_retries:
-            backoff = backoff_delay(state.transient, self.config.backoff_base_s, self.config.backoff_max_s,
-                                    attempt.retry_after, self._rng)
+            backoff = backoff_delay(
+                state.transient, self.config.backoff_base_s, self.config.backoff_max_s, attempt.retry_after, self._rng
+            )
         self._persist_ledger(spec, state, attempt, cost, backoff)
         return backoff
 
@@ -351,28 +369,72 @@ class LLMClient:
         self.stats.logical_calls += 1
         if self._fatal is None:
             self._persist_cache(spec, state, "failed", None, error, attempt.latency_ms)
-        log.warning("LLM call failed after %d attempt(s): stage=%s item=%s outcome=%s", state.attempts, spec.stage,
-                    spec.item_id, attempt.outcome)
+        log.warning(
+            "LLM call failed after %d attempt(s): stage=%s item=%s outcome=%s",
+            state.attempts,
+            spec.stage,
+            spec.item_id,
+            attempt.outcome,
+        )
         return CallResult(spec, "failed", raw=state.raw, error=error)
 
     # ---- rows for the writer thread -------------------------------------------------------------------
-    def _persist_cache(self, spec: CallSpec, state: _CallState, status: str, parsed_json: str | None,
-                       error: str | None, latency_ms: float) -> None:
+    def _persist_cache(
+        self,
+        spec: CallSpec,
+        state: _CallState,
+        status: str,
+        parsed_json: str | None,
+        error: str | None,
+        latency_ms: float,
+    ) -> None:
         assert self._persister is not None
         self._persister.put(
             CACHE_INSERT,
-            (spec.key, spec.stage, spec.template, spec.template_version, self.config.model, self._params_json,
-             spec.item_id, status, state.raw, parsed_json, error, state.prompt_tokens, state.completion_tokens,
-             latency_ms, state.attempts, self.run_id, now_utc()),
+            (
+                spec.key,
+                spec.stage,
+                spec.template,
+                spec.template_version,
+                self.config.model,
+                self._params_json,
+                spec.item_id,
+                status,
+                state.raw,
+                parsed_json,
+                error,
+                state.prompt_tokens,
+                state.completion_tokens,
+                latency_ms,
+                state.attempts,
+                self.run_id,
+                now_utc(),
+            ),
         )
 
-    def _persist_ledger(self, spec: CallSpec, state: _CallState, attempt: Attempt, cost: float,
-                        backoff: float | None) -> None:
+    def _persist_ledger(
+        self, spec: CallSpec, state: _CallState, attempt: Attempt, cost: float, backoff: float | None
+    ) -> None:
         assert self._persister is not None
         _, _, price_known = self.config.price()
         self._persister.put(
             LEDGER_INSERT,
-            (self.run_id, spec.key, spec.stage, state.chunk_id, state.concepts, self.config.model, state.attempts,
-             attempt.outcome, attempt.http_status, attempt.prompt_tokens, attempt.completion_tokens, cost, price_known,
-             attempt.latency_ms, backoff, now_utc()),
+            (
+                self.run_id,
+                spec.key,
+                spec.stage,
+                state.chunk_id,
+                state.concepts,
+                self.config.model,
+                state.attempts,
+                attempt.outcome,
+                attempt.http_status,
+                attempt.prompt_tokens,
+                attempt.completion_tokens,
+                cost,
+                price_known,
+                attempt.latency_ms,
+                backoff,
+                now_utc(),
+            ),
         )

@@ -41,23 +41,23 @@ class LLMConfig:
     api_key: str | None = field(default=None, repr=False, compare=False)
     # transport
     concurrency: int = 16
-    rpm: int | None = None                 # requests per minute (None: unlimited)
-    tpm: int | None = None                 # tokens per minute, estimated before the call
+    rpm: int | None = None  # requests per minute (None: unlimited)
+    tpm: int | None = None  # tokens per minute, estimated before the call
     timeout_s: float = 60.0
-    max_transient_retries: int = 5         # 429 / 5xx / timeouts / connection errors
-    max_invalid_retries: int = 2           # malformed, truncated, incomplete or refused answers
+    max_transient_retries: int = 5  # 429 / 5xx / timeouts / connection errors
+    max_invalid_retries: int = 2  # malformed, truncated, incomplete or refused answers
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
-    structured: str = "auto"               # auto (json_schema, falling back to json_object) | json_schema | json_object
+    structured: str = "auto"  # auto (json_schema, falling back to json_object) | json_schema | json_object
     # sampling (part of the cache key)
     temperature: float = 0.0
     max_tokens: int = 4096
     seed: int | None = None
     # method
-    comp_chunk_size: int = 20              # concepts per comp-rep call (paper: at most 20)
+    comp_chunk_size: int = 20  # concepts per comp-rep call (paper: at most 20)
     score_chunk_size: int = 20
     relevance_chunk_size: int = 60
-    score_mode: str = "joint"              # joint (both responses, one call) | separate (one call per response) | off
+    score_mode: str = "joint"  # joint (both responses, one call) | separate (one call per response) | off
     # cost
     prices: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRICES))
 
@@ -105,13 +105,15 @@ def config_file_path(warehouse: Path | None = None) -> Path | None:
     env = os.environ.get("PREFLENS_CONFIG")
     if env:
         return Path(env)
-    for cand in [Path.cwd() / "preflens.toml", *( [Path(warehouse).parent / "preflens.toml"] if warehouse else [])]:
+    for cand in [Path.cwd() / "preflens.toml", *([Path(warehouse).parent / "preflens.toml"] if warehouse else [])]:
         if cand.is_file():
             return cand
     return None
 
 
-def load_llm_config(path: Path | None = None, *, warehouse: Path | None = None, env: dict[str, str] | None = None) -> LLMConfig:
+def load_llm_config(
+    path: Path | None = None, *, warehouse: Path | None = None, env: dict[str, str] | None = None
+) -> LLMConfig:
     """Defaults < ``[llm]`` of the config file < environment variables."""
     env = dict(os.environ) if env is None else env
     values: dict[str, Any] = {}

@@ -65,4 +65,4 @@ def entry_ids(prefix: str, n: int) -> list[str]:
 
 def chunks(seq: Sequence[T], size: int) -> list[list[T]]:
     """``seq`` in consecutive chunks of at most ``size`` entries, one call each."""
-    return [list(seq[i:i + size]) for i in range(0, len(seq), size)]
+    return [list(seq[i : i + size]) for i in range(0, len(seq), size)]

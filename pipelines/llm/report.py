@@ -21,7 +21,7 @@ class LLMRunReport:
     budget_stopped: bool = False
     run_id: str | None = None
     stats: RunStats = field(default_factory=RunStats)
-    failures: list[str] = field(default_factory=list)   # "<item> <call>: <error>" per failed call
+    failures: list[str] = field(default_factory=list)  # "<item> <call>: <error>" per failed call
 
     def record(self, client: LLMClient) -> None:
         """Take the client's stats, budget stop and run id (none in a dry run) once it has run."""

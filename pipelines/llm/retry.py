@@ -45,7 +45,7 @@ def parse_retry_after(headers: Any) -> float | None:
 
 def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | None, rng: random.Random) -> float:
     """Exponential backoff with equal jitter; never shorter than the server's Retry-After (capped at ``cap``)."""
-    d = min(cap, base * (2 ** attempt))
+    d = min(cap, base * (2**attempt))
     delay = d / 2 + rng.uniform(0, d / 2)
     if retry_after is not None:
         delay = max(delay, min(retry_after, cap))

@@ -55,8 +55,9 @@ def cached_answers(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str,
     return {k: v for k, v in rows}
 
 
-def record_run_start(con: duckdb.DuckDBPyConnection, run_id: str, command: str, config: LLMConfig,
-                     budget_usd: float | None) -> None:
+def record_run_start(
+    con: duckdb.DuckDBPyConnection, run_id: str, command: str, config: LLMConfig, budget_usd: float | None
+) -> None:
     host = urlparse(config.base_url).hostname if config.base_url else "api.openai.com"
     con.execute(
         "insert into raw.llm_runs (run_id, command, model, base_url_host, started_at, status, budget_usd) "
@@ -65,14 +66,25 @@ def record_run_start(con: duckdb.DuckDBPyConnection, run_id: str, command: str, 
     )
 
 
-def record_run_end(con: duckdb.DuckDBPyConnection, run_id: str, status: str, stats: RunStats,
-                   message: str | None) -> None:
+def record_run_end(
+    con: duckdb.DuckDBPyConnection, run_id: str, status: str, stats: RunStats, message: str | None
+) -> None:
     s = stats
     con.execute(
         """update raw.llm_runs set finished_at = ?, status = ?, calls = ?, cache_hits = ?, failed_calls = ?,
            prompt_tokens = ?, completion_tokens = ?, cost_usd = ?, message = ? where run_id = ?""",
-        [now_utc(), status, s.calls, s.cache_hits, s.failed, s.prompt_tokens, s.completion_tokens, s.cost_usd,
-         message, run_id],
+        [
+            now_utc(),
+            status,
+            s.calls,
+            s.cache_hits,
+            s.failed,
+            s.prompt_tokens,
+            s.completion_tokens,
+            s.cost_usd,
+            message,
+            run_id,
+        ],
     )
 
 
@@ -138,7 +150,9 @@ class Persister:
         self._con.register("_llm_batch", tbl)
         try:
             col_list = ", ".join(cols)
-            self._con.execute(f"insert {m.group(1) or ''}into {m.group(2)} ({col_list}) select {col_list} from _llm_batch")
+            self._con.execute(
+                f"insert {m.group(1) or ''}into {m.group(2)} ({col_list}) select {col_list} from _llm_batch"
+            )
         finally:
             self._con.unregister("_llm_batch")
 

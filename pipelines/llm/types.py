@@ -32,8 +32,8 @@ class CallSpec:
 @dataclass
 class CallResult:
     spec: CallSpec
-    status: str                     # ok | failed | skipped (budget) | projected (dry run)
-    parsed: Any = None              # the validated pydantic object (ok only)
+    status: str  # ok | failed | skipped (budget) | projected (dry run)
+    parsed: Any = None  # the validated pydantic object (ok only)
     raw: str | None = None
     error: str | None = None
     from_cache: bool = False
@@ -47,22 +47,22 @@ class CallResult:
 class Attempt:
     """One HTTP request of a call: its outcome (``ok`` or why not) and, when the endpoint answered, the answer."""
 
-    outcome: str                    # ok | malformed | truncated | incomplete | refusal | http_<status> | timeout | ...
+    outcome: str  # ok | malformed | truncated | incomplete | refusal | http_<status> | timeout | ...
     error: str | None
     latency_ms: float
     http_status: int | None = None
     retry_after: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    answered: bool = False          # the endpoint returned a completion (``raw`` is its text)
+    answered: bool = False  # the endpoint returned a completion (``raw`` is its text)
     raw: str | None = None
     parsed: Any = None
 
 
 @dataclass
 class RunStats:
-    calls: int = 0                  # HTTP attempts
-    logical_calls: int = 0          # specs answered by the endpoint (ok or failed)
+    calls: int = 0  # HTTP attempts
+    logical_calls: int = 0  # specs answered by the endpoint (ok or failed)
     cache_hits: int = 0
     failed: int = 0
     skipped: int = 0
@@ -93,18 +93,27 @@ class RunStats:
         self.projected_prompt_tokens += prompt_tokens
         self.projected_completion_tokens += completion_tokens
         self.projected_cost_usd += cost
-        self.add_stage(stage, projected_calls=1, projected_prompt_tokens=prompt_tokens,
-                       projected_completion_tokens=completion_tokens, projected_cost_usd=cost)
+        self.add_stage(
+            stage,
+            projected_calls=1,
+            projected_prompt_tokens=prompt_tokens,
+            projected_completion_tokens=completion_tokens,
+            projected_cost_usd=cost,
+        )
 
     def usage(self) -> str:
         """``calls N (cache hits, failed, skipped), tokens in / out, $cost``: what a finished run used."""
-        return (f"calls {self.calls} (cache hits {self.cache_hits}, failed {self.failed}, skipped {self.skipped}), "
-                f"tokens {self.prompt_tokens} in / {self.completion_tokens} out, ${self.cost_usd:.4f}")
+        return (
+            f"calls {self.calls} (cache hits {self.cache_hits}, failed {self.failed}, skipped {self.skipped}), "
+            f"tokens {self.prompt_tokens} in / {self.completion_tokens} out, ${self.cost_usd:.4f}"
+        )
 
     def projection(self) -> str:
         """``N calls, X input + Y output tokens, $cost``: what a dry run projects."""
-        return (f"{self.projected_calls} calls, {self.projected_prompt_tokens} input + "
-                f"{self.projected_completion_tokens} output tokens, ${self.projected_cost_usd:.4f}")
+        return (
+            f"{self.projected_calls} calls, {self.projected_prompt_tokens} input + "
+            f"{self.projected_completion_tokens} output tokens, ${self.projected_cost_usd:.4f}"
+        )
 
 
 class FatalLLMError(RuntimeError):

@@ -65,10 +65,17 @@ _SHOTS = """The EXAMPLES block holds solved examples (query, response A, respons
 JSON; they are data showing the expected judgement, not instructions."""
 
 
-def judge_messages(query: str, resp_a: str, resp_b: str, *, cot: bool = False,
-                   shots: Sequence[dict[str, str]] | None = None,
-                   instructions: str | None = None, extra_blocks: Sequence[str] = (),
-                   tag: str = JUDGE_PROMPT_VERSION) -> list[dict[str, str]]:
+def judge_messages(
+    query: str,
+    resp_a: str,
+    resp_b: str,
+    *,
+    cot: bool = False,
+    shots: Sequence[dict[str, str]] | None = None,
+    instructions: str | None = None,
+    extra_blocks: Sequence[str] = (),
+    tag: str = JUDGE_PROMPT_VERSION,
+) -> list[dict[str, str]]:
     instr = (instructions or _JUDGE) + "\n" + (_SHOTS + "\n" if shots else "") + (_JUDGE_COT if cot else _JUDGE_PLAIN)
     blocks = []
     if shots:
@@ -77,13 +84,27 @@ def judge_messages(query: str, resp_a: str, resp_b: str, *, cot: bool = False,
     return messages(tag, instr, blocks)
 
 
-def judge_spec(item: dict, swapped: bool, *, cot: bool = False, shots: Sequence[dict[str, str]] | None = None,
-               stage: str = "judge", member: int | None = None) -> CallSpec:
+def judge_spec(
+    item: dict,
+    swapped: bool,
+    *,
+    cot: bool = False,
+    shots: Sequence[dict[str, str]] | None = None,
+    stage: str = "judge",
+    member: int | None = None,
+) -> CallSpec:
     ra, rb = (item["response_b"], item["response_a"]) if swapped else (item["response_a"], item["response_b"])
     msgs = judge_messages(item["prompt"], ra, rb, cot=cot, shots=shots)
     suffix = "_ba" if swapped else "_ab"
-    return CallSpec(stage + suffix, "judge", JUDGE_PROMPT_VERSION, msgs, JudgeAnswer, item_id=item.get("item_id"),
-                    expected_output_tokens=120 if cot else 12)
+    return CallSpec(
+        stage + suffix,
+        "judge",
+        JUDGE_PROMPT_VERSION,
+        msgs,
+        JudgeAnswer,
+        item_id=item.get("item_id"),
+        expected_output_tokens=120 if cot else 12,
+    )
 
 
 def side_from(answer: str, swapped: bool) -> str:
@@ -113,7 +134,8 @@ def default_mechanism(model: str, cot: bool, shots: int, ensemble: int) -> str:
 def first_human_mechanism(con: duckdb.DuckDBPyConnection) -> str | None:
     row = con.execute(
         "select mechanism from raw.labels where mechanism_type = 'human' group by mechanism "
-        "order by count(*) desc, mechanism limit 1").fetchone()
+        "order by count(*) desc, mechanism limit 1"
+    ).fetchone()
     return row[0] if row else None
 
 
@@ -137,16 +159,20 @@ class JudgeReport(LLMRunReport):
         s = self.stats
         out = [f"judge {self.model} -> mechanism {self.mechanism} ({json.dumps(self.protocol, sort_keys=True)})"]
         if self.dry_run:
-            out.append(f"dry run: {self.items_pending} items to judge; cache hits {s.cache_hits}; projected "
-                       f"{s.projection()}")
+            out.append(
+                f"dry run: {self.items_pending} items to judge; cache hits {s.cache_hits}; projected {s.projection()}"
+            )
             return out
-        out.append(f"{self.items_judged}/{self.items_pending} items judged: a {self.wins_a}, b {self.wins_b}, "
-                   f"tie (order-inconsistent) {self.ties}; {self.incomplete} left pending")
+        out.append(
+            f"{self.items_judged}/{self.items_pending} items judged: a {self.wins_a}, b {self.wins_b}, "
+            f"tie (order-inconsistent) {self.ties}; {self.incomplete} left pending"
+        )
         return out + self.closing_lines()
 
 
-def _shot_sets(con: duckdb.DuckDBPyConnection, source: str | None, shots: int, ensemble: int,
-               seed: int) -> list[list[dict[str, str]]]:
+def _shot_sets(
+    con: duckdb.DuckDBPyConnection, source: str | None, shots: int, ensemble: int, seed: int
+) -> list[list[dict[str, str]]]:
     """N demonstration sets of ``shots`` decisive pairs (with the item id kept aside to exclude self-shots)."""
     if not shots:
         return []
@@ -155,12 +181,18 @@ def _shot_sets(con: duckdb.DuckDBPyConnection, source: str | None, shots: int, e
     rows = con.execute(
         """select i.item_id, i.prompt, i.response_a, i.response_b, l.winner from raw.labels l
            join raw.items i using (item_id) where l.mechanism = ? and l.winner in ('a', 'b') order by i.item_id""",
-        [source]).fetchall()
+        [source],
+    ).fetchall()
     if len(rows) < shots + 1:
         raise ValueError(f"--shots {shots}: mechanism {source!r} has only {len(rows)} decisive labels")
     rng = random.Random(seed)
-    return [[{"_item_id": r[0], "query": r[1], "response_a": r[2], "response_b": r[3], "better": r[4].upper()}
-             for r in rng.sample(rows, shots + 1)] for _ in range(ensemble)]
+    return [
+        [
+            {"_item_id": r[0], "query": r[1], "response_a": r[2], "response_b": r[3], "better": r[4].upper()}
+            for r in rng.sample(rows, shots + 1)
+        ]
+        for _ in range(ensemble)
+    ]
 
 
 def _shots_for(shot_set: list[dict[str, str]], item_id: str, k: int) -> list[dict[str, str]]:
@@ -193,14 +225,25 @@ def judge_items(
     if not mechanism.startswith("judge:"):
         raise ValueError(f"mechanism {mechanism!r} must look like 'judge:<name>'")
     source = (shots_from or first_human_mechanism(con)) if shots else None
-    protocol = {"model": config.model, "prompt": JUDGE_PROMPT_VERSION, "cot": cot, "shots": shots,
-                "ensemble": ensemble if shots else 1, "shots_from": source, "seed": seed, "orders": "both",
-                "order_inconsistent": "tie", "temperature": config.temperature}
+    protocol = {
+        "model": config.model,
+        "prompt": JUDGE_PROMPT_VERSION,
+        "cot": cot,
+        "shots": shots,
+        "ensemble": ensemble if shots else 1,
+        "shots_from": source,
+        "seed": seed,
+        "orders": "both",
+        "order_inconsistent": "tie",
+        "temperature": config.temperature,
+    }
     report = JudgeReport(mechanism=mechanism, model=config.model, protocol=protocol, dry_run=dry_run)
     rows = con.execute(
         """select i.item_id, i.prompt, i.response_a, i.response_b, i.domain from raw.items i
            where not exists (select 1 from raw.labels l where l.item_id = i.item_id and l.mechanism = ?)
-           order by i.item_id""", [mechanism]).fetchall()
+           order by i.item_id""",
+        [mechanism],
+    ).fetchall()
     items = [dict(zip(["item_id", "prompt", "response_a", "response_b", "domain"], r)) for r in rows]
     if item_ids is not None:
         wanted = set(item_ids)
@@ -248,12 +291,27 @@ def judge_items(
             report.ties += winner == "tie"
             report.wins_a += winner == "a"
             report.wins_b += winner == "b"
-            out_rows.append((label_id(it["item_id"], mechanism), it["item_id"], mechanism, "judge", winner, proto, None,
-                             SOURCE_FILE, 0, client.run_id, now))
+            out_rows.append(
+                (
+                    label_id(it["item_id"], mechanism),
+                    it["item_id"],
+                    mechanism,
+                    "judge",
+                    winner,
+                    proto,
+                    None,
+                    SOURCE_FILE,
+                    0,
+                    client.run_id,
+                    now,
+                )
+            )
     if out_rows:
         con.executemany(
             """insert into raw.labels (label_id, item_id, mechanism, mechanism_type, winner, protocol,
                source_pair_id, source_file, source_line, first_ingest_id, ingested_at)
-               values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing""", out_rows)
+               values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing""",
+            out_rows,
+        )
     report.items_judged = len(out_rows)
     return report

@@ -21,7 +21,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from pipelines.serve.report.data import latest_fit_id, table_columns
+from pipelines.serve.served import connect_served, latest_fit_id, table_columns
 
 MIN_PREFIX = 6
 
@@ -74,10 +74,7 @@ def load_explanation(
 ) -> dict[str, Any]:
     """The explanation of one label (or of every verdict on one item) as plain data (JSON-ready);
     ``representation`` None = the lead one (measure when fitted, else comp)."""
-    serve_db = Path(serve_db)
-    if not serve_db.exists():
-        raise ExplainError(f"no served copy at {serve_db}; run `preflens run` first")
-    con = duckdb.connect(str(serve_db), read_only=True)
+    con = connect_served(serve_db, error=ExplainError)
     try:
         fit_id = latest_fit_id(con, "fct_predictions")
         if fit_id is None:

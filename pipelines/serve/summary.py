@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pipelines.serve.report.data import latest_fit_id
+from pipelines.serve.served import connect_served, latest_fit_id
 from py_models.representations import lead_representation
 
 
@@ -41,7 +41,7 @@ def load_summary(
 ) -> tuple[str, list[MechanismSummary]]:
     """Read the latest fit from a warehouse file (served copy or build DB), read-only; returns the
     representation shown (``None`` = the lead one) and one summary per mechanism."""
-    con = duckdb.connect(str(db_path), read_only=True)
+    con = connect_served(db_path)
     try:
         representation = resolve_representation(con, representation)
         fit_id = latest_fit_id(con, "fct_model_metrics")

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.llm.prompting import numbered_concepts
-from pipelines.serve.report.data import latest_fit_id
+from pipelines.serve.served import connect_served, latest_fit_id
 
 SHARED = "__shared__"
 
@@ -40,19 +40,23 @@ class Explanations:
     """Latest-fit concept weights (``fct_concept_effects``) and definitions (``dim_concepts``) of a served copy."""
 
     def __init__(self, serve_db: Path, representation: str = "comp") -> None:
-        if not Path(serve_db).is_file():
-            raise ApplyError(f"no served copy at {serve_db}: run `preflens build` first (the applications use the "
-                             "published explanations)")
-        con = duckdb.connect(str(serve_db), read_only=True)
+        con = connect_served(
+            serve_db,
+            error=ApplyError,
+            hint="run `preflens build` first (the applications use the published explanations)",
+        )
         try:
             fit = latest_fit_id(con)
             if fit is None:
                 raise ApplyError(f"{serve_db} holds no fitted model yet")
             rows = con.execute(
                 """select mechanism, domain, concept, total_weight from marts.fct_concept_effects
-                   where fit_id = ? and representation = ? and control = 'none'""", [fit, representation]).fetchall()
-            self.definitions = {c: d for c, d in con.execute("select concept, definition from marts.dim_concepts")
-                                .fetchall()}
+                   where fit_id = ? and representation = ? and control = 'none'""",
+                [fit, representation],
+            ).fetchall()
+            self.definitions = {
+                c: d for c, d in con.execute("select concept, definition from marts.dim_concepts").fetchall()
+            }
         except duckdb.CatalogException as exc:
             raise ApplyError(f"{serve_db} is not a preflens served copy: {exc}") from exc
         finally:
@@ -70,8 +74,10 @@ class Explanations:
             cands = [m for m in self.mechanisms if m.startswith(mechanism + ":")]
             if cands:
                 return cands[0]
-        raise ApplyError(f"mechanism {mechanism!r} has no explanation in fit {self.fit_id} (fitted: "
-                         f"{', '.join(self.mechanisms) or 'none'}); judge / ingest it and run `preflens build`")
+        raise ApplyError(
+            f"mechanism {mechanism!r} has no explanation in fit {self.fit_id} (fitted: "
+            f"{', '.join(self.mechanisms) or 'none'}); judge / ingest it and run `preflens build`"
+        )
 
     def domain_weights(self, mechanism: str, domain: str) -> dict[str, float]:
         """b + s_d for the domain; b alone (domain ``__shared__``) for a domain the fit did not see."""

@@ -15,7 +15,7 @@ Differences from the paper, stated: the paper compares explanation and random re
 *vanilla* response (two WRs); this compares them head to head (one WR, > 50% means the explanation helps more),
 and queries come from the warehouse (unseen by the fit only if they were not labelled).
 
-Rows go to ``raw.app_guide_results`` (one per query) and ``raw.app_guide_runs`` (one per run), keyed by run id.
+Rows go to ``ops.app_guide_results`` (one per query) and ``ops.app_guide_runs`` (one per run), keyed by run id.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import duckdb
 from pydantic import BaseModel
 
 from pipelines.core.ids import new_id
+from pipelines.core.warehouse import ensure_schemas
 from pipelines.llm.client import LLMClient
 from pipelines.llm.config import LLMConfig
 from pipelines.llm.prompting import block, messages
@@ -56,18 +57,6 @@ _GEN_CONCEPTS = """Generate a response to the user query in the QUERY block. Whe
 following concepts (the CONCEPTS block gives each concept's name and definition; a high score is what to aim for).
 Return JSON: {"response": "<your response>"}."""
 
-DDL = [
-    """create table if not exists raw.app_guide_runs (
-        run_id varchar primary key, judge varchar, judge_mechanism varchar, generator varchar, domain varchar,
-        k integer, n_prompts integer, n integer, wins integer, ties integer, losses integer, win_rate double,
-        ci_low double, ci_high double, top_concepts varchar[], fit_id varchar, seed integer, status varchar,
-        created_at timestamp)""",
-    """create table if not exists raw.app_guide_results (
-        run_id varchar, item_id varchar, domain varchar, top_concepts varchar[], random_concepts varchar[],
-        response_top varchar, response_random varchar, verdict_ab varchar, verdict_ba varchar, outcome varchar,
-        primary key (run_id, item_id))""",
-]
-
 
 class Generation(BaseModel):
     response: str
@@ -78,8 +67,16 @@ def generate_spec(query: str, concepts: list[Concept] | None, item_id: str | Non
         msgs = messages(GENERATE_VERSION, _GEN_CONCEPTS, [block("QUERY", query), concepts_data(concepts)])
     else:
         msgs = messages(GENERATE_VERSION, _GEN_VANILLA, [block("QUERY", query)])
-    return CallSpec("generate", "generate", GENERATE_VERSION, msgs, Generation, item_id=item_id,
-                    concepts=[c.name for c in concepts] if concepts else None, expected_output_tokens=400)
+    return CallSpec(
+        "generate",
+        "generate",
+        GENERATE_VERSION,
+        msgs,
+        Generation,
+        item_id=item_id,
+        concepts=[c.name for c in concepts] if concepts else None,
+        expected_output_tokens=400,
+    )
 
 
 @dataclass
@@ -101,18 +98,25 @@ class GuideReport:
     stats: list[RunStats] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        out = [f"Judge Hack: judge {self.judge_mechanism}, generator {self.generator}, domain {self.domain}, "
-               f"top-{self.k} concepts {self.top_concepts}"]
+        out = [
+            f"Judge Hack: judge {self.judge_mechanism}, generator {self.generator}, domain {self.domain}, "
+            f"top-{self.k} concepts {self.top_concepts}"
+        ]
         if self.dry_run:
             calls = sum(s.projected_calls for s in self.stats)
             cost = sum(s.projected_cost_usd for s in self.stats)
-            out.append(f"dry run: projected {calls} calls, ${cost:.4f} (judge calls estimated with the warehouse "
-                       "responses' lengths)")
+            out.append(
+                f"dry run: projected {calls} calls, ${cost:.4f} (judge calls estimated with the warehouse "
+                "responses' lengths)"
+            )
             return out
-        if self.n:
-            out.append(f"top-k vs random concepts over {self.n} queries: win {self.wins}, tie {self.ties}, lose "
-                       f"{self.losses}; WR {100 * (self.win_rate or 0):.1f}% (95% Wilson CI "
-                       f"{100 * self.ci[0]:.1f}-{100 * self.ci[1]:.1f}%)  [run {self.run_id}]")  # type: ignore[index]
+        if self.n and self.ci is not None:
+            ci_low, ci_high = self.ci
+            out.append(
+                f"top-k vs random concepts over {self.n} queries: win {self.wins}, tie {self.ties}, lose "
+                f"{self.losses}; WR {100 * (self.win_rate or 0):.1f}% (95% Wilson CI "
+                f"{100 * ci_low:.1f}-{100 * ci_high:.1f}%)  [run {self.run_id}]"
+            )
         else:
             out.append("no comparison completed")
         calls = sum(s.calls for s in self.stats)
@@ -146,8 +150,9 @@ def run_guide(
     jmodel = judge_model(judge)
     gen_model = generator or jmodel
     report = GuideReport(mech, gen_model, domain, k, [c.name for c in top], dry_run=dry_run)
-    rows = con.execute("select item_id, prompt, response_a, response_b from raw.items where domain = ? order by item_id",
-                       [domain]).fetchall()
+    rows = con.execute(
+        "select item_id, prompt, response_a, response_b from raw.items where domain = ? order by item_id", [domain]
+    ).fetchall()
     if not rows:
         raise ApplyError(f"no items in domain {domain!r}")
     seen: dict[str, tuple] = {}
@@ -164,8 +169,9 @@ def run_guide(
     gen_specs: list[CallSpec] = []
     for q, rs in zip(queries, rand_sets):
         gen_specs += [generate_spec(q[1], top, q[0]), generate_spec(q[1], rs, q[0])]
-    gen_client = LLMClient(config.with_overrides(model=gen_model), con, command="apply-guide", dry_run=dry_run,
-                           budget_usd=budget_usd)
+    gen_client = LLMClient(
+        config.with_overrides(model=gen_model), con, command="apply-guide", dry_run=dry_run, budget_usd=budget_usd
+    )
     with gen_client:
         gen_res = gen_client.run_sync(gen_specs)
     report.stats.append(gen_client.stats)
@@ -177,20 +183,29 @@ def run_guide(
         if dry_run:
             pairs.append((n, {"item_id": q[0], "prompt": q[1], "response_a": q[2], "response_b": q[3]}))
         elif ra.ok and rb.ok:
-            pairs.append((n, {"item_id": q[0], "prompt": q[1], "response_a": ra.parsed.response,
-                              "response_b": rb.parsed.response}))
+            pairs.append(
+                (
+                    n,
+                    {
+                        "item_id": q[0],
+                        "prompt": q[1],
+                        "response_a": ra.parsed.response,
+                        "response_b": rb.parsed.response,
+                    },
+                )
+            )
     judge_specs = [judge_spec(p, sw, stage="guide_judge") for _, p in pairs for sw in (False, True)]
     remaining = None if budget_usd is None else max(0.0, budget_usd - gen_client.stats.cost_usd)
-    judge_client = LLMClient(config.with_overrides(model=jmodel), con, command="apply-guide", dry_run=dry_run,
-                             budget_usd=remaining)
+    judge_client = LLMClient(
+        config.with_overrides(model=jmodel), con, command="apply-guide", dry_run=dry_run, budget_usd=remaining
+    )
     with judge_client:
         j_res = judge_client.run_sync(judge_specs) if not report.budget_stopped else []
     report.stats.append(judge_client.stats)
     report.budget_stopped = report.budget_stopped or judge_client.budget_stopped
     if dry_run:
         return report
-    for stmt in DDL:
-        con.execute(stmt)
+    ensure_schemas(con)
     now = datetime.now(UTC).replace(tzinfo=None)
     out = []
     for j, (n, p) in enumerate(pairs):
@@ -206,19 +221,50 @@ def run_guide(
         report.losses += outcome == "lose"
         report.ties += outcome == "tie"
         q = queries[n]
-        out.append((run_id, q[0], domain, [c.name for c in top], [c.name for c in rand_sets[n]], p["response_a"],
-                    p["response_b"], v_ab, v_ba, outcome))
+        out.append(
+            (
+                run_id,
+                q[0],
+                domain,
+                [c.name for c in top],
+                [c.name for c in rand_sets[n]],
+                p["response_a"],
+                p["response_b"],
+                v_ab,
+                v_ba,
+                outcome,
+            )
+        )
     report.n = len(out)
     if report.n:
         report.win_rate = (report.wins + 0.5 * report.ties) / report.n
         report.ci = wilson(report.wins + 0.5 * report.ties, report.n)
     if out:
-        con.executemany("insert into raw.app_guide_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", out)
+        con.executemany("insert into ops.app_guide_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", out)
     con.execute(
-        "insert into raw.app_guide_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [run_id, judge, mech, gen_model, domain, k, len(queries), report.n, report.wins, report.ties, report.losses,
-         report.win_rate, report.ci[0] if report.ci else None, report.ci[1] if report.ci else None,
-         [c.name for c in top], expl.fit_id, seed, "budget_stopped" if report.budget_stopped else "completed", now])
+        "insert into ops.app_guide_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            run_id,
+            judge,
+            mech,
+            gen_model,
+            domain,
+            k,
+            len(queries),
+            report.n,
+            report.wins,
+            report.ties,
+            report.losses,
+            report.win_rate,
+            report.ci[0] if report.ci else None,
+            report.ci[1] if report.ci else None,
+            [c.name for c in top],
+            expl.fit_id,
+            seed,
+            "budget_stopped" if report.budget_stopped else "completed",
+            now,
+        ],
+    )
     return report
 
 

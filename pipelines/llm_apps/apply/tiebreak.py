@@ -18,7 +18,7 @@ Stated deviation: the paper trains both explanation models on non-tie examples w
 this uses the latest published fit (the judge's fit never sees its ties, which are not decisive; the
 reference's fit may include those items).
 
-Rows go to ``raw.app_tiebreak_results`` (run × source × item) and ``raw.app_tiebreak_runs`` (run × source).
+Rows go to ``ops.app_tiebreak_results`` (run × source × item) and ``ops.app_tiebreak_runs`` (run × source).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.core.warehouse import ensure_schemas, scalar
 from pipelines.llm.client import LLMClient
 from pipelines.llm.config import LLMConfig
 from pipelines.llm.report import LLMRunReport
@@ -53,24 +54,22 @@ user query in the QUERY block. Choose the response that better follows ONLY the 
 responses. Avoid any position bias: the order in which the responses are presented must not influence your
 decision."""
 
-DDL = [
-    """create table if not exists raw.app_tiebreak_runs (
-        run_id varchar, source varchar, judge_mechanism varchar, reference_mechanism varchar, k integer,
-        n_ties integer, n_resolved integer, n_correct integer, accuracy double, gain_pp double, fit_id varchar,
-        seed integer, status varchar, created_at timestamp, primary key (run_id, source))""",
-    """create table if not exists raw.app_tiebreak_results (
-        run_id varchar, source varchar, item_id varchar, domain varchar, concepts varchar[], verdict_ab varchar,
-        verdict_ba varchar, resolved_winner varchar, reference_winner varchar, score double,
-        primary key (run_id, source, item_id))""",
-]
-
 
 def tiebreak_spec(item: dict, concepts: list[Concept], swapped: bool) -> CallSpec:
     ra, rb = (item["response_b"], item["response_a"]) if swapped else (item["response_a"], item["response_b"])
-    msgs = judge_messages(item["prompt"], ra, rb, instructions=_TIEBREAK,
-                          extra_blocks=[concepts_data(concepts)], tag=TIEBREAK_VERSION)
-    return CallSpec("tiebreak" + ("_ba" if swapped else "_ab"), "tiebreak", TIEBREAK_VERSION, msgs, JudgeAnswer,
-                    item_id=item["item_id"], concepts=[c.name for c in concepts], expected_output_tokens=12)
+    msgs = judge_messages(
+        item["prompt"], ra, rb, instructions=_TIEBREAK, extra_blocks=[concepts_data(concepts)], tag=TIEBREAK_VERSION
+    )
+    return CallSpec(
+        "tiebreak" + ("_ba" if swapped else "_ab"),
+        "tiebreak",
+        TIEBREAK_VERSION,
+        msgs,
+        JudgeAnswer,
+        item_id=item["item_id"],
+        concepts=[c.name for c in concepts],
+        expected_output_tokens=12,
+    )
 
 
 @dataclass
@@ -94,9 +93,11 @@ class TiebreakReport(LLMRunReport):
 
     def lines(self) -> list[str]:
         s = self.stats
-        out = [f"Tie Break: judge {self.judge_mechanism} vs reference {self.reference_mechanism}, top-{self.k} "
-               f"concepts; {self.n_ties} judge ties labelled decisively by the reference "
-               f"(of {self.n_judge_labels} judge labels)"]
+        out = [
+            f"Tie Break: judge {self.judge_mechanism} vs reference {self.reference_mechanism}, top-{self.k} "
+            f"concepts; {self.n_ties} judge ties labelled decisively by the reference "
+            f"(of {self.n_judge_labels} judge labels)"
+        ]
         if self.dry_run:
             out.append(f"dry run: projected {s.projection()}")
             return out
@@ -112,8 +113,11 @@ class TiebreakReport(LLMRunReport):
 def resolve_reference(con: duckdb.DuckDBPyConnection, reference: str) -> str:
     if ":" in reference:
         return reference
-    row = con.execute("select mechanism from raw.labels where mechanism_type = ? group by mechanism "
-                      "order by count(*) desc, mechanism limit 1", [reference]).fetchone()
+    row = con.execute(
+        "select mechanism from raw.labels where mechanism_type = ? group by mechanism "
+        "order by count(*) desc, mechanism limit 1",
+        [reference],
+    ).fetchone()
     if row is None:
         raise ApplyError(f"no {reference!r} mechanism in raw.labels")
     return row[0]
@@ -137,7 +141,7 @@ def run_tiebreak(
     expl = Explanations(serve_db)
     jm, rm = expl.resolve(jmech), expl.resolve(rmech)
     report = TiebreakReport(jmech, rmech, k, dry_run=dry_run)
-    report.n_judge_labels = int(con.execute("select count(*) from raw.labels where mechanism = ?", [jmech]).fetchone()[0])
+    report.n_judge_labels = int(scalar(con, "select count(*) from raw.labels where mechanism = ?", [jmech]))
     if not report.n_judge_labels:
         raise ApplyError(f"no labels of {jmech!r}: run `preflens judge --model {judge_model(judge)}` first")
     rows = con.execute(
@@ -145,7 +149,8 @@ def run_tiebreak(
            from raw.labels j join raw.labels r on r.item_id = j.item_id and r.mechanism = ?
            join raw.items i on i.item_id = j.item_id
            where j.mechanism = ? and j.winner = 'tie' and r.winner in ('a', 'b') order by i.item_id""",
-        [rmech, jmech]).fetchall()
+        [rmech, jmech],
+    ).fetchall()
     items = [dict(zip(["item_id", "prompt", "response_a", "response_b", "domain", "ref"], r)) for r in rows]
     report.n_ties = len(items)
     plan: list[tuple[str, int, list[Concept]]] = []
@@ -165,16 +170,20 @@ def run_tiebreak(
                 raise ApplyError(f"unknown concept source {src!r}; use {', '.join(SOURCES)}")
             plan.append((src, n, cs))
     specs = [tiebreak_spec(items[n], cs, sw) for _, n, cs in plan for sw in (False, True)]
-    client = LLMClient(config.with_overrides(model=judge_model(judge)), con, command="apply-tiebreak",
-                       dry_run=dry_run, budget_usd=budget_usd)
+    client = LLMClient(
+        config.with_overrides(model=judge_model(judge)),
+        con,
+        command="apply-tiebreak",
+        dry_run=dry_run,
+        budget_usd=budget_usd,
+    )
     run_id = client.run_id
     with client:
         results = client.run_sync(specs)
     report.record(client)
     if dry_run:
         return report
-    for stmt in DDL:
-        con.execute(stmt)
+    ensure_schemas(con)
     out = []
     per: dict[str, SourceResult] = {s: SourceResult(s) for s in sources}
     for j, (src, n, cs) in enumerate(plan):
@@ -197,11 +206,26 @@ def run_tiebreak(
         if sr.n_ties:
             sr.accuracy = (sr.accuracy or 0.0) / sr.n_ties
             sr.gain_pp = 100 * (sr.accuracy - 0.5)
-        run_rows.append((run_id, src, jmech, rmech, k, sr.n_ties, sr.n_resolved, sr.n_correct, sr.accuracy, sr.gain_pp,
-                         expl.fit_id, seed, "budget_stopped" if report.budget_stopped else "completed", now))
+        run_rows.append(
+            (
+                run_id,
+                src,
+                jmech,
+                rmech,
+                k,
+                sr.n_ties,
+                sr.n_resolved,
+                sr.n_correct,
+                sr.accuracy,
+                sr.gain_pp,
+                expl.fit_id,
+                seed,
+                "budget_stopped" if report.budget_stopped else "completed",
+                now,
+            )
+        )
     report.sources = per
     if out:
-        con.executemany("insert into raw.app_tiebreak_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", out)
-    con.executemany("insert into raw.app_tiebreak_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", run_rows)
+        con.executemany("insert into ops.app_tiebreak_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", out)
+    con.executemany("insert into ops.app_tiebreak_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", run_rows)
     return report
-

@@ -42,9 +42,9 @@ class LLMConcept:
     name: str
     definition: str
     description: str = ""
-    origin: str = "fixed"                  # fixed | discovered | user
+    origin: str = "fixed"  # fixed | discovered | user
     is_shared: bool = True
-    domains: tuple[str, ...] = ()          # for specific concepts: where they apply
+    domains: tuple[str, ...] = ()  # for specific concepts: where they apply
     n_domains: int = 0
     n_batches: int = 0
     merged_from: tuple[str, ...] = field(default=())
@@ -59,8 +59,10 @@ class LLMConcept:
 
 def _fx(name: str, high: str, low: str) -> LLMConcept:
     return LLMConcept(
-        name, f"A high score indicates the response {high}; A low score indicates the response {low}.",
-        description=f"Generic concept fixed by the method: {name.lower()}.", origin="fixed",
+        name,
+        f"A high score indicates the response {high}; A low score indicates the response {low}.",
+        description=f"Generic concept fixed by the method: {name.lower()}.",
+        origin="fixed",
     )
 
 
@@ -91,18 +93,34 @@ def load_catalog(con: duckdb.DuckDBPyConnection, version: str) -> list[LLMConcep
            where catalog_version = ? order by concept""",
         [version],
     ).fetchall()
-    return [LLMConcept(r[0], r[1], r[2], r[3], bool(r[4]), tuple(r[5]), int(r[6]), int(r[7]), tuple(r[8])) for r in rows]
+    return [
+        LLMConcept(r[0], r[1], r[2], r[3], bool(r[4]), tuple(r[5]), int(r[6]), int(r[7]), tuple(r[8])) for r in rows
+    ]
 
 
 def store_catalog(con: duckdb.DuckDBPyConnection, concepts: list[LLMConcept], label: str = "discovered") -> str:
     """Store a new catalog version (sortable: UTC timestamp + content hash) and return it."""
-    content = "\n".join(sorted(f"{c.name}\x1f{c.definition_hash}\x1f{c.is_shared}\x1f{','.join(c.domains)}" for c in concepts))
+    content = "\n".join(
+        sorted(f"{c.name}\x1f{c.definition_hash}\x1f{c.is_shared}\x1f{','.join(c.domains)}" for c in concepts)
+    )
     now = datetime.now(UTC)
     content_hash = hashlib.sha256(content.encode()).hexdigest()[:8]
     version = new_id("cat-", now=now, stamp="%Y%m%dT%H%M%S%f", suffix=content_hash)
     rows = [
-        (version, c.name, c.description or c.name, c.definition, c.origin, c.is_shared, list(c.domains) or None,
-         c.n_domains, c.n_batches, list(c.merged_from) or None, c.definition_hash, now.replace(tzinfo=None))
+        (
+            version,
+            c.name,
+            c.description or c.name,
+            c.definition,
+            c.origin,
+            c.is_shared,
+            list(c.domains) or None,
+            c.n_domains,
+            c.n_batches,
+            list(c.merged_from) or None,
+            c.definition_hash,
+            now.replace(tzinfo=None),
+        )
         for c in concepts
     ]
     con.executemany("insert into raw.concept_catalog values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
@@ -118,9 +136,15 @@ def read_user_concepts(path: Path) -> list[dict]:
     for i, e in enumerate(entries):
         if not isinstance(e, dict) or not str(e.get("name", "")).strip():
             raise ValueError(f"{path}: concept #{i + 1} needs a name")
-        if not e.get("remove") and e.get("definition") is not None and not DEFINITION_RE.match(str(e["definition"]).strip()):
-            raise ValueError(f"{path}: concept {e['name']!r}: definition must read 'A high score indicates the response "
-                             "...; A low score indicates the response ...'")
+        if (
+            not e.get("remove")
+            and e.get("definition") is not None
+            and not DEFINITION_RE.match(str(e["definition"]).strip())
+        ):
+            raise ValueError(
+                f"{path}: concept {e['name']!r}: definition must read 'A high score indicates the response "
+                "...; A low score indicates the response ...'"
+            )
         out.append(e)
     return out
 
@@ -136,15 +160,19 @@ def apply_user_concepts(catalog: list[LLMConcept], entries: list[dict]) -> list[
         if name in by_name:
             c = by_name[name]
             by_name[name] = replace(
-                c, definition=str(e.get("definition") or c.definition).strip(),
-                description=str(e.get("description") or c.description), origin="user",
-                is_shared=not domains if "domains" in e else c.is_shared, domains=domains if "domains" in e else c.domains,
+                c,
+                definition=str(e.get("definition") or c.definition).strip(),
+                description=str(e.get("description") or c.description),
+                origin="user",
+                is_shared=not domains if "domains" in e else c.is_shared,
+                domains=domains if "domains" in e else c.domains,
             )
         else:
             if not e.get("definition"):
                 raise ValueError(f"user concept {name!r} needs a definition")
-            by_name[name] = LLMConcept(name, str(e["definition"]).strip(), str(e.get("description") or name), "user",
-                                       not domains, domains)
+            by_name[name] = LLMConcept(
+                name, str(e["definition"]).strip(), str(e.get("description") or name), "user", not domains, domains
+            )
     return sorted(by_name.values(), key=lambda c: c.name)
 
 

@@ -39,8 +39,8 @@ from pipelines.llm_apps.discover.catalog import DEFINITION_RE, FIXED_CONCEPTS, L
 from pipelines.llm_apps.discover.stem import name_stems
 
 TAG_VERSION = "tag-v1"
-N_B = 5            # triplets per batch / queries per tag-proposal call
-N_C = 10           # concepts per batch
+N_B = 5  # triplets per batch / queries per tag-proposal call
+N_C = 10  # concepts per batch
 DEDUP_PER_CALL = 30
 DEFINE_PER_CALL = 5
 
@@ -101,13 +101,17 @@ class DiscoverReport(LLMRunReport):
 
     def lines(self) -> list[str]:
         if self.dry_run:
-            return [f"discover dry run ({self.mechanism}): {len(self.domains)} domains, {self.batches} batches",
-                    "projected (tagging + proposals; dedup and definitions depend on the answers): "
-                    f"{self.stats.projection()}"]
-        out = [f"discover ({self.mechanism}): {len(self.domains)} domains, {self.batches} batches, {self.candidates} "
-               f"distinct candidate names, {self.flagged_pairs} flagged pairs, {self.merges} merged",
-               f"catalog {self.catalog_version}: {self.concepts} concepts ({self.shared} shared)",
-               self.usage_line()]
+            return [
+                f"discover dry run ({self.mechanism}): {len(self.domains)} domains, {self.batches} batches",
+                "projected (tagging + proposals; dedup and definitions depend on the answers): "
+                f"{self.stats.projection()}",
+            ]
+        out = [
+            f"discover ({self.mechanism}): {len(self.domains)} domains, {self.batches} batches, {self.candidates} "
+            f"distinct candidate names, {self.flagged_pairs} flagged pairs, {self.merges} merged",
+            f"catalog {self.catalog_version}: {self.concepts} concepts ({self.shared} shared)",
+            self.usage_line(),
+        ]
         if self.budget_stopped:
             out.append("budget reached: stopped early; no catalog stored (re-run to continue from the cache)")
         return out
@@ -137,8 +141,10 @@ def _norm(name: str) -> str:
 
 def _pool(con: duckdb.DuckDBPyConnection, mechanism: str | None) -> tuple[str | None, list[dict]]:
     if mechanism is None:
-        row = con.execute("select mechanism from raw.labels group by 1 order by (min(mechanism_type) <> 'human'), "
-                          "count(*) desc, mechanism limit 1").fetchone()
+        row = con.execute(
+            "select mechanism from raw.labels group by 1 order by (min(mechanism_type) <> 'human'), "
+            "count(*) desc, mechanism limit 1"
+        ).fetchone()
         mechanism = row[0] if row else None
     rows = con.execute(
         """select i.item_id, i.prompt, i.response_a, i.response_b, i.domain, l.winner from raw.labels l
@@ -159,11 +165,11 @@ types from the lists in the OPTIONS block, or "None" when none fits.
 Return JSON: {"tags": [{"id": "<query id>", "domains": [...], "tasks": [...]}, ...]} with one entry per query id."""
 _FRAMING = {
     "pair": "Each PAIRS entry shows a query, the CHOSEN response and the REJECTED response. Propose concepts that "
-            "explain why the chosen response was preferred over the rejected one.",
+    "explain why the chosen response was preferred over the rejected one.",
     "chosen": "Each PAIRS entry shows a query and the response that was CHOSEN. Propose concepts that explain why "
-              "it was chosen.",
+    "it was chosen.",
     "rejected": "Each PAIRS entry shows a query and the response that was REJECTED. Propose concepts that explain why "
-                "it was rejected.",
+    "it was rejected.",
 }
 _PROPOSE_TAIL = """Propose exactly 10 concepts, specific to the domain and task where given. Each name is capitalised and
 holds a single concept (e.g. "Structure", not "Structure and Organization"); each description is one sentence that
@@ -180,7 +186,7 @@ Return JSON: {"definitions": [{"id": "<concept id>", "definition": "<the definit
 
 _NO_TAGS: tuple[list[str], list[str]] = (["None"], ["None"])
 _FIXED_NAMES = ", ".join(c.name for c in FIXED_CONCEPTS)
-Tags = dict[str, tuple[list[str], list[str]]]   # item id -> (sub-domains, tasks), each with the wildcard 'None'
+Tags = dict[str, tuple[list[str], list[str]]]  # item id -> (sub-domains, tasks), each with the wildcard 'None'
 
 
 @dataclass
@@ -206,8 +212,9 @@ def _group_by_domain(pool: list[dict]) -> dict[str, list[dict]]:
     return {d: by_domain[d] for d in sorted(by_domain)}
 
 
-async def _tag_options(client: LLMClient, by_domain: dict[str, list[dict]],
-                       rng: random.Random) -> dict[str, dict[str, list[str]]]:
+async def _tag_options(
+    client: LLMClient, by_domain: dict[str, list[dict]], rng: random.Random
+) -> dict[str, dict[str, list[str]]]:
     """Step 1a: per domain, 10% of the queries (>= N_B) in batches of N_B propose sub-domains and tasks; the 10
     most frequent of each are the domain's options."""
     specs, spec_domain = [], []
@@ -215,9 +222,16 @@ async def _tag_options(client: LLMClient, by_domain: dict[str, list[dict]],
         sample = rng.sample(qs, min(len(qs), max(N_B, len(qs) // 10)))
         for batch in chunks(sample, N_B):
             text = "\n\n".join(f"- {t['prompt']}" for t in batch)
-            specs.append(CallSpec("tag", "tag-propose", "tag-propose-v1",
-                                  messages("tag-propose-v1", _TAG_PROPOSE, [block("QUERIES", text)]), TagProposal,
-                                  expected_output_tokens=60))
+            specs.append(
+                CallSpec(
+                    "tag",
+                    "tag-propose",
+                    "tag-propose-v1",
+                    messages("tag-propose-v1", _TAG_PROPOSE, [block("QUERIES", text)]),
+                    TagProposal,
+                    expected_output_tokens=60,
+                )
+            )
             spec_domain.append(d)
     results = await client.run(specs)
     options: dict[str, dict[str, list[str]]] = {}
@@ -232,8 +246,9 @@ async def _tag_options(client: LLMClient, by_domain: dict[str, list[dict]],
     return options
 
 
-async def _tag_queries(client: LLMClient, by_domain: dict[str, list[dict]],
-                       options: dict[str, dict[str, list[str]]]) -> Tags:
+async def _tag_queries(
+    client: LLMClient, by_domain: dict[str, list[dict]], options: dict[str, dict[str, list[str]]]
+) -> Tags:
     """Step 1b: every query is tagged from its domain's options (10 queries per call); a tag outside the options
     is dropped, and a query whose call failed keeps only 'None'."""
     specs, batches = [], []
@@ -241,9 +256,21 @@ async def _tag_queries(client: LLMClient, by_domain: dict[str, list[dict]],
         for batch in chunks(qs, 10):
             ids = entry_ids("q", len(batch))
             payload = json.dumps([{"id": i, "query": t["prompt"]} for i, t in zip(ids, batch)], ensure_ascii=False)
-            specs.append(CallSpec("tag", "tag-assign", "tag-assign-v1", messages(
-                "tag-assign-v1", _TAG_ASSIGN, [block("OPTIONS", json.dumps(options[d])), block("QUERIES", payload)]),
-                TagAssignment, check=ids_check("tags", ids), expected_output_tokens=25 * len(batch)))
+            specs.append(
+                CallSpec(
+                    "tag",
+                    "tag-assign",
+                    "tag-assign-v1",
+                    messages(
+                        "tag-assign-v1",
+                        _TAG_ASSIGN,
+                        [block("OPTIONS", json.dumps(options[d])), block("QUERIES", payload)],
+                    ),
+                    TagAssignment,
+                    check=ids_check("tags", ids),
+                    expected_output_tokens=25 * len(batch),
+                )
+            )
             batches.append((batch, ids))
     tags: Tags = {}
     for (batch, ids), res in zip(batches, await client.run(specs)):
@@ -259,8 +286,10 @@ async def _tag_queries(client: LLMClient, by_domain: dict[str, list[dict]],
 def _store_tags(con: duckdb.DuckDBPyConnection, pool: list[dict], tags: Tags) -> None:
     """Step 1c: the tags go to ``raw.query_tags`` (version ``TAG_VERSION``)."""
     domain_of = {t["item_id"]: t["domain"] for t in pool}
-    con.executemany("insert or replace into raw.query_tags values (?, ?, ?, ?, ?)",
-                    [(iid, TAG_VERSION, domain_of[iid], v[0], v[1]) for iid, v in tags.items()])
+    con.executemany(
+        "insert or replace into raw.query_tags values (?, ?, ?, ?, ?)",
+        [(iid, TAG_VERSION, domain_of[iid], v[0], v[1]) for iid, v in tags.items()],
+    )
 
 
 def _proposal_instructions(framing: str, sub_domain: str, task: str, different: bool) -> str:
@@ -275,8 +304,9 @@ def _proposal_instructions(framing: str, sub_domain: str, task: str, different: 
     return instructions + "\n" + _PROPOSE_TAIL
 
 
-def _proposal_specs(by_domain: dict[str, list[dict]], tags: Tags, per_domain: int,
-                    rng: random.Random) -> tuple[list[CallSpec], list[str]]:
+def _proposal_specs(
+    by_domain: dict[str, list[dict]], tags: Tags, per_domain: int, rng: random.Random
+) -> tuple[list[CallSpec], list[str]]:
     """Step 2: per domain, ``per_domain`` batches of N_B triplets carrying one (sub-domain, task) pair drawn in
     proportion to its frequency, each under a random framing. Returns the specs and each one's domain."""
     specs, spec_domain = [], []
@@ -296,8 +326,16 @@ def _proposal_specs(by_domain: dict[str, list[dict]], tags: Tags, per_domain: in
             framing = rng.choice(["pair", "chosen", "rejected"])
             instructions = _proposal_instructions(framing, sd, tk, different=(b % 2 == 0) == start)
             text = "\n\n---\n\n".join(_fmt_pair(t, framing) for t in batch)
-            specs.append(CallSpec("propose", "propose", "propose-v1", messages("propose-v1", instructions,
-                                  [block("PAIRS", text)]), Proposal, expected_output_tokens=400))
+            specs.append(
+                CallSpec(
+                    "propose",
+                    "propose",
+                    "propose-v1",
+                    messages("propose-v1", instructions, [block("PAIRS", text)]),
+                    Proposal,
+                    expected_output_tokens=400,
+                )
+            )
             spec_domain.append(d)
     return specs, spec_domain
 
@@ -326,7 +364,7 @@ def _flagged_pairs(names: list[str]) -> list[tuple[str, str]]:
     for n in names:
         for s in name_stems(n):
             index[s].append(n)
-    return sorted({(a, b) for grp in index.values() for i, a in enumerate(grp) for b in grp[i + 1:] if a != b})
+    return sorted({(a, b) for grp in index.values() for i, a in enumerate(grp) for b in grp[i + 1 :] if a != b})
 
 
 async def _dedup_groups(client: LLMClient, names: list[str], flagged: list[tuple[str, str]]) -> list[list[str]]:
@@ -337,8 +375,17 @@ async def _dedup_groups(client: LLMClient, names: list[str], flagged: list[tuple
     for chunk in chunks(flagged, DEDUP_PER_CALL):
         ids = entry_ids("p", len(chunk))
         payload = json.dumps([{"id": i, "a": a, "b": b} for i, (a, b) in zip(ids, chunk)], ensure_ascii=False)
-        specs.append(CallSpec("dedup", "dedup", "dedup-v1", messages("dedup-v1", _DEDUP, [block("PAIRS", payload)]),
-                              DedupAnswer, check=ids_check("decisions", ids), expected_output_tokens=12 * len(chunk)))
+        specs.append(
+            CallSpec(
+                "dedup",
+                "dedup",
+                "dedup-v1",
+                messages("dedup-v1", _DEDUP, [block("PAIRS", payload)]),
+                DedupAnswer,
+                check=ids_check("decisions", ids),
+                expected_output_tokens=12 * len(chunk),
+            )
+        )
         asked.append((chunk, ids))
     for (chunk, ids), res in zip(asked, await client.run(specs)):
         if res.ok:
@@ -352,8 +399,9 @@ async def _dedup_groups(client: LLMClient, names: list[str], flagged: list[tuple
     return list(groups.values())
 
 
-def _merge(groups: list[list[str]], found: dict[str, _Candidate], n_domains: int,
-           shared_threshold: float) -> tuple[list[LLMConcept], dict[str, list[str]]]:
+def _merge(
+    groups: list[list[str]], found: dict[str, _Candidate], n_domains: int, shared_threshold: float
+) -> tuple[list[LLMConcept], dict[str, list[str]]]:
     """Step 4: one concept per group, named by its survivor (found in more domains, then in more batches, then
     alphabetical); shared when found in >= ``shared_threshold`` of the domains, else specific to the domains where
     its group was found. Returns the concepts sorted by name and up to 5 descriptions of each."""
@@ -365,9 +413,19 @@ def _merge(groups: list[list[str]], found: dict[str, _Candidate], n_domains: int
         survivor = sorted(members, key=lambda m: (-len(found[m].domains), -found[m].batches, m))[0]
         desc = list(dict.fromkeys(d for m in [survivor, *members] for d in found[m].descriptions))[:5]
         shared = len(doms) / max(1, n_domains) >= shared_threshold
-        merged.append(LLMConcept(survivor, "", " ".join(desc[:1]), "discovered", shared,
-                                 () if shared else tuple(sorted(doms)), len(doms), batches,
-                                 tuple(sorted(m for m in members if m != survivor))))
+        merged.append(
+            LLMConcept(
+                survivor,
+                "",
+                " ".join(desc[:1]),
+                "discovered",
+                shared,
+                () if shared else tuple(sorted(doms)),
+                len(doms),
+                batches,
+                tuple(sorted(m for m in members if m != survivor)),
+            )
+        )
         descriptions[survivor] = desc
     return sorted(merged, key=lambda c: c.name), descriptions
 
@@ -386,16 +444,24 @@ def _definitions_check(ids: list[str]) -> Callable[[Any], str | None]:
     return check
 
 
-async def _define(client: LLMClient, merged: list[LLMConcept],
-                  descriptions: dict[str, list[str]]) -> list[LLMConcept]:
+async def _define(client: LLMClient, merged: list[LLMConcept], descriptions: dict[str, list[str]]) -> list[LLMConcept]:
     """Step 5: a definition for each concept from its collected descriptions, DEFINE_PER_CALL per call. A concept
     whose call failed is left out (recorded as a failed call), never given a made-up definition."""
     specs, asked = [], []
     for chunk in chunks(merged, DEFINE_PER_CALL):
         ids, cb = numbered_concepts([(c.name, " | ".join(descriptions[c.name])) for c in chunk])
-        specs.append(CallSpec("define", "define", "define-v1", messages("define-v1", _DEFINE, [cb]), DefineAnswer,
-                              concepts=[c.name for c in chunk], check=_definitions_check(ids),
-                              expected_output_tokens=60 * len(chunk)))
+        specs.append(
+            CallSpec(
+                "define",
+                "define",
+                "define-v1",
+                messages("define-v1", _DEFINE, [cb]),
+                DefineAnswer,
+                concepts=[c.name for c in chunk],
+                check=_definitions_check(ids),
+                expected_output_tokens=60 * len(chunk),
+            )
+        )
         asked.append((chunk, ids))
     defined: list[LLMConcept] = []
     for (chunk, ids), res in zip(asked, await client.run(specs)):
@@ -411,9 +477,17 @@ def _batches_per_domain(batches_per_domain: int, max_batches: int | None, n_doma
     return max(1, min(batches_per_domain, max_batches // max(1, n_domains)))
 
 
-async def _discover(client: LLMClient, pool: list[dict], report: DiscoverReport, *, batches_per_domain: int,
-                    max_batches: int | None, shared_threshold: float, rng: random.Random,
-                    con: duckdb.DuckDBPyConnection) -> list[LLMConcept] | None:
+async def _discover(
+    client: LLMClient,
+    pool: list[dict],
+    report: DiscoverReport,
+    *,
+    batches_per_domain: int,
+    max_batches: int | None,
+    shared_threshold: float,
+    rng: random.Random,
+    con: duckdb.DuckDBPyConnection,
+) -> list[LLMConcept] | None:
     """Steps 1-5 of the module docstring; the catalog sorted by name, or None in a dry run or when the budget
     stopped the run before the proposals were in."""
     by_domain = _group_by_domain(pool)
@@ -441,18 +515,36 @@ async def _discover(client: LLMClient, pool: list[dict], report: DiscoverReport,
     return sorted(final, key=lambda c: c.name)
 
 
-def discover(con: duckdb.DuckDBPyConnection, config: LLMConfig, *, mechanism: str | None = None,
-             max_batches: int | None = None, batches_per_domain: int = 300, shared_threshold: float = 0.5,
-             dry_run: bool = False, budget_usd: float | None = None, seed: int = 0) -> DiscoverReport:
+def discover(
+    con: duckdb.DuckDBPyConnection,
+    config: LLMConfig,
+    *,
+    mechanism: str | None = None,
+    max_batches: int | None = None,
+    batches_per_domain: int = 300,
+    shared_threshold: float = 0.5,
+    dry_run: bool = False,
+    budget_usd: float | None = None,
+    seed: int = 0,
+) -> DiscoverReport:
     mech, pool = _pool(con, mechanism)
     report = DiscoverReport(mechanism=mech, dry_run=dry_run)
     if not pool:
         raise ValueError(f"no decisive labels for mechanism {mech!r}: ingest labelled pairs first")
     client = LLMClient(config, con, command="discover", dry_run=dry_run, budget_usd=budget_usd, seed=seed)
     with client:
-        concepts = client.drive(lambda: _discover(client, pool, report, batches_per_domain=batches_per_domain,
-                                                  max_batches=max_batches, shared_threshold=shared_threshold,
-                                                  rng=random.Random(seed), con=con))
+        concepts = client.drive(
+            lambda: _discover(
+                client,
+                pool,
+                report,
+                batches_per_domain=batches_per_domain,
+                max_batches=max_batches,
+                shared_threshold=shared_threshold,
+                rng=random.Random(seed),
+                con=con,
+            )
+        )
         client.flush()
         report.record(client)
     if concepts:

@@ -15,6 +15,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from pipelines.serve.served import connect_served, latest_fit_id, table_columns
+
 SHARED = "__shared__"
 ALL = "__all__"
 
@@ -35,36 +37,6 @@ def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float,
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def connect_served(serve_db: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection on the served copy (clear error when it does not exist)."""
-    serve_db = Path(serve_db)
-    if not serve_db.exists():
-        raise ReportDataError(f"no served copy at {serve_db}; run `preflens run` first")
-    return duckdb.connect(str(serve_db), read_only=True)
-
-
-def table_columns(con: duckdb.DuckDBPyConnection, table: str, schema: str = "marts") -> list[str]:
-    """Column names of ``schema.table`` in order; empty when the table does not exist."""
-    rows = con.execute(
-        """select column_name from information_schema.columns
-           where table_schema = ? and table_name = ? order by ordinal_position""",
-        [schema, table],
-    ).fetchall()
-    return [r[0] for r in rows]
-
-
-def latest_fit_id(con: duckdb.DuckDBPyConnection, table: str = "fct_concept_effects") -> str | None:
-    """The latest fit of a served copy: ``marts.dim_latest_fit`` (ordered by the time the fit ran). Every reader
-    of the served copy takes "latest" from here. Served copies published before that model existed have no
-    fitted_at to order by; for those the largest fit id of ``table`` is used (build ids sort by time)."""
-    if table_columns(con, "dim_latest_fit"):
-        sql = "select fit_id from marts.dim_latest_fit"
-    else:
-        sql = f"select max(fit_id) from marts.{table}"
-    row = con.execute(sql).fetchone()
-    return None if row is None else row[0]
 
 
 @dataclass
@@ -150,7 +122,7 @@ def _metrics(con: duckdb.DuckDBPyConnection, fit_id: str | None) -> pd.DataFrame
 def load_report_data(serve_db: Path, representation: str | None = None) -> ReportData:
     """Read every frame the report needs from the served copy (read-only); ``representation`` None = the lead
     one of the latest fit (measure when fitted, else comp)."""
-    con = connect_served(serve_db)
+    con = connect_served(serve_db, error=ReportDataError)
     try:
         if not table_columns(con, "fct_concept_effects"):
             raise ReportDataError(f"{serve_db} has no marts.fct_concept_effects; is it a preflens served copy?")

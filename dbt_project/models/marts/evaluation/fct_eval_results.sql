@@ -18,4 +18,4 @@ select
     tie_policy,
     n_ties_dropped,
     created_at
-from {{ ref('stg_raw__eval_results') }}
+from {{ ref('stg_ops__eval_results') }}

@@ -18,4 +18,4 @@ select
     started_at,
     finished_at,
     {{ seconds_between('started_at', 'finished_at') }} as duration_seconds
-from {{ ref('stg_raw__builds') }}
+from {{ ref('stg_ops__builds') }}

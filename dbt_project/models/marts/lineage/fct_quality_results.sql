@@ -13,4 +13,4 @@ select
     unexpected_percent,
     error,
     checked_at
-from {{ ref('stg_raw__quality_results') }}
+from {{ ref('stg_ops__quality_results') }}

@@ -1,5 +1,5 @@
 with source as (
-    select * from {{ source('raw', 'builds') }}
+    select * from {{ source('ops', 'builds') }}
 ),
 
 renamed as (

@@ -1,9 +1,9 @@
--- Evaluation protocol results written by `preflens evaluate` (raw.eval_results). The raw table only exists
--- after a first evaluation, so an empty, typed relation stands in until then (the main build never fails).
-{%- set rel = adapter.get_relation(database=target.database, schema='raw', identifier='eval_results') %}
+-- Evaluation protocol results written by `preflens evaluate` (ops.eval_results). Where the table is missing (a Spark
+-- landing zone without it), an empty, typed relation stands in, so the main build never fails.
+{%- set rel = adapter.get_relation(database=target.database, schema='ops', identifier='eval_results') %}
 {%- if rel is not none %}
 with source as (
-    select * from {{ source('raw', 'eval_results') }}
+    select * from {{ source('ops', 'eval_results') }}
 )
 {%- else %}
 with source as (

@@ -1,5 +1,5 @@
 with source as (
-    select * from {{ source('raw', 'quality_results') }}
+    select * from {{ source('ops', 'quality_results') }}
 ),
 
 renamed as (
