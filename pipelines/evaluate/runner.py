@@ -17,7 +17,6 @@ import pandas as pd
 
 from pipelines.core.config import Paths
 from pipelines.core.ids import new_id
-from pipelines.core.warehouse import ensure_schemas
 from py_models.eval_protocols import EVAL_COLUMNS, VARIANTS, run_protocols
 from py_models.features import design_frame, representation_settings
 from py_models.fit_job import rms_scale
@@ -108,7 +107,6 @@ def run_evaluation(
         out.insert(0, "eval_id", eval_id)
         out["n_splits"] = n_splits
         out["n_seeds"] = n_seeds
-        ensure_schemas(con)
         cols_sql = ", ".join(out.columns)
         con.register("eval_frame", out)
         con.execute(f"insert into ops.eval_results ({cols_sql}) select {cols_sql} from eval_frame")

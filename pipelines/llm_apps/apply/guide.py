@@ -31,7 +31,6 @@ import duckdb
 from pydantic import BaseModel
 
 from pipelines.core.ids import new_id
-from pipelines.core.warehouse import ensure_schemas
 from pipelines.llm.client import LLMClient
 from pipelines.llm.config import LLMConfig
 from pipelines.llm.prompting import block, messages
@@ -205,7 +204,6 @@ def run_guide(
     report.budget_stopped = report.budget_stopped or judge_client.budget_stopped
     if dry_run:
         return report
-    ensure_schemas(con)
     now = datetime.now(UTC).replace(tzinfo=None)
     out = []
     for j, (n, p) in enumerate(pairs):

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.core.warehouse import ensure_schemas, scalar
+from pipelines.core.warehouse import scalar
 from pipelines.llm.client import LLMClient
 from pipelines.llm.config import LLMConfig
 from pipelines.llm.report import LLMRunReport
@@ -183,7 +183,6 @@ def run_tiebreak(
     report.record(client)
     if dry_run:
         return report
-    ensure_schemas(con)
     out = []
     per: dict[str, SourceResult] = {s: SourceResult(s) for s in sources}
     for j, (src, n, cs) in enumerate(plan):
