@@ -72,7 +72,9 @@ RAW_DDL: dict[str, str] = {
             rows_read        bigint,
             rows_loaded      bigint,
             rows_duplicate   bigint,
-            rows_quarantined bigint
+            rows_quarantined bigint,
+            status           varchar,               -- running | completed | completed_with_warnings | failed | interrupted
+            reason           varchar                -- why it failed or warned: each file named, with its cause
         )""",
     # The concept catalog (offline catalog now; discovered / user concepts later).
     "concepts": """
@@ -314,6 +316,8 @@ OPS_DDL: dict[str, str] = {
 MIGRATIONS: tuple[tuple[str, str, str, str], ...] = (
     (RAW_SCHEMA, "concepts", "measure_transform", "varchar"),
     (OPS_SCHEMA, "quality_results", "blocking", "boolean default true"),
+    (RAW_SCHEMA, "ingest_runs", "status", "varchar"),
+    (RAW_SCHEMA, "ingest_runs", "reason", "varchar"),
 )
 
 

@@ -14,7 +14,9 @@ Formats:
 * ``arena``: Chatbot Arena battles (``model_a, model_b, winner, conversation_a, conversation_b``).
 
 Adapters never drop a record: each one becomes a row of the output frame (``_reason`` set when it must be
-quarantined), an :class:`Issue`, or a counted skip.
+quarantined), an :class:`Issue`, or a counted skip. A text field whose input value is not a string (a number, an
+object, a list that is not a message list) is quarantined as ``<field> is a number, expected text``, never stored as
+its JSON text; only ids (``item_id``, ``pair_id``, ``id``, ``question_id``) may be numbers, stored as their text.
 """
 
 from __future__ import annotations
@@ -36,7 +38,17 @@ from pipelines.ingest.model import (
     IngestError,
     Issue,
 )
-from pipelines.ingest.readers import RawDocument, RawTable, clip
+from pipelines.ingest.readers import (
+    KIND_PREFIX,
+    LIST_KINDS,
+    R_NON_UTF8,
+    RawDocument,
+    RawTable,
+    clip,
+    has_surrogate,
+    json_kind,
+    printable,
+)
 
 if TYPE_CHECKING:
     from polars.expr.whenthen import ChainedThen, Then
@@ -147,6 +159,31 @@ def _lit(value: str | None) -> pl.Expr:
     return pl.lit(value, dtype=pl.String)
 
 
+_NUMBER_OK = frozenset({"a number"})
+
+
+def _type_reason(raw: RawTable, fields: dict[str, frozenset[str]]) -> pl.Expr:
+    """The quarantine reason for the first of ``fields`` (input column -> kinds allowed besides text) holding a value
+    of another kind (``_kind.<column>`` from the reader), else null."""
+    reasons = []
+    for name, allowed in fields.items():
+        kind_col = KIND_PREFIX + name
+        if kind_col not in raw.frame.columns:
+            continue
+        kind = pl.col(kind_col)
+        wrong = kind.is_not_null() & ~kind.is_in(list(allowed)) if allowed else kind.is_not_null()
+        expected = "text" + (" or a number" if "a number" in allowed else "")
+        expected += " or a message list" if allowed & LIST_KINDS else ""
+        reasons.append(pl.when(wrong).then(pl.concat_str(_lit(f"{name} is "), kind, _lit(f", expected {expected}"))))
+    return pl.coalesce(reasons) if reasons else _lit(None)
+
+
+def _kinds(raw: RawTable, name: str) -> list[str | None]:
+    """The kind of each row's value of ``name`` (None: text or null)."""
+    col = KIND_PREFIX + name
+    return raw.frame[col].to_list() if col in raw.frame.columns else [None] * raw.frame.height
+
+
 def _domain_exprs(domain_col: pl.Expr, domain_source_col: pl.Expr, opts: Options) -> list[pl.Expr]:
     domain = _nonempty(domain_col.str.strip_chars())
     arg = (opts.domain or "").strip() or None
@@ -207,6 +244,29 @@ def _transcript(msgs: list[dict[str, Any]]) -> str:
 # --------------------------------------------------------------------------------------------- canonical
 
 
+_CANONICAL_TEXT: dict[str, frozenset[str]] = {
+    **dict.fromkeys(
+        (
+            "prompt",
+            "response_a",
+            "response_b",
+            "winner",
+            "mechanism",
+            "mechanism_type",
+            "domain",
+            "domain_source",
+            "source",
+            "model_a",
+            "model_b",
+            "protocol",
+        ),
+        frozenset(),
+    ),
+    "item_id": _NUMBER_OK,
+    "pair_id": _NUMBER_OK,
+}
+
+
 def adapt_canonical(raw: RawTable, opts: Options) -> Adapted:
     """The shared-data layout; ``--domain/--mechanism/--mechanism-type`` only fill missing values."""
     mech_arg = opts.mechanism.strip() if opts.mechanism else None
@@ -237,6 +297,7 @@ def adapt_canonical(raw: RawTable, opts: Options) -> Adapted:
         _nonempty(_col(raw, "model_a")).alias("model_a"),
         _nonempty(_col(raw, "model_b")).alias("model_b"),
         _nonempty(_col(raw, "protocol")).alias("protocol"),
+        _type_reason(raw, _CANONICAL_TEXT).alias("_reason"),
     )
     return Adapted(_finish(frame), list(raw.issues))
 
@@ -253,14 +314,25 @@ def adapt_hf(raw: RawTable, opts: Options) -> Adapted:
     chosen = df["chosen"].to_list() if "chosen" in df.columns else [None] * df.height
     rejected = df["rejected"].to_list() if "rejected" in df.columns else [None] * df.height
     prompts = df["prompt"].to_list() if "prompt" in df.columns else [None] * df.height
+    kinds = {name: _kinds(raw, name) for name in ("prompt", "chosen", "rejected")}
+    not_messages: list[str | None] = [None] * df.height  # a list value that is not a message list
     for i, (c, r) in enumerate(zip(chosen, rejected)):
         mc, mr = _messages(c), _messages(r)
+        mp = _messages(prompts[i]) if kinds["prompt"][i] in LIST_KINDS else None
+        for name, msgs in (("prompt", mp), ("chosen", mc), ("rejected", mr)):
+            if kinds[name][i] in LIST_KINDS and not msgs:
+                not_messages[i] = not_messages[i] or f"{name} is {kinds[name][i]}, not a message list"
+        if mp:
+            prompts[i] = _transcript(mp)
         if mc:
             chosen[i] = _content(mc[-1])
             if prompts[i] is None and len(mc) > 1:
                 prompts[i] = _transcript(mc[:-1])
         if mr:
             rejected[i] = _content(mr[-1])
+    lists_ok = frozenset(LIST_KINDS)
+    text_fields = {"prompt": lists_ok, "chosen": lists_ok, "rejected": lists_ok, "id": _NUMBER_OK}
+    text_fields |= dict.fromkeys(("source", "chosen_model", "rejected_model"), frozenset())
     frame = df.select(
         "_line",
         "_raw",
@@ -275,6 +347,7 @@ def adapt_hf(raw: RawTable, opts: Options) -> Adapted:
         _nonempty(_col(raw, "id")).alias("source_item_id"),
         _nonempty(_col(raw, "chosen_model")).alias("model_a"),
         _nonempty(_col(raw, "rejected_model")).alias("model_b"),
+        pl.coalesce(_type_reason(raw, text_fields), pl.Series(not_messages, dtype=pl.String)).alias("_reason"),
     )
     names = {"response_a": "chosen", "response_b": "rejected"}
     return Adapted(_finish(frame), list(raw.issues), names=names)
@@ -318,6 +391,8 @@ def adapt_arena(raw: RawTable, opts: Options) -> Adapted:
     domain = pl.when(domain.str.starts_with("{") | domain.str.starts_with("[")).then(None).otherwise(domain)
     winner = _col(raw, "winner").str.strip_chars().str.to_lowercase()
     item_id = pl.coalesce(_nonempty(_col(raw, "question_id")), _nonempty(_col(raw, "id")))
+    text_fields = dict.fromkeys(("winner", "model_a", "model_b"), frozenset[str]())
+    text_fields |= {"question_id": _NUMBER_OK, "id": _NUMBER_OK}
     frame = df.select(
         "_line",
         "_raw",
@@ -334,7 +409,7 @@ def adapt_arena(raw: RawTable, opts: Options) -> Adapted:
         _nonempty(_col(raw, "model_a")).alias("model_a"),
         _nonempty(_col(raw, "model_b")).alias("model_b"),
         _lit(ARENA_PROTOCOL).alias("protocol"),
-        pl.Series("_reason", [r[3] for r in rows], dtype=pl.String),
+        pl.coalesce(_type_reason(raw, text_fields), pl.Series([r[3] for r in rows], dtype=pl.String)).alias("_reason"),
     )
     return Adapted(_finish(frame), list(raw.issues))
 
@@ -366,6 +441,8 @@ def adapt_annotated_pairs(doc: RawDocument, opts: Options) -> Adapted:
         raise IngestError("not an AnnotatedPairs file: 'comparisons' is missing or not a list")
     annotators = data.get("annotators") or {}
     meta = data.get("metadata") or {}
+    if has_surrogate(annotators) or has_surrogate(meta):
+        raise IngestError("its 'annotators' or 'metadata' section is not UTF-8; save the file as UTF-8")
     default_id = meta.get("default_annotator")
     dataset = meta.get("dataset_name")
     mechs = {
@@ -377,7 +454,10 @@ def adapt_annotated_pairs(doc: RawDocument, opts: Options) -> Adapted:
     skips: Counter[str] = Counter()
     for line, comp in enumerate(comparisons, start=1):
         if not isinstance(comp, dict):
-            issues.append(Issue(line, "not a JSON object", clip(json.dumps(comp, ensure_ascii=False))))
+            issues.append(Issue(line, "not a JSON object", clip(printable(json.dumps(comp, ensure_ascii=False)))))
+            continue
+        if has_surrogate(comp):
+            issues.append(Issue(line, R_NON_UTF8, clip(printable(json.dumps(comp, ensure_ascii=False)))))
             continue
         anns = comp.get("annotations")
         if not isinstance(anns, dict) or not anns:
@@ -389,6 +469,18 @@ def adapt_annotated_pairs(doc: RawDocument, opts: Options) -> Adapted:
         cmeta = comp.get("metadata")
         cmeta = cmeta if isinstance(cmeta, dict) else {}
         cdomain = cmeta.get("domain") if isinstance(cmeta.get("domain"), str) else None
+        wrong = next(
+            (
+                f"{name} is {kind}, expected text"
+                for name, value in (
+                    ("prompt", comp.get("prompt")),
+                    ("response_a", ra.get("text")),
+                    ("response_b", rb.get("text")),
+                )
+                if (kind := json_kind(value))
+            ),
+            None,
+        )
         for aid, ann in anns.items():
             raw_text = clip(json.dumps({**comp, "annotations": {aid: ann}}, ensure_ascii=False))
             mech = mechs.get(aid)
@@ -399,7 +491,7 @@ def adapt_annotated_pairs(doc: RawDocument, opts: Options) -> Adapted:
                 skips[SKIP_MODEL_IDENTITY] += 1
                 continue
             pref = ann.get("pref") if isinstance(ann, dict) else ann
-            reason = mech if isinstance(mech, str) else None
+            reason = wrong or (mech if isinstance(mech, str) else None)
             rows.append(
                 {
                     "_line": line,
@@ -409,8 +501,8 @@ def adapt_annotated_pairs(doc: RawDocument, opts: Options) -> Adapted:
                     "response_b": rb.get("text"),
                     "winner": "tie" if pref is None else str(pref).strip().lower(),
                     "_domain": cdomain,
-                    "mechanism": None if reason else mech[0],
-                    "mechanism_type": None if reason else mech[1],
+                    "mechanism": None if isinstance(mech, str) else mech[0],
+                    "mechanism_type": None if isinstance(mech, str) else mech[1],
                     "source": dataset,
                     "source_item_id": None if comp.get("id") is None else str(comp.get("id")),
                     "source_pair_id": None if comp.get("id") is None else f"{comp.get('id')}/{aid}",

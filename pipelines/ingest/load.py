@@ -154,6 +154,7 @@ def write_file(
                 f"{summary.skipped})"
             )
         con.execute("commit")
+        summary.committed = True
     except BaseException:
         con.execute("rollback")
         raise

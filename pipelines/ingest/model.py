@@ -31,8 +31,17 @@ CANONICAL_COLUMNS: tuple[str, ...] = (
 REQUIRED_COLUMNS: tuple[str, ...] = ("prompt", "response_a", "response_b", "winner", "mechanism", "mechanism_type")
 
 
+#: ``raw.ingest_runs.status``: ``running`` until the run ends (it stays so only if the process died)
+RUN_RUNNING = "running"
+RUN_COMPLETED = "completed"
+RUN_WARNINGS = "completed_with_warnings"  # every file loaded; some warned (e.g. a truncated gzip stream)
+RUN_FAILED = "failed"  # at least one file failed (the others are committed), or an unexpected error stopped it
+RUN_INTERRUPTED = "interrupted"  # Ctrl-C: the files before the current one are committed
+
+
 class IngestError(Exception):
-    """A fatal ingest problem (missing file, undetectable format, bad arguments, file without usable rows).
+    """A fatal ingest problem (missing file, undetectable format, bad arguments, unreadable file, file without usable
+    rows), in plain words.
 
     ``summary`` holds what was done before the failure, when anything was.
     """
@@ -53,10 +62,18 @@ class Issue:
 
 @dataclass
 class FileSummary:
-    """Counts for one ingested file. ``rows_read == loaded + duplicates + quarantined + skipped``."""
+    """Counts for one ingested file. ``rows_read == loaded + duplicates + quarantined + skipped``.
+
+    ``error`` says why the file failed: either it could not be read (``committed`` is False and nothing of it was
+    written), or it had no usable row (its quarantine rows are committed). ``warnings`` are problems that did not
+    stop the file (a truncated gzip stream).
+    """
 
     path: str
     format: str
+    committed: bool = False
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
     rows_read: int = 0
     loaded: int = 0
     duplicates: int = 0
@@ -140,6 +157,9 @@ class IngestSummary:
                 {
                     "path": f.path,
                     "format": f.format,
+                    "committed": f.committed,
+                    "error": f.error,
+                    "warnings": list(f.warnings),
                     **{k: getattr(f, k) for k in keys},
                     "quarantine_reasons": dict(f.quarantine_reasons),
                     "skip_reasons": dict(f.skip_reasons),
@@ -148,14 +168,28 @@ class IngestSummary:
             ],
         }
 
+    @property
+    def failed(self) -> list[FileSummary]:
+        return [f for f in self.files if f.error is not None]
+
+    def warnings(self) -> list[str]:
+        """Every file's warnings, each prefixed with its file."""
+        return [f"{f.path}: {w}" for f in self.files for w in f.warnings]
+
     def lines(self) -> list[str]:
-        """Human-readable summary lines, one per file plus a total."""
+        """Human-readable summary lines: one per file (and its failure or warnings), then a total."""
         out = []
         for f in self.files:
+            if not f.committed:
+                out.append(f"{f.path}: failed, nothing loaded: {f.error}")
+                continue
             out.append(
                 f"{f.path} [{f.format}]: read {f.rows_read}, loaded {f.loaded}, duplicates {f.duplicates}, "
                 f"quarantined {f.quarantined}, skipped {f.skipped}, new items {f.new_items}"
             )
+            if f.error:
+                out.append(f"  failed: {f.error}")
+            out.extend(f"  warning: {w}" for w in f.warnings)
         out.append(
             f"total: read {self.rows_read}, loaded {self.loaded}, duplicates {self.duplicates}, "
             f"quarantined {self.quarantined}, skipped {self.skipped}, new items {self.new_items}"
