@@ -1,32 +1,46 @@
-"""HMDR speed benchmark against named baselines, measured in the same run (never asserted in tests).
+"""HMDR speed and memory benchmark against named baselines, measured in the same run (never asserted in tests).
 
 Data: py_models.synthetic.make_planted -- n pairs x 600 concepts (75 shared, the rest specific to 1-3 of 8
 domains), comp-rep-like {-1, 0, 1}, ~15% non-zero. Hyperparameters: alpha = 1/8, the paper's grid at |D| = 8.
 
-Measured, each task in its own subprocess (wall time and peak RSS of that process, minus the RSS after the data
-was generated):
-  ours_fit      HMDRClassifier at lambda_b = 1/32, lambda_s = 1/64 (sparse augmented design, analytic
-                symmetrisation, liblinear, certified by a duality gap)
-  ours_select   9 configs x 5 folds (warm-started grid paths on one design) + refit
-  adam          (a) the paper's approach: full-batch Adam on Eq. 1 in numpy, run until its objective is within
-                1e-4 relative of ours (or a time cap; then the ratio is a lower bound)
+Measured, each task in its own subprocess after a warm-up run of the same task on 400 pairs (imports, numba's
+compiled-kernel cache), as wall time and memory: the peak resident set of that process during the task minus its
+resident set once the data were generated, from /proc, so the data themselves are not counted:
+  ours_fit      HMDRClassifier (solver "cd": coordinate descent on X itself, py_models/_cd.py) at lambda_b = 1/32,
+                lambda_s = 1/64, certified by a duality gap
+  lib_fit       the same with solver "liblinear" (the previous route: augmented design + liblinear)
+  ours_select   HMDRClassifierCV, 9 configs x 5 folds (warm-started paths, folds in threads) + refit ("cd")
+  lib_select    the same with solver "liblinear"
   sk_aug_fit    (b) scikit-learn LogisticRegression(penalty='l1', solver='liblinear', default settings) on the
                 literal §4.5 augmented design (rows symmetrised, alpha rows, b-block rescaled), built per fit
   sk_aug_select (b) the same for the full selection (design rebuilt per fold, no warm starts)
   per_domain    (c) independent per-domain scikit-learn L1 fits (the peers' way), C = 1/(lambda_s n_d)
+  adam          (a) the paper's approach: full-batch Adam on Eq. 1 in numpy, run until its objective is within
+                1e-4 relative of ours (or a time cap; then the ratio is a lower bound); --adam-cap 0 skips it
+The baselines run up to --baseline-max-n pairs; "ours" at every size (the 1M row: time and peak MB per million
+pairs). With --sample, the fit stage of `preflens run` on the bundled sample (dbt build --selector fit: every
+representation, model selection, the length-controlled refit, 200 bootstrap resamples, fit_jobs 2) is timed
+with each solver on copies of one build DB, and the objectives of both solvers are compared per mechanism and
+representation at each mechanism's selected configuration. The machine's load average is printed with every row.
 
-Usage: python benchmarks/hmdr_bench.py [--sizes 10000,100000,1000000] [--adam-cap 300]
+Usage: python benchmarks/hmdr_bench.py [--sizes 10000,100000,1000000] [--adam-cap 300] [--sample]
+                                       [--sample-warehouse DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,10 +50,50 @@ sys.path.insert(0, str(ROOT))
 ALPHA, LAM_B, LAM_S = 1 / 8, 1 / 32, 1 / 64
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+# ---------------------------------------------------------------------------------------------- memory, load
+def _status_mb(key: str) -> float | None:
+    """A field of /proc/self/status in MB (VmRSS: now, VmHWM: peak), None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return float(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
 
 
+def _reset_peak() -> bool:
+    """Reset the peak resident set (VmHWM) to the current one (Linux >= 4.0)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _trim() -> None:
+    """Give freed heap memory back to the OS (glibc), so the resident set is what is in use."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _peak_mb() -> float:
+    hwm = _status_mb("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+# ---------------------------------------------------------------------------------------------- tasks
 def _data(n: int):
     from py_models.synthetic import make_planted
 
@@ -54,7 +108,7 @@ def _ours_obj(D, b, S):
     return hmdr_objective(D.X, y_pm, idx, b, S, ALPHA, LAM_B, LAM_S)
 
 
-def task_ours_fit(D, args):
+def _fit(D, solver: str):
     from py_models.hmdr import HMDRClassifier
 
     t = time.perf_counter()
@@ -65,6 +119,7 @@ def task_ours_fit(D, args):
         shared_mask=D.shared_mask,
         domain_masks=D.domain_masks,
         min_domain_samples=1,
+        solver=solver,
     ).fit(D.X, D.y, domains=D.domains)
     sec = time.perf_counter() - t
     return {
@@ -76,7 +131,15 @@ def task_ours_fit(D, args):
     }
 
 
-def task_ours_select(D, args):
+def task_ours_fit(D, args):
+    return _fit(D, "cd")
+
+
+def task_lib_fit(D, args):
+    return _fit(D, "liblinear")
+
+
+def _select(D, solver: str):
     from py_models.selection import HMDRClassifierCV
 
     t = time.perf_counter()
@@ -89,8 +152,17 @@ def task_ours_select(D, args):
         domain_masks=D.domain_masks,
         min_domain_samples=1,
         grid_domains=8,
+        solver=solver,
     ).fit(D.X, D.y, domains=D.domains)
     return {"seconds": time.perf_counter() - t, "objective": m.objective_, "selected": m.selected_config_}
+
+
+def task_ours_select(D, args):
+    return _select(D, "cd")
+
+
+def task_lib_select(D, args):
+    return _select(D, "liblinear")
 
 
 def _literal_design(D, lam_b, lam_s, rows=None):
@@ -226,11 +298,18 @@ TASKS = {k[5:]: v for k, v in globals().items() if k.startswith("task_")}
 
 
 def child(args) -> None:
+    if args.task != "adam":  # warm-up on 400 pairs: imports and numba's compiled-kernel cache are not the fit's cost
+        TASKS[args.task](_data(400), args)
     D = _data(args.n)
-    base = _rss_mb()
+    gc.collect()
+    _trim()
+    base = _status_mb("VmRSS")
+    exact = _reset_peak() and base is not None
+    if not exact:
+        base = _peak_mb()
     out = TASKS[args.task](D, args)
-    out["peak_mb"] = _rss_mb()
-    out["fit_peak_mb"] = out["peak_mb"] - base
+    out["fit_peak_mb"] = _peak_mb() - float(base or 0.0)
+    out["peak_measured"] = "VmHWM after reset" if exact else "ru_maxrss (upper bound of the data generation)"
     print("RESULT " + json.dumps(out, default=float))
 
 
@@ -240,15 +319,168 @@ def run(task: str, n: int, extra: list[str] | None = None) -> dict:
     line = next((ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
         return {"error": (p.stderr or p.stdout).strip().splitlines()[-1:]}
-    return json.loads(line[7:])
+    out = json.loads(line[7:])
+    out["load"] = _load()
+    return out
 
 
+def _ratio(num: dict, den: dict) -> float:
+    a, b = num.get("seconds"), den.get("seconds")
+    return float(a) / float(b) if a and b else float("nan")
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+# ---------------------------------------------------------------------------------------------- the sample
+def _build_sample(warehouse: Path) -> None:
+    """`preflens run` on the bundled sample into ``warehouse`` (no bootstrap, no selection: only its tables)."""
+    cmd = [
+        str(Path(sys.executable).with_name("preflens")),
+        "run",
+        "--warehouse",
+        str(warehouse),
+        "--var",
+        "hmdr_n_bootstrap=0",
+        "--var",
+        "hmdr_select=false",
+    ]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(
+            f"building the sample warehouse failed ({p.returncode}): {p.stderr[-2000:] or p.stdout[-2000:]}"
+        )
+
+
+def _annotator_vars(db: Path) -> dict[str, str]:
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        row = con.execute(
+            "select annotator, annotator_version from ops.builds where status = 'success' order by started_at desc"
+        ).fetchone()
+    finally:
+        con.close()
+    if row is None:
+        raise SystemExit(f"{db}: no successful build in ops.builds")
+    return {"annotator": str(row[0]), "annotator_version": str(row[1])}
+
+
+def _fit_stage(warehouse: Path, solver: str) -> dict[str, Any]:
+    """The fit stage of `preflens run` (dbt build --selector fit, default settings) on a copy of the build DB."""
+    from pipelines.build.dbt_runner import run_dbt
+    from pipelines.core.config import Paths
+
+    src = Paths(warehouse=warehouse).build_db
+    vars_ = {**_annotator_vars(src), "hmdr_solver": solver}
+    with tempfile.TemporaryDirectory(prefix="hmdr_bench_") as tmp:
+        paths = Paths(warehouse=Path(tmp))
+        shutil.copy2(src, paths.build_db)
+        inline = "{" + ", ".join(f"{k}: '{v}'" for k, v in vars_.items()) + "}"
+        t = time.perf_counter()
+        res = run_dbt(["build", "--selector", "fit", "--vars", inline], paths, f"bench-{solver}")
+        sec = time.perf_counter() - t
+    counts = getattr(res, "counts", {})
+    return {"seconds": sec, "counts": counts, "load": _load()}
+
+
+def _sample_objectives(warehouse: Path) -> dict[str, Any]:
+    """Per representation and mechanism of the sample: both solvers' objectives at the liblinear route's selected
+    configuration (same data as the fit: decisive pairs in label_id order, measure-rep standardised)."""
+    import duckdb
+
+    from pipelines.core.config import Paths
+    from py_models.features import design_frame
+    from py_models.fit_job import rms_scale
+    from py_models.hmdr import HMDRClassifier
+    from py_models.representations import representation_settings
+    from py_models.selection import HMDRClassifierCV
+
+    con = duckdb.connect(str(Paths(warehouse=warehouse).build_db), read_only=True)
+    worst, n_fits, same_config, rows = 0.0, 0, 0, []
+    try:
+        for rep in ("measure", "comp", "score"):
+            settings = representation_settings(rep)
+            wide = con.execute(f'select * from intermediate."{settings.feature_table}"').df()
+            frame, cols = design_frame(wide)
+            if not cols:
+                continue
+            for mech, sub in frame.groupby("mechanism", sort=True):
+                dec = sub[sub["winner"] != "tie"].sort_values("label_id", kind="stable")
+                if len(dec) < 20 or dec["winner"].nunique() < 2:
+                    continue
+                X = dec[cols].to_numpy(np.float64)
+                X = X / rms_scale(X) if settings.standardize else X
+                y, dom = dec["winner"].to_numpy(object), dec["domain"].to_numpy(object)
+                sel = {
+                    s: HMDRClassifierCV(min_domain_samples=20, solver=s).fit(X, y, domains=dom)
+                    for s in ("liblinear", "cd")
+                }
+                same_config += int(sel["liblinear"].selected_config_ == sel["cd"].selected_config_)
+                cfg = {k: sel["liblinear"].selected_config_[k] for k in ("alpha", "lambda_shared", "lambda_domain")}
+                obj = {
+                    s: HMDRClassifier(**cfg, min_domain_samples=20, solver=s).fit(X, y, domains=dom).objective_
+                    for s in ("liblinear", "cd")
+                }
+                rel = (obj["cd"] - obj["liblinear"]) / obj["liblinear"]
+                rows.append((rep, str(mech), rel))
+                worst = max(worst, abs(rel))
+                n_fits += 1
+    finally:
+        con.close()
+    return {
+        "n_fits": n_fits,
+        "max_abs_rel_objective_diff": worst,
+        "same_selected_config": same_config,
+        "cd_below_liblinear": sum(r < 0 for _, _, r in rows),
+    }
+
+
+def sample_report(args) -> None:
+    tmp = None
+    if args.sample_warehouse:
+        warehouse = Path(args.sample_warehouse).resolve()
+    else:
+        tmp = tempfile.mkdtemp(prefix="hmdr_bench_sample_")
+        warehouse = Path(tmp) / "warehouse"
+        print(f"sample: building the bundled sample into {warehouse} (load {_load()}) ...", flush=True)
+        _build_sample(warehouse)
+    try:
+        stages: dict[str, list[float]] = {"liblinear": [], "cd": []}
+        for _ in range(args.sample_repeats):
+            for solver in ("liblinear", "cd"):
+                r = _fit_stage(warehouse, solver)
+                stages[solver].append(r["seconds"])
+                print(f"sample fit stage, solver {solver:<9}: {r['seconds']:.1f}s (load {r['load']})", flush=True)
+        old, new = min(stages["liblinear"]), min(stages["cd"])
+        print(
+            f"   fit stage cd / liblinear: {new / old:.1%} (target <= 25%: {_verdict(new <= 0.25 * old)}); "
+            f"best of {args.sample_repeats}"
+        )
+        obj = _sample_objectives(warehouse)
+        print(
+            f"sample objectives: {obj['n_fits']} fits (representation x mechanism), max |cd - liblinear| / liblinear "
+            f"= {obj['max_abs_rel_objective_diff']:.1e} (target <= 1e-6: "
+            f"{_verdict(obj['max_abs_rel_objective_diff'] <= 1e-6)}); cd lower in {obj['cd_below_liblinear']}, "
+            f"same selected configuration in {obj['same_selected_config']} of {obj['n_fits']}"
+        )
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000,1000000")
-    ap.add_argument("--adam-cap", type=float, default=300.0, help="seconds before Adam is stopped")
+    ap.add_argument("--adam-cap", type=float, default=300.0, help="seconds before Adam is stopped (0: skip Adam)")
     ap.add_argument("--adam-lr", type=float, default=0.01)
     ap.add_argument("--baseline-max-n", type=int, default=100000, help="largest n for the baselines")
+    ap.add_argument("--sample", action="store_true", help="also time the fit stage on the bundled sample")
+    ap.add_argument("--sample-warehouse", help="a warehouse where `preflens run` has built the sample")
+    ap.add_argument("--sample-repeats", type=int, default=1)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--target", type=float, help=argparse.SUPPRESS)
@@ -257,20 +489,24 @@ def main() -> None:
         args.task = args.child
         child(args)
         return
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
     print(
         f"HMDR benchmark: 600 concepts (75 shared), 8 domains, alpha={ALPHA}, fixed fit at "
-        f"lambda_b={LAM_B}, lambda_s={LAM_S}; selection over the paper's 9-config grid x 5 folds + refit"
+        f"lambda_b={LAM_B}, lambda_s={LAM_S}; selection over the paper's 9-config grid x 5 folds + refit; "
+        f"{os.cpu_count()} cores, load {_load()}"
     )
     rows = []
     for n in sizes:
-        r = {"n": n, "ours_fit": run("ours_fit", n), "ours_select": run("ours_select", n)}
+        r: dict[str, Any] = {"n": n, "ours_fit": run("ours_fit", n)}
         if n <= args.baseline_max_n:
+            r["lib_fit"] = run("lib_fit", n)
             r["sk_aug_fit"] = run("sk_aug_fit", n)
-            r["sk_aug_select"] = run("sk_aug_select", n)
             r["per_domain"] = run("per_domain", n)
+            r["ours_select"] = run("ours_select", n)
+            r["lib_select"] = run("lib_select", n)
+            r["sk_aug_select"] = run("sk_aug_select", n)
             tgt = r["ours_fit"].get("objective")
-            if tgt is not None:
+            if tgt is not None and args.adam_cap > 0:
                 r["adam"] = run(
                     "adam", n, ["--target", repr(tgt), "--adam-cap", str(args.adam_cap), "--adam-lr", str(args.adam_lr)]
                 )
@@ -278,32 +514,50 @@ def main() -> None:
         for k, v in r.items():
             if k != "n":
                 print(f"n={n:>8} {k:<14} {json.dumps(v, default=float)}", flush=True)
-        of, os_ = r["ours_fit"], r["ours_select"]
+        of = r["ours_fit"]
         print(
-            f"n={n:>8} ours: fit {of.get('seconds', float('nan')):.2f}s (peak +{of.get('fit_peak_mb', 0):.0f} MB,"
-            f" gap {of.get('duality_gap', float('nan')):.1e}), selection {os_.get('seconds', float('nan')):.1f}s "
-            f"(peak +{os_.get('fit_peak_mb', 0):.0f} MB)"
+            f"n={n:>8} ours: fit {of.get('seconds', float('nan')):.2f}s (peak +{of.get('fit_peak_mb', 0):.0f} MB = "
+            f"{of.get('fit_peak_mb', 0) / (n / 1e6):.0f} MB per million pairs, gap {of.get('duality_gap', float('nan')):.1e})"
         )
-        if "sk_aug_fit" in r:
-            sf, ss, ad, pdm = r["sk_aug_fit"], r["sk_aug_select"], r["adam"], r["per_domain"]
-            rel = (sf["objective"] - of["objective"]) / of["objective"]
+        if n >= 1_000_000:
             print(
-                f"   ratio (b)/ours fit: {sf['seconds'] / of['seconds']:.2f}x  (objective (b) - ours: {rel:+.1e} rel)"
+                f"   peak extra memory of one fit at {n:,} pairs <= 1.5 GB: {_verdict(of.get('fit_peak_mb', 1e9) <= 1536)}"
             )
-            print(f"   ratio (b)/ours selection: {ss['seconds'] / os_['seconds']:.2f}x")
-            lb = (
-                ""
-                if ad.get("reached")
-                else f" (Adam stopped at {ad['seconds']:.0f}s, rel gap {ad['rel_gap']:.1e}: lower bound)"
+        if "sk_aug_fit" in r:
+            lf, sf, pdm = r["lib_fit"], r["sk_aug_fit"], r["per_domain"]
+            os_, ls, ss = r["ours_select"], r["lib_select"], r["sk_aug_select"]
+            rel_lib = (of["objective"] - lf["objective"]) / lf["objective"]
+            rel_sk = (sf["objective"] - of["objective"]) / of["objective"]
+            print(
+                f"   objective ours - liblinear route: {rel_lib:+.1e} rel (target |.| <= 1e-6: "
+                f"{_verdict(abs(rel_lib) <= 1e-6)}); (b) - ours: {rel_sk:+.1e} rel"
             )
-            print(f"   ratio (a) Adam/ours fit: {ad['seconds'] / of['seconds']:.1f}x{lb}")
-            print(f"   ratio (c) per-domain/ours fit: {pdm['seconds'] / of['seconds']:.2f}x")
+            fit_b = _ratio(sf, of)
+            print(f"   ratio (b)/ours fit: {fit_b:.2f}x (target >= 8x: {_verdict(fit_b >= 8)})")
+            print(f"   ratio liblinear route/ours fit: {_ratio(lf, of):.2f}x")
+            pd_r = _ratio(pdm, of)
+            print(f"   ratio (c) per-domain/ours fit: {pd_r:.2f}x (target >= 1x: {_verdict(pd_r >= 1)})")
+            sel_b = _ratio(ss, os_)
+            print(f"   ratio (b)/ours selection: {sel_b:.2f}x (target >= 20x: {_verdict(sel_b >= 20)})")
+            print(
+                f"   ratio liblinear route/ours selection: {_ratio(ls, os_):.2f}x; selected the same: "
+                f"{os_.get('selected') == ls.get('selected')}"
+            )
+            if "adam" in r:
+                ad = r["adam"]
+                lb = (
+                    ""
+                    if ad.get("reached")
+                    else f" (Adam stopped at {ad['seconds']:.0f}s, rel gap {ad['rel_gap']:.1e}: lower bound)"
+                )
+                print(f"   ratio (a) Adam/ours fit: {_ratio(ad, of):.1f}x{lb}")
     if len(rows) > 1:
         ns = np.array([r["n"] for r in rows], float)
-        for key in ("ours_fit", "ours_select"):
-            ts = np.array([r[key].get("seconds", np.nan) for r in rows])
-            slope = np.polyfit(np.log(ns), np.log(ts), 1)[0]
-            print(f"scaling {key}: time ~ n^{slope:.2f}")
+        ts = np.array([r["ours_fit"].get("seconds", np.nan) for r in rows])
+        slope = np.polyfit(np.log(ns), np.log(ts), 1)[0]
+        print(f"scaling ours_fit: time ~ n^{slope:.2f}")
+    if args.sample:
+        sample_report(args)
 
 
 if __name__ == "__main__":

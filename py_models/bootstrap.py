@@ -5,14 +5,21 @@ multiplicities used as sample weights on the design built once (exactly the same
 since the loss is a weighted mean), at the hyperparameters of the fitted estimator. Which domains have their own
 weights is fixed from the full fit. Percentile intervals; the selection frequency of a concept is the share of
 resamples in which its weight (b_j on ``__shared__``, b_j + s_dj on a domain) is exactly non-zero.
+
+With the ``cd`` solver every resample starts from the full fit (its solution and its strong-rule working set) and
+the resamples run on ``py_models._cd.solver_threads()`` threads (``n_threads`` overrides; 1 = none). The resamples
+are drawn in order from one generator in the calling thread, so the result does not depend on the thread count.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
+from py_models._cd import DomainDesign, map_threads, solver_threads
 from py_models.hmdr import HMDRClassifier
 
 __all__ = ["DEFAULT_N_BOOTSTRAP", "bootstrap_hmdr", "BOOTSTRAP_COLUMNS"]
@@ -42,8 +49,10 @@ def bootstrap_hmdr(
     seed: int = 0,
     level: float = 0.95,
     sample_weight: ArrayLike | None = None,
+    n_threads: int | None = None,
 ) -> pd.DataFrame:
-    """CIs and selection frequencies for a fitted ``est`` (its fitted lambdas/alpha are reused).
+    """CIs and selection frequencies for a fitted ``est`` (its fitted lambdas/alpha and solver are reused);
+    ``n_threads``: threads for the resamples (None: ``solver_threads()``; the ``cd`` solver only).
 
     Returns one row per (domain incl. ``__shared__``, concept) with BOOTSTRAP_COLUMNS; empty frame when
     ``n_bootstrap`` is 0.
@@ -58,13 +67,37 @@ def bootstrap_hmdr(
     B = int(n_bootstrap)
     bs = np.zeros((B, design.p))
     Ss = np.zeros((B, meta["n_domains"], design.p))
-    for r in range(B):
-        counts = np.zeros(design.n)
-        for g in groups:
-            if len(g):
-                np.add.at(counts, rng.choice(g, size=len(g), replace=True), 1.0)
-        res = design.solve(m.lambda_shared_, m.lambda_domain_, counts * w, tol=float(m.tol), max_iter=int(m.max_iter))
-        bs[r], Ss[r] = design.unpack(res["beta"], meta["n_domains"], meta["weighted_rows"])
+    lb, ls, tol, max_iter = m.lambda_shared_, m.lambda_domain_, float(m.tol), int(m.max_iter)
+    cd = isinstance(design, DomainDesign)
+    full: dict[str, Any] | None = None
+    if cd:  # the full fit on this design (from est's own solution when it has one: then a single certifying pass)
+        prev = getattr(est, "_solution", None)
+        full = design.solve(lb, ls, w, warm=prev, tol=tol, max_iter=max_iter)
+
+    # one resample: within each domain (in order) len(g) draws with replacement, as rng.choice(g, len(g)) per
+    # domain would give them (integers with per-draw bounds use the generator as consecutive per-domain calls)
+    sizes = np.array([len(g) for g in groups if len(g)], dtype=np.int64)
+    flat = np.concatenate([g for g in groups if len(g)]) if len(sizes) else np.zeros(0, dtype=np.intp)
+    high = np.repeat(sizes, sizes)
+    offset = np.repeat(np.cumsum(sizes) - sizes, sizes)
+
+    def draw() -> NDArray[np.float64]:
+        """One resample's multiplicities times the weights."""
+        if not len(sizes):
+            return np.zeros(design.n)
+        return np.bincount(flat[offset + rng.integers(0, high)], minlength=design.n) * w
+
+    def replicate(w_r: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        res = design.solve(lb, ls, w_r, warm=full, tol=tol, max_iter=max_iter)
+        return design.unpack(res["beta"], meta["n_domains"], meta["weighted_rows"])
+
+    threads = (solver_threads() if n_threads is None else int(n_threads)) if cd else 1
+    chunk = 16 * max(threads, 1)
+    for start in range(0, B, chunk):
+        stop = min(B, start + chunk)
+        weights = [draw() for _ in range(start, stop)]
+        for r, (b, S) in zip(range(start, stop), map_threads(replicate, weights, threads)):
+            bs[r], Ss[r] = b, S
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     total = np.concatenate([bs[:, None, :], bs[:, None, :] + Ss], axis=1)  # (B, 1 + nd, p)
     lo, hi = np.percentile(total, q, axis=0)

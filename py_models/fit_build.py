@@ -60,5 +60,6 @@ def fit_build(features: Mapping[str, pd.DataFrame], texts: pd.DataFrame, setting
             alpha=settings.alpha,  # None: 1/|D|
             lambda_shared=settings.lambda_shared,
             lambda_domain=settings.lambda_domain,
+            solver=settings.solver,
         )
     return to_tall(results, fit_id=settings.fit_id)

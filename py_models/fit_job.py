@@ -293,7 +293,7 @@ def _fit_one(
 ) -> dict[str, list[Any]]:
     """Everything fitted for one mechanism: frames (lists of parts) keyed like FRAME_COLUMNS."""
     names = np.asarray(concept_cols, dtype=object)
-    cv_keys = ("shared_mask", "domain_masks", "min_domain_samples", "symmetrize", "tol", "max_iter")
+    cv_keys = ("shared_mask", "domain_masks", "min_domain_samples", "symmetrize", "tol", "max_iter", "solver")
     out: dict[str, list[Any]] = {k: [] for k in FRAME_COLUMNS}
     mtypes = sub["mechanism_type"].unique().tolist()
     mtype = mtypes[0] if len(mtypes) == 1 else "|".join(sorted(map(str, mtypes)))

@@ -37,6 +37,15 @@ def _optional_float(value: object) -> float | None:
     return float(text) if text else None
 
 
+def _solver(value: object) -> str:
+    from py_models.hmdr import SOLVERS
+
+    text = _text(value)
+    if text not in SOLVERS:
+        raise ValueError(f"dbt var hmdr_solver must be one of {SOLVERS}, got {text!r}")
+    return text
+
+
 @dataclass(frozen=True)
 class FitSettings:
     """What ``py_models.fit_build.fit_build`` needs besides the data; the var each field comes from in
@@ -70,6 +79,9 @@ class FitSettings:
         Bootstrap resamples for the lead representation (``hmdr_n_bootstrap``).
     max_abs_weight : float
         The selection's weight bound: the publication bound ``max_abs_lift_pct`` / 50 (lift = 50 * weight).
+    solver : str
+        The HMDR solver, one of ``py_models.hmdr.SOLVERS`` (``hmdr_solver``): ``cd`` (default) or ``liblinear``
+        (the previous route, kept for comparison).
     """
 
     fit_id: str
@@ -87,6 +99,7 @@ class FitSettings:
     n_jobs: int
     n_bootstrap: int
     max_abs_weight: float
+    solver: str
 
     #: the dbt vars (= keys of int_hmdr_fits' config block) ``from_vars`` reads
     VARS: ClassVar[tuple[str, ...]] = (
@@ -105,6 +118,7 @@ class FitSettings:
         "fit_jobs",
         "hmdr_n_bootstrap",
         "max_abs_lift_pct",
+        "hmdr_solver",
     )
 
     @classmethod
@@ -133,4 +147,5 @@ class FitSettings:
             n_jobs=int(_text(values["fit_jobs"])),
             n_bootstrap=int(_text(values["hmdr_n_bootstrap"])),
             max_abs_weight=float(_text(values["max_abs_lift_pct"])) / 50.0,
+            solver=_solver(values["hmdr_solver"]),
         )

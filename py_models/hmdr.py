@@ -7,17 +7,24 @@ Weights per domain are ``beta_d = b + s_d``; the (mean-normalised) Eq. 1 objecti
 
 with l(y, z) = log(1 + exp(-y z)), no intercept, N = sum_i w_i over the
 (symmetrised) training instances (N = number of instances without weights), is
-minimised exactly (exact zeros) via the augmented-design reformulation
-(method.md §4.5) and scikit-learn's liblinear L1 logistic regression:
+minimised exactly (exact zeros) by one of two solvers (``solver``):
 
-* b-block columns are scaled by c = lambda_domain / lambda_shared, so a uniform
-  L1 penalty lambda_domain on the design coefficients theta equals
-  lambda_shared*||b||_1 + lambda_domain*sum||s_d||_1 with b = c * theta_b;
-* liblinear minimises ||theta||_1 + C * sum_k sw_k l_k. Dividing F by
-  lambda_domain gives ||theta||_1 + (1/(lambda_domain * N)) * sum_k sw_k l_k, hence
-  **C = 1 / (lambda_domain * N)** with the design rows' weights sw_k = w_i
-  (domain loss rows) and alpha * w_i (shared loss rows). The alpha rows do not
-  enter N.
+* ``"cd"`` (default, :mod:`py_models._cd`): proximal Newton with coordinate descent on X itself, the domain
+  structure as an index (rows grouped by domain, one column-major copy of X in compact types), working sets and
+  warm starts; no augmented design is built.
+* ``"liblinear"`` (the previous route, kept for comparison): the augmented-design reformulation (method.md §4.5,
+  :class:`py_models._augment.AugmentedDesign`) and scikit-learn's liblinear L1 logistic regression:
+
+  * b-block columns are scaled by c = lambda_domain / lambda_shared, so a uniform
+    L1 penalty lambda_domain on the design coefficients theta equals
+    lambda_shared*||b||_1 + lambda_domain*sum||s_d||_1 with b = c * theta_b;
+  * liblinear minimises ||theta||_1 + C * sum_k sw_k l_k. Dividing F by
+    lambda_domain gives ||theta||_1 + (1/(lambda_domain * N)) * sum_k sw_k l_k, hence
+    **C = 1 / (lambda_domain * N)** with the design rows' weights sw_k = w_i
+    (domain loss rows) and alpha * w_i (shared loss rows). The alpha rows do not
+    enter N.
+
+Both minimise the same objective and certify their result the same way (KKT violation, duality gap).
 
 Default hyperparameters (|D| = number of distinct training domains, App. C.2):
 alpha = 1/|D|, lambda_shared = 1/(2|D|), lambda_domain = 1/|D|^2 (the centre of
@@ -34,13 +41,26 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from py_models._augment import UNPENALIZED_FACTOR, AugmentedDesign, hmdr_objective, rowwise_dot
 from py_models._base import FINITE_MAX, DomainLinearClassifierMixin, check_sample_weight
+from py_models._cd import DomainDesign
 
-__all__ = ["HMDRClassifier", "default_hyperparameters"]
+__all__ = ["HMDRClassifier", "default_hyperparameters", "SOLVERS", "Design", "factorize_domains"]
+
+#: the solvers of Eq. 1: "cd" (py_models._cd, the default) and "liblinear" (the augmented design, kept for comparison)
+SOLVERS = ("cd", "liblinear")
+Design = DomainDesign | AugmentedDesign
+
+
+def factorize_domains(dom: NDArray[np.object_]) -> tuple[NDArray[Any], NDArray[np.intp]]:
+    """``np.unique(dom, return_inverse=True)`` (sorted distinct domains, each row's index), by hashing first:
+    sorting a million Python strings is slow, sorting the few distinct ones is not."""
+    codes, uniq = pd.factorize(dom, use_na_sentinel=False)
+    domains_, inv_uniq = np.unique(np.asarray(uniq, dtype=object), return_inverse=True)
+    return domains_, np.asarray(inv_uniq, dtype=np.intp).ravel()[codes]
 
 
 def default_hyperparameters(n_domains: int) -> dict[str, float]:
@@ -61,6 +81,7 @@ def _set_model_params(
     symmetrize: bool,
     tol: float,
     max_iter: int,
+    solver: str,
 ) -> None:
     """Store the parameters HMDRClassifier shares with HMDRClassifierCV (the model and its solver), unchanged."""
     est.alpha = alpha
@@ -71,6 +92,7 @@ def _set_model_params(
     est.symmetrize = symmetrize
     est.tol = tol
     est.max_iter = max_iter
+    est.solver = solver
 
 
 class HMDRClassifier(DomainLinearClassifierMixin, BaseEstimator):
@@ -106,12 +128,19 @@ class HMDRClassifier(DomainLinearClassifierMixin, BaseEstimator):
         materialised). Kept as a parameter for fidelity; it does not change results. Test sets are never
         augmented into training.
     tol : float > 0
-        liblinear stopping tolerance.
+        Stopping tolerance. ``cd``: the solve stops when the duality gap is at most ``tol`` x 0.1 x the
+        objective (``py_models._cd.GAP_FACTOR``: the default certifies the objective to 1e-7 relative);
+        ``liblinear``: its own stopping tolerance.
     max_iter : int >= 1
-        liblinear's maximum number of outer iterations.
+        ``cd``: the maximum number of Newton steps; ``liblinear``: its maximum number of outer iterations.
     warm_start : bool
         Reuse the previous solution (same data, other lambdas) to screen columns with the sequential strong
         rule; screened columns are KKT-checked and re-added if needed, so the optimum is the same as a cold fit.
+        With ``cd`` the previous solution is also the starting point.
+    solver : {"cd", "liblinear"}
+        ``cd`` (default): proximal Newton with coordinate descent on X itself (:mod:`py_models._cd`);
+        ``liblinear``: scikit-learn's liblinear on the augmented design (the previous route, for comparison).
+        Both minimise the same objective; results agree to the solvers' tolerance.
 
     Attributes
     ----------
@@ -144,9 +173,11 @@ class HMDRClassifier(DomainLinearClassifierMixin, BaseEstimator):
     kkt_violation_ : float
         Largest violation of the optimality conditions, relative to the coordinate's lambda (0 = optimal).
     n_iter_ : int
-        liblinear iterations, summed over screening rounds.
+        ``cd``: working-set rounds, each ending with a pass over every coordinate that certifies the iterate
+        (at least 1); ``liblinear``: its iterations, summed over screening rounds.
     n_screened_ : int
-        Design columns left out by the strong rule (``warm_start``) and not re-added.
+        Coordinates (design columns) the solver never updated: outside its final working set (``cd``), or left
+        out by the strong rule (``warm_start``) and not re-added (``liblinear``); the certificate covers them.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -161,6 +192,7 @@ class HMDRClassifier(DomainLinearClassifierMixin, BaseEstimator):
         "tol": [Interval(Real, 0, FINITE_MAX, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "warm_start": ["boolean"],
+        "solver": [StrOptions(set(SOLVERS))],
     }
 
     def __init__(
@@ -176,9 +208,19 @@ class HMDRClassifier(DomainLinearClassifierMixin, BaseEstimator):
         tol: float = 1e-6,
         max_iter: int = 1000,
         warm_start: bool = False,
+        solver: str = "cd",
     ) -> None:
         _set_model_params(
-            self, alpha, shared_mask, domain_masks, unpenalized_mask, min_domain_samples, symmetrize, tol, max_iter
+            self,
+            alpha,
+            shared_mask,
+            domain_masks,
+            unpenalized_mask,
+            min_domain_samples,
+            symmetrize,
+            tol,
+            max_iter,
+            solver,
         )
         self.lambda_shared = lambda_shared
         self.lambda_domain = lambda_domain
@@ -216,14 +258,14 @@ class HMDRClassifier(DomainLinearClassifierMixin, BaseEstimator):
 
     def _prepare(
         self, X: ArrayLike, y: ArrayLike, domains: ArrayLike | None, sample_weight: ArrayLike | None
-    ) -> tuple[AugmentedDesign, NDArray[np.float64], dict[str, Any]]:
-        """Validate, resolve hyperparameters and masks, build the augmented design (no solve)."""
+    ) -> tuple[Design, NDArray[np.float64], dict[str, Any]]:
+        """Validate, resolve hyperparameters and masks, build the solver's design (no solve)."""
         self._validate_params()
         data, y_pm, dom = self._validate_training_data(X, y, domains)
         n, p = data.shape
         w = check_sample_weight(sample_weight, n)
         w = np.ones(n) if w is None else w
-        domains_, inv = np.unique(dom, return_inverse=True)
+        domains_, inv = factorize_domains(dom)
         self.domains_ = domains_
         n_dom = len(domains_)
         alpha, lam_b, lam_s = self._resolve_hyperparameters(n_dom)
@@ -250,7 +292,8 @@ class HMDRClassifier(DomainLinearClassifierMixin, BaseEstimator):
             np.flatnonzero(self._check_mask(masks.get(d), p, f"domain_masks[{d!r}]") & ~free)
             for d in domains_[weighted]
         ]
-        design = AugmentedDesign(
+        design_class = DomainDesign if self.solver == "cd" else AugmentedDesign
+        design = design_class(
             data,
             y_pm,
             widx[inv],
@@ -262,7 +305,7 @@ class HMDRClassifier(DomainLinearClassifierMixin, BaseEstimator):
         meta = {"weighted_rows": np.flatnonzero(weighted), "n_domains": n_dom, "inv": inv}
         return design, w, meta
 
-    def _store_solution(self, design: AugmentedDesign, res: dict[str, Any], meta: dict[str, Any]) -> None:
+    def _store_solution(self, design: Design, res: dict[str, Any], meta: dict[str, Any]) -> None:
         b, S = design.unpack(res["beta"], meta["n_domains"], meta["weighted_rows"])
         self.coef_shared_ = b
         self.coef_domain_ = S

@@ -1,7 +1,8 @@
 """Model selection (method.md §4.3): k-fold CV over a grid of configurations, then a refit on all pairs.
 
-* ``HMDRClassifierCV`` -- HMDR with alpha and the lambdas chosen by CV. It builds the augmented design once per
-  alpha and runs every fold's grid path on it by instance weights (no rebuild, warm-started along the path).
+* ``HMDRClassifierCV`` -- HMDR with alpha and the lambdas chosen by CV. It builds its design once (``cd``: once
+  for every alpha and the pooled model; ``liblinear``: the augmented design once per alpha) and runs every fold's
+  grid path on it by instance weights (no rebuild, warm-started along the path; ``cd``: folds in threads).
   Grids: ``pooling`` (the default; can choose full pooling) or ``paper`` (App. C.2, ``paper_grid``).
 * ``DomainGridSearchCV`` -- the same selection for any member of the estimator family with a ``param_grid``
   (the baselines: plain refits per configuration and fold, they are cheap).
@@ -31,10 +32,11 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from py_models._augment import rowwise_dot, sigmoid
+from py_models._augment import AugmentedDesign, rowwise_dot, sigmoid
 from py_models._base import ONE_DOMAIN, DomainLinearClassifierMixin, check_sample_weight
+from py_models._cd import DomainDesign, map_threads
 from py_models.cv import pair_credit, pair_log_loss, score, stratified_folds
-from py_models.hmdr import HMDRClassifier, _set_model_params
+from py_models.hmdr import Design, HMDRClassifier, _set_model_params
 
 __all__ = [
     "PAPER_GRID_DOMAINS",
@@ -99,14 +101,18 @@ def _fold_ids(folds: ArrayLike | None, domains: NDArray, y: NDArray, n_folds: in
 def _fold_means(fold_rows: list[dict[str, Any]], n_configs: int) -> pd.DataFrame:
     """Per configuration (index 0..n_configs-1): the accuracy and log-loss averaged over folds (each fold counts
     the same), from one row per (config, fold) with ``config``, ``accuracy`` and ``log_loss``; NaN if no fold."""
-    if not fold_rows:
-        return pd.DataFrame({"cv_fold_accuracy": np.nan, "cv_fold_log_loss": np.nan}, index=range(n_configs))
-    agg = (
-        pd.DataFrame(fold_rows)
-        .groupby("config", sort=True)
-        .agg(cv_fold_accuracy=("accuracy", "mean"), cv_fold_log_loss=("log_loss", "mean"))
+    acc = np.full(n_configs, np.nan)
+    ll = np.full(n_configs, np.nan)
+    if fold_rows:
+        cfg = np.array([r["config"] for r in fold_rows], dtype=np.intp)
+        a = np.array([r["accuracy"] for r in fold_rows], dtype=np.float64)
+        lo = np.array([r["log_loss"] for r in fold_rows], dtype=np.float64)
+        for c in np.unique(cfg):
+            rows = cfg == c
+            acc[c], ll[c] = a[rows].mean(), lo[rows].mean()
+    return pd.DataFrame(
+        {"cv_fold_accuracy": acc, "cv_fold_log_loss": ll}, index=pd.RangeIndex(n_configs, name="config")
     )
-    return agg.reindex(range(n_configs))
 
 
 def choose_config(
@@ -190,8 +196,11 @@ class HMDRClassifierCV(HMDRClassifier):
     alpha : float >= 0 or None
         None (default): the grid's alphas (pooling: 1/|D| and 1; paper: 1/|D|). A number fixes alpha for
         every configuration (0 = the paper's Dirty model).
-    shared_mask, domain_masks, unpenalized_mask, min_domain_samples, symmetrize, tol, max_iter
-        As :class:`~py_models.hmdr.HMDRClassifier` (its lambda_* are chosen here).
+    shared_mask, domain_masks, unpenalized_mask, min_domain_samples, symmetrize, tol, max_iter, solver
+        As :class:`~py_models.hmdr.HMDRClassifier` (its lambda_* are chosen here). With ``solver="cd"`` the
+        data are stored once for every alpha and the pooled model, each fold's path is warm-started along lambda
+        (the deviation stage from the fold's pooled model), and the folds run on ``py_models._cd.solver_threads()``
+        threads (``PREFLENS_HMDR_THREADS=1``: none); results do not depend on the thread count.
 
     Attributes
     ----------
@@ -243,9 +252,19 @@ class HMDRClassifierCV(HMDRClassifier):
         symmetrize: bool = True,
         tol: float = 1e-6,
         max_iter: int = 1000,
+        solver: str = "cd",
     ) -> None:
         _set_model_params(
-            self, alpha, shared_mask, domain_masks, unpenalized_mask, min_domain_samples, symmetrize, tol, max_iter
+            self,
+            alpha,
+            shared_mask,
+            domain_masks,
+            unpenalized_mask,
+            min_domain_samples,
+            symmetrize,
+            tol,
+            max_iter,
+            solver,
         )
         self.grid = grid
         self.rule = rule
@@ -280,50 +299,80 @@ class HMDRClassifierCV(HMDRClassifier):
         has_dev = bool(len(meta["weighted_rows"]))
         a_data = 1.0 / n_dom if self.alpha is None else float(self.alpha)
         fold_list = [k for k in np.unique(fold_ids) if (fold_ids == k).any() and (w[fold_ids != k] > 0).any()]
+        cd = isinstance(design1, DomainDesign)
 
-        designs: dict[tuple[float, bool], Any] = {}
+        designs: dict[tuple[float, bool], Design] = {}
 
-        def design_for(alpha: float, pooled: bool):
+        def design_for(alpha: float, pooled: bool) -> Design:
+            """The design at ``alpha`` (pooled: every s_d = 0); cd: a view of the one design, liblinear: a build."""
             key = (alpha, pooled)
             if key not in designs:
-                m = self.fixed_estimator(alpha=alpha, lambda_shared=1.0, lambda_domain=1.0)
-                if pooled:  # no domain has its own weights: every s_d = 0
-                    m.set_params(min_domain_samples=n_rows + 1)
-                designs[key] = m._prepare(X, y, dom, sample_weight)[0]
+                if isinstance(design1, DomainDesign):
+                    designs[key] = design1.view(alpha=alpha, pooled=pooled)
+                else:
+                    m = self.fixed_estimator(alpha=alpha, lambda_shared=1.0, lambda_domain=1.0)
+                    if pooled:  # no domain has its own weights: every s_d = 0
+                        m.set_params(min_domain_samples=n_rows + 1)
+                    designs[key] = m._prepare(X, y, dom, sample_weight)[0]
             return designs[key]
 
         rows: list[dict[str, Any]] = []
         oof: list[NDArray[np.float64]] = []
+        pooled_path: dict[Any, list[dict[str, Any]]] = {}  # cd: the pooled solutions of every fold (warm starts)
+
+        def fold_path(
+            design: Design, k: Any, configs: list[tuple[float, float]], pooled: bool, warm0: dict[str, Any] | None
+        ) -> tuple[NDArray[np.float64], NDArray[np.float64], list[dict[str, Any]]]:
+            """Fold k's grid path, warm-started: the held-out logits and the largest |weight| of each config."""
+            te = fold_ids == k
+            w_tr = np.where(te, 0.0, w)
+            sub = design.subset(w_tr) if isinstance(design, AugmentedDesign) else None
+            warm = warm0
+            z_te = np.zeros((len(configs), int(te.sum())))
+            wmax = np.zeros(len(configs))
+            sols: list[dict[str, Any]] = []
+            for c, (lb, ls) in enumerate(configs):
+                res = design.solve(
+                    lb,
+                    ls if not pooled else lb,
+                    w_tr,
+                    warm=warm,
+                    tol=float(self.tol),
+                    max_iter=int(self.max_iter),
+                    sub=sub,
+                )
+                warm = res
+                wmax[c] = float(np.abs(res["beta"]).max(initial=0.0))
+                if "z" in res:
+                    z_te[c] = res["z"][te]
+                elif pooled:
+                    b = np.zeros(design.p)
+                    b[design.shared_cols] = res["beta"][: design.n_shared_cols]
+                    z_te[c] = np.asarray(Xc[te] @ b).ravel()
+                else:
+                    b, S = design.unpack(res["beta"], n_dom, meta["weighted_rows"])
+                    z_te[c] = np.asarray(Xc[te] @ b).ravel() + rowwise_dot(Xc[te], S, idx[te])
+                sols.append({key: res[key] for key in ("beta", "gradient", "lam")})
+            return z_te, wmax, sols
 
         def run_path(stage: str, alpha: float, configs: list[tuple[float, float]], pooled: bool) -> None:
             design = design_for(alpha, pooled)
             probs = np.full((len(configs), n_rows), 0.5)
             wmax = np.zeros(len(configs))
-            for k in fold_list:
-                te = fold_ids == k
-                w_tr = np.where(te, 0.0, w)
-                sub = design.subset(w_tr)
-                warm = None
-                for c, (lb, ls) in enumerate(configs):
-                    res = design.solve(
-                        lb,
-                        ls if not pooled else lb,
-                        w_tr,
-                        warm=warm,
-                        tol=float(self.tol),
-                        max_iter=int(self.max_iter),
-                        sub=sub,
-                    )
-                    warm = res
-                    wmax[c] = max(wmax[c], float(np.abs(res["beta"]).max(initial=0.0)))
-                    if pooled:
-                        b = np.zeros(design.p)
-                        b[design.shared_cols] = res["beta"][: design.n_shared_cols]
-                        z = np.asarray(Xc[te] @ b).ravel()
-                    else:
-                        b, S = design.unpack(res["beta"], n_dom, meta["weighted_rows"])
-                        z = np.asarray(Xc[te] @ b).ravel() + rowwise_dot(Xc[te], S, idx[te])
-                    probs[c, te] = sigmoid(z)
+            warm0: dict[Any, dict[str, Any] | None] = {k: None for k in fold_list}
+            if cd and not pooled and pooled_path:  # start the deviations from the pooled fold model at lambda_shared
+                j = path.index(configs[0][0]) if configs[0][0] in path else -1
+                warm0 = {k: {"beta": pooled_path[k][j]["beta"]} if j >= 0 else None for k in fold_list}
+
+            def one(k: Any) -> tuple[NDArray[np.float64], NDArray[np.float64], list[dict[str, Any]]]:
+                return fold_path(design, k, configs, pooled, warm0[k])
+
+            done = map_threads(one, fold_list) if cd else [one(k) for k in fold_list]
+            for k, (z_te, wm, sols) in zip(fold_list, done):
+                probs[:, fold_ids == k] = sigmoid(z_te)
+                wmax = np.maximum(wmax, wm)
+                if cd and pooled:
+                    pooled_path[k] = sols
             fold_rows = []
             for k in fold_list:
                 te = fold_ids == k
@@ -349,6 +398,7 @@ class HMDRClassifierCV(HMDRClassifier):
                 )
                 oof.append(probs[c])
 
+        path: list[float] = []
         if self.grid == "paper":
             cfgs = paper_grid(self.grid_domains or n_dom)
             run_path("paper", a_data, [(g["lambda_shared"], g["lambda_domain"]) for g in cfgs], pooled=False)
@@ -381,35 +431,78 @@ class HMDRClassifierCV(HMDRClassifier):
         table["chosen"] = np.arange(len(table)) == best
         chosen = table.iloc[best].to_dict()
         alpha, lb, ls = float(chosen["alpha"]), float(chosen["lambda_shared"]), float(chosen["lambda_domain"])
-        if not np.isfinite(ls):  # pooled: the smallest lambda_domain that keeps every s_d exactly zero (KKT), x2
-            ls = self._pooled_lambda_domain(X, y, dom, sample_weight, alpha, lb)
-        final = self.fixed_estimator(alpha=alpha, lambda_shared=lb, lambda_domain=ls)
-        design, w, meta = final._prepare(X, y, dom, sample_weight)
-        res = design.solve(lb, ls, w, tol=float(self.tol), max_iter=int(self.max_iter))
-        for attr in (
-            "n_features_in_",
-            "feature_names_in_",
-            "classes_",
-            "domains_",
-            "domain_n_samples_",
-            "domains_with_weights_",
-            "has_domain_weights_",
-            "penalty_factor_",
-        ):
-            if hasattr(final, attr):
-                setattr(self, attr, getattr(final, attr))
-        self.alpha_, self.lambda_shared_, self.lambda_domain_ = alpha, lb, ls
-        self._store_solution(design, res, meta)
+        if isinstance(design1, DomainDesign):
+            self._refit_cd(design1, w, meta, probe, alpha, lb, ls)
+        else:
+            self._refit_liblinear(X, y, dom, sample_weight, alpha, lb, ls)
         self.cv_results_ = table
         self.selected_config_ = {
             "alpha": alpha,
-            "lambda_shared": lb,
-            "lambda_domain": ls,
+            "lambda_shared": self.lambda_shared_,
+            "lambda_domain": self.lambda_domain_,
             "pooling": float(chosen["pooling"]),
         }
         self.oof_proba_ = oof[best] if oof else np.full(n_rows, 0.5)
         self.folds_ = fold_ids
         return self
+
+    _FITTED_FROM_PREPARE = (
+        "n_features_in_",
+        "feature_names_in_",
+        "classes_",
+        "domains_",
+        "domain_n_samples_",
+        "domains_with_weights_",
+        "has_domain_weights_",
+        "penalty_factor_",
+    )
+
+    def _adopt(self, prepared: HMDRClassifier) -> None:
+        """The attributes ``_prepare`` set on ``prepared`` (same data, masks and rows), as this model's."""
+        for attr in self._FITTED_FROM_PREPARE:
+            if hasattr(prepared, attr):
+                setattr(self, attr, getattr(prepared, attr))
+
+    def _refit_cd(
+        self,
+        design: DomainDesign,
+        w: NDArray[np.float64],
+        meta: dict[str, Any],
+        probe: HMDRClassifier,
+        alpha: float,
+        lb: float,
+        ls: float,
+    ) -> None:
+        """The refit on all rows at the chosen configuration, on the one design (cd)."""
+        tol, max_iter = float(self.tol), int(self.max_iter)
+        if not np.isfinite(ls):  # pooled: the smallest lambda_domain that keeps every s_d exactly zero (KKT), x2
+            pooled = design.view(alpha=alpha, pooled=True).solve(lb, lb, w, tol=tol, max_iter=max_iter)
+            if not len(meta["weighted_rows"]):
+                ls = 4.0 * lb
+            else:
+                g = design.view(alpha=alpha).diagnostics_at(pooled["beta"], w, lb, lb)["gradient"]
+                g_s = np.abs(g[design.n_shared_cols :])
+                ls = float(max(2.0 * (g_s.max() if g_s.size else 0.0), 4.0 * lb))
+            warm: dict[str, Any] | None = {"beta": pooled["beta"]}
+        else:
+            warm = None
+        res = design.view(alpha=alpha).solve(lb, ls, w, warm=warm, tol=tol, max_iter=max_iter)
+        self._adopt(probe)
+        self.alpha_, self.lambda_shared_, self.lambda_domain_ = alpha, lb, ls
+        self._store_solution(design, res, meta)
+
+    def _refit_liblinear(
+        self, X: Any, y: Any, dom: Any, sample_weight: Any, alpha: float, lb: float, ls: float
+    ) -> None:
+        """The refit on all rows at the chosen configuration, on a design built for it (liblinear, as before)."""
+        if not np.isfinite(ls):  # pooled: the smallest lambda_domain that keeps every s_d exactly zero (KKT), x2
+            ls = self._pooled_lambda_domain(X, y, dom, sample_weight, alpha, lb)
+        final = self.fixed_estimator(alpha=alpha, lambda_shared=lb, lambda_domain=ls)
+        design, w, meta = final._prepare(X, y, dom, sample_weight)
+        res = design.solve(lb, ls, w, tol=float(self.tol), max_iter=int(self.max_iter))
+        self._adopt(final)
+        self.alpha_, self.lambda_shared_, self.lambda_domain_ = alpha, lb, ls
+        self._store_solution(design, res, meta)
 
     def _pooled_lambda_domain(self, X, y, dom, sample_weight, alpha: float, lb: float) -> float:
         pooled = self.fixed_estimator(alpha=alpha, lambda_shared=lb, lambda_domain=lb)
@@ -418,6 +511,7 @@ class HMDRClassifierCV(HMDRClassifier):
         design, w, meta = probe._prepare(X, y, dom, sample_weight)
         if not len(meta["weighted_rows"]):
             return 4.0 * lb
+        assert isinstance(design, AugmentedDesign)
         beta = np.zeros(design.width)
         beta[: design.n_shared_cols] = pooled.coef_shared_[design.shared_cols]
         A, ya, wa = design.subset(w)
