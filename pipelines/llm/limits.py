@@ -1,4 +1,5 @@
-"""What holds calls back: a pessimistic token estimate, the RPM/TPM rate limiter and the dollar budget."""
+"""What holds calls back: a pessimistic token estimate, each call's output cap, the RPM/TPM rate limiter and the
+dollar budget."""
 
 from __future__ import annotations
 
@@ -10,6 +11,15 @@ import time
 def estimate_tokens(text: str) -> int:
     """A deliberately pessimistic token estimate (3 characters per token) for limits, budgets and dry runs."""
     return max(1, math.ceil(len(text) / 3))
+
+
+def output_cap(expected_tokens: int, explicit: int | None, override: int | None, ceiling: int) -> int:
+    """The ``max_tokens`` a call is sent with: the config's per-stage ``override`` if set, else the call's ``explicit``
+    cap (free-text stages), else twice what its schema is expected to need plus 64 (room for a wordier model and
+    JSON whitespace); never above ``ceiling`` (``max_tokens``). A model that rambles past it is cut (``truncated``)
+    instead of holding a slow endpoint for thousands of tokens."""
+    cap = override or explicit or 2 * expected_tokens + 64
+    return max(1, min(ceiling, cap))
 
 
 class RateLimiter:

@@ -11,8 +11,12 @@ INVALID_OUTCOMES = frozenset({"malformed", "truncated", "incomplete", "refusal",
 
 
 def is_transient(outcome: str) -> bool:
-    """Rate limits, timeouts, connection errors and server errors: the same request may well succeed later."""
-    return outcome in {"http_429", "timeout", "connection", "http_408", "http_409"} or outcome.startswith("http_5")
+    """Rate limits, connection errors and server errors: the same request may well succeed later.
+
+    A timeout is not one: a server that does not cancel an abandoned non-streamed request is still computing it, so
+    a retry only queues behind it and times out too, and an endpoint slower than the timeout stays slower. A
+    timed-out call fails (the next run asks again), and the client stops the run after ``max_timeouts`` of them."""
+    return outcome in {"http_429", "connection", "http_408", "http_409"} or outcome.startswith("http_5")
 
 
 def is_invalid(outcome: str) -> bool:

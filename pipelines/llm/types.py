@@ -22,7 +22,8 @@ class CallSpec:
     item_id: str | None = None
     concepts: Sequence[str] | None = None
     check: Callable[[Any], str | None] | None = None
-    expected_output_tokens: int = 200
+    expected_output_tokens: int = 200  # what a good answer needs; sizes the output cap (limits.output_cap)
+    max_output_tokens: int | None = None  # an explicit output cap, for free-text answers
     key: str = ""
 
     def prompt_chars(self) -> int:

@@ -43,7 +43,16 @@ JUDGE_PROMPT_VERSION = "judge-v1"
 SOURCE_FILE = "preflens judge"
 
 
-class JudgeAnswer(BaseModel):
+class JudgeVerdict(BaseModel):
+    """The answer without chain of thought: the schema has no room for an explanation, so a model held to it
+    (llama.cpp's grammar) writes the verdict at once instead of rambling up to its output cap."""
+
+    final_answer: Literal["A", "B"]
+
+
+class JudgeAnswer(JudgeVerdict):
+    """The answer with chain of thought: a short explanation first, then the verdict."""
+
     explanation: str = ""
     final_answer: Literal["A", "B"]
 
@@ -101,7 +110,7 @@ def judge_spec(
         "judge",
         JUDGE_PROMPT_VERSION,
         msgs,
-        JudgeAnswer,
+        JudgeAnswer if cot else JudgeVerdict,
         item_id=item.get("item_id"),
         expected_output_tokens=120 if cot else 12,
     )

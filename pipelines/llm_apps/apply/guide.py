@@ -48,6 +48,7 @@ from pipelines.llm_apps.apply.common import (
 from pipelines.llm_apps.judge import combine, judge_spec, side_from
 
 GENERATE_VERSION = "generate-v1"
+GENERATE_MAX_TOKENS = 2048  # a free-text response: its schema does not bound it (override: [llm.stage_max_tokens])
 
 _GEN_VANILLA = """Generate a response to the user query in the QUERY block.
 Return JSON: {"response": "<your response>"}."""
@@ -75,6 +76,7 @@ def generate_spec(query: str, concepts: list[Concept] | None, item_id: str | Non
         item_id=item_id,
         concepts=[c.name for c in concepts] if concepts else None,
         expected_output_tokens=400,
+        max_output_tokens=GENERATE_MAX_TOKENS,
     )
 
 

@@ -43,7 +43,7 @@ from pipelines.llm_apps.apply.common import (
     judge_mechanism,
     judge_model,
 )
-from pipelines.llm_apps.judge import JudgeAnswer, combine, judge_messages, side_from
+from pipelines.llm_apps.judge import JudgeVerdict, combine, judge_messages, side_from
 
 TIEBREAK_VERSION = "tiebreak-v1"
 SOURCES = ("random", "judge", "reference", "difference")
@@ -65,7 +65,7 @@ def tiebreak_spec(item: dict, concepts: list[Concept], swapped: bool) -> CallSpe
         "tiebreak",
         TIEBREAK_VERSION,
         msgs,
-        JudgeAnswer,
+        JudgeVerdict,
         item_id=item["item_id"],
         concepts=[c.name for c in concepts],
         expected_output_tokens=12,

@@ -24,10 +24,10 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any
 
 import duckdb
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, Field
 
 from pipelines.llm.answers import ids_check
 from pipelines.llm.client import LLMClient
@@ -45,9 +45,27 @@ DEDUP_PER_CALL = 30
 DEFINE_PER_CALL = 5
 
 
+def _has_letter(name: str) -> str:
+    """A sub-domain, task or concept name must be words: "1234567890" is not a name (SmolLM2-135M answered it).
+    A blank one passes here and is dropped where the answer is read."""
+    if name.strip() and not any(ch.isalpha() for ch in name):
+        raise ValueError(f"{name!r} is not a name: it has no letter")
+    return name
+
+
+Label = Annotated[str, AfterValidator(_has_letter)]
+
+
+def _bound(**schema: Any) -> Any:
+    """A field whose JSON schema carries these bounds (``maxItems``, ``maxLength``, ...) without validating them: a
+    server that turns the schema into a grammar (llama.cpp) keeps a small model inside its output cap, and a longer
+    answer from a server that does not is still read."""
+    return Field(json_schema_extra=schema)
+
+
 class TagProposal(BaseModel):
-    domains: list[str]
-    tasks: list[str]
+    domains: list[Label] = _bound(maxItems=10)
+    tasks: list[Label] = _bound(maxItems=10)
 
 
 class TagEntry(BaseModel):
@@ -61,12 +79,12 @@ class TagAssignment(BaseModel):
 
 
 class ProposedConcept(BaseModel):
-    name: str
-    description: str
+    name: Label = _bound(maxLength=60)
+    description: str = _bound(maxLength=240)
 
 
 class Proposal(BaseModel):
-    concepts: list[ProposedConcept]
+    concepts: list[ProposedConcept] = _bound(minItems=N_C, maxItems=N_C)
 
 
 class Decision(BaseModel):
@@ -80,7 +98,7 @@ class DedupAnswer(BaseModel):
 
 class Definition(BaseModel):
     id: str
-    definition: str
+    definition: str = _bound(maxLength=400)
 
 
 class DefineAnswer(BaseModel):
@@ -432,16 +450,12 @@ def _merge(
 
 def _definitions_check(ids: list[str]) -> Callable[[Any], str | None]:
     """One definition per id, each in the form "A high score indicates the response ...; A low score ..."."""
-    ids_ok = ids_check("definitions", ids)
 
-    def check(parsed: Any) -> str | None:
-        problem = ids_ok(parsed)
-        if problem:
-            return problem
+    def form(parsed: Any) -> str | None:
         bad = [e.id for e in parsed.definitions if not DEFINITION_RE.match(e.definition.strip())]
         return f"definitions not in the required form: {bad}" if bad else None
 
-    return check
+    return ids_check("definitions", ids, then=form)
 
 
 async def _define(client: LLMClient, merged: list[LLMConcept], descriptions: dict[str, list[str]]) -> list[LLMConcept]:
