@@ -205,3 +205,83 @@ def test_fit_ran_outside_dbt_on_spark(builds: dict[str, Path]) -> None:
     assert "source.preflens.hmdr.int_hmdr_fits" in manifest["sources"]
     effects = _spark_marts(builds["dump"])["fct_concept_effects"]
     assert set(effects["fit_id"]) == {BUILD_ID}
+
+
+# ---------------------------------------------------------------------------------------- the HMDR fit on MLlib
+FIT_HYPERPARAMETERS = {"alpha": 1 / 3, "lambda_shared": 0.01, "lambda_domain": 0.01}
+
+
+@pytest.fixture(scope="module")
+def planted_features(builds: dict[str, Path]) -> pd.DataFrame:
+    """The comp-rep features of the planted human mechanism (general, legal, coding), from the DuckDB build."""
+    con = duckdb.connect(str(builds["duckdb"]), read_only=True)
+    try:
+        return con.execute(
+            "select * from marts.fct_pair_features_comp where mechanism = 'human:planted' order by label_id"
+        ).df()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def spark_session():
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .appName("preflens-mllib-test")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .getOrCreate()
+    )
+    yield spark
+    spark.stop()
+
+
+@pytest.mark.parametrize("unpenalized", [(), ("Clarity",)], ids=["penalised", "one-unpenalised"])
+def test_mllib_fit_matches_the_local_solver(
+    planted_features: pd.DataFrame, spark_session, unpenalized: tuple[str, ...]
+) -> None:
+    from pipelines.build.spark_hmdr import fit_hmdr_mllib
+    from py_models._augment import hmdr_objective
+    from py_models.hmdr import HMDRClassifier
+
+    concepts = [c for c in planted_concepts() if c in planted_features.columns]
+    X = planted_features[concepts].to_numpy(dtype=float)
+    y = planted_features["winner"].to_numpy()
+    domains = planted_features["domain"].to_numpy(dtype=object)
+    mask = np.array([c in unpenalized for c in concepts])
+    local = HMDRClassifier(
+        **FIT_HYPERPARAMETERS, min_domain_samples=10, unpenalized_mask=mask if unpenalized else None, tol=1e-10
+    ).fit(X, y, domains=domains)
+
+    frame = planted_features[[*concepts, "domain"]].assign(
+        label=(planted_features["winner"] == "a").astype(float), weight=1.0
+    )
+    fit = fit_hmdr_mllib(
+        spark_session.createDataFrame(frame),
+        concepts,
+        **FIT_HYPERPARAMETERS,
+        min_domain_samples=10,
+        unpenalized=unpenalized,
+    )
+    assert fit.domains == tuple(local.domains_.tolist()) == ("coding", "general", "legal")
+    assert fit.has_domain_weights.tolist() == local.has_domain_weights_.tolist()
+    assert fit.n_rows == len(planted_features)
+
+    y_pm = np.where(y == "a", 1.0, -1.0)
+    dom_idx = np.array([fit.domains.index(d) for d in domains])
+    penalty = np.where(mask, local.penalty_factor_, 1.0)
+    ours = hmdr_objective(
+        X, y_pm, dom_idx, fit.coef_shared, fit.coef_domain, FIT_HYPERPARAMETERS["alpha"],
+        FIT_HYPERPARAMETERS["lambda_shared"], FIT_HYPERPARAMETERS["lambda_domain"], shared_penalty_factor=penalty,
+    )  # fmt: skip
+    # the same optimum: MLlib's own objective is Eq. 1, and Eq. 1 at MLlib's weights is the local optimum
+    assert fit.objective == pytest.approx(ours, rel=1e-6)
+    assert ours == pytest.approx(local.objective_, rel=1e-6)
+    np.testing.assert_allclose(fit.coef_shared, local.coef_shared_, atol=2e-3)
+    np.testing.assert_allclose(fit.coef_domain, local.coef_domain_, atol=2e-3)
+    # and it is the planted model: Clarity rewarded everywhere, Verbosity penalised in legal only
+    assert fit.coef_shared[concepts.index("Clarity")] > 1.0
+    legal = fit.domains.index("legal")
+    assert fit.coef_domain[legal, concepts.index("Verbosity")] < -0.5
