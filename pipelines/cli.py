@@ -6,14 +6,15 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from pipelines import __version__
-from pipelines.core.config import SAMPLE_PATH, Paths, default_paths
+from pipelines.core.config import DEFAULT_WAREHOUSE_HELP, SAMPLE_PATH, Paths, default_paths
+from pipelines.core.console import make_console, styled
 from py_models.representations import REPRESENTATION_NAMES
 
 if TYPE_CHECKING:  # the stage modules are imported by their commands, for a fast start
@@ -36,6 +37,14 @@ EPILOG = """examples:
 """
 
 
+class CommandFailed(Exception):
+    """A command cannot do its job: ``main`` prints ``preflens: <message>`` on stderr and exits with ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def _paths(args: argparse.Namespace) -> Paths:
     if args.warehouse:
         os.environ["PREFLENS_WAREHOUSE"] = str(Path(args.warehouse).resolve())
@@ -49,7 +58,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     paths = _paths(args)
     inputs = [Path(p) for p in args.paths] if args.paths else [SAMPLE_PATH]
-    console.print(f"[bold]preflens {__version__}[/] main job on {', '.join(str(p) for p in inputs)}")
+    console.print(styled((f"preflens {__version__}", "bold"), " main job on ", ", ".join(str(p) for p in inputs)))
     t0 = time.perf_counter()
     result = run_pipeline(
         paths, inputs, console=console, annotator=args.annotator, llm_options=_llm_options(args), dbt_vars=_vars(args)
@@ -78,10 +87,11 @@ def _vars(args: argparse.Namespace) -> dict[str, str]:
 
 def cmd_build(args: argparse.Namespace, console: Console) -> int:
     """Everything after ingestion, on what the warehouse already holds (for cron)."""
+    from pipelines.build.build_vars import build_settings
     from pipelines.build.run import run_pipeline
 
     paths = _paths(args)
-    result = run_pipeline(paths, [], console=console, skip_ingest=True, dbt_vars=_vars(args))
+    result = run_pipeline(paths, [], console=console, skip_ingest=True, dbt_vars=build_settings(args))
     console.print(f"build {result.build_id} published to {paths.serve_db}")
     return 0
 
@@ -103,10 +113,10 @@ def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
             summary = ingest_paths(con, [Path(p) for p in args.paths], **options)
         except IngestError as exc:
             if exc.summary is not None:
-                console.print("\n".join(exc.summary.lines()), markup=False, highlight=False)
+                console.print("\n".join(exc.summary.lines()))
             raise
-    console.print("\n".join(summary.lines()), markup=False, highlight=False)
-    console.print(f"quarantined rows are in raw.quarantine of {paths.build_db}", markup=False)
+    console.print("\n".join(summary.lines()))
+    console.print(f"quarantined rows are in raw.quarantine of {paths.build_db}")
     return 0
 
 
@@ -122,7 +132,7 @@ def _llm_options(args: argparse.Namespace) -> dict:
 def _print_llm_report(report: object, console: Console) -> None:
     if report is not None and hasattr(report, "lines"):
         for line in report.lines():
-            console.print(line, markup=False, highlight=False)
+            console.print(line)
 
 
 def cmd_annotate(args: argparse.Namespace, console: Console) -> int:
@@ -133,8 +143,7 @@ def cmd_annotate(args: argparse.Namespace, console: Console) -> int:
     if args.annotator == "llm":
         return _cmd_annotate_llm(args, console)
     if args.annotator != "offline":
-        console.print(f"[red]unknown annotator {args.annotator!r}; use 'offline' or 'llm'[/]")
-        return 2
+        raise CommandFailed(f"unknown annotator {args.annotator!r}; use 'offline' or 'llm'", code=2)
     paths = _paths(args)
     with locked_build_db(paths) as con:
         n = annotate_pending(con)
@@ -150,11 +159,11 @@ def _cmd_annotate_llm(args: argparse.Namespace, console: Console) -> int:
     paths = _paths(args)
     config = load_llm_config(warehouse=paths.warehouse)
     if not config.model:
-        console.print(
-            "[red]no LLM configured: set PREFLENS_LLM_MODEL (and PREFLENS_LLM_BASE_URL for a non-OpenAI "
-            "endpoint) or an [llm] table in preflens.toml[/]"
+        raise CommandFailed(
+            "no LLM configured: set PREFLENS_LLM_MODEL (and PREFLENS_LLM_BASE_URL for a non-OpenAI "
+            "endpoint) or an [llm] table in preflens.toml",
+            code=2,
         )
-        return 2
     with locked_build_db(paths) as con:
         report = annotate_llm(con, config, dry_run=args.dry_run, **_llm_options(args))
     _print_llm_report(report, console)
@@ -170,8 +179,10 @@ def cmd_discover(args: argparse.Namespace, console: Console) -> int:
     paths = _paths(args)
     config = load_llm_config(warehouse=paths.warehouse)
     if not config.model:
-        console.print("[red]no LLM configured: set PREFLENS_LLM_MODEL / PREFLENS_LLM_BASE_URL or preflens.toml[/]")
-        return 2
+        raise CommandFailed(
+            "no LLM configured: set PREFLENS_LLM_MODEL / PREFLENS_LLM_BASE_URL or an [llm] table in preflens.toml",
+            code=2,
+        )
     with locked_build_db(paths) as con:
         report = discover(
             con,
@@ -189,19 +200,21 @@ def cmd_discover(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
-    """Run the Great Expectations suites on the build warehouse."""
+    """Run the Great Expectations suites on the build warehouse (under the build lock: exit 3 while a build runs)."""
     from pipelines.build.quality import run_quality_checks, write_quality_report
+    from pipelines.core.lock import BuildLock, connect_build_db
 
     paths = _paths(args)
     if not paths.build_db.exists():
-        console.print(f"[red]no build warehouse at {paths.build_db}; run `preflens run` first[/]")
-        return 1
-    report = run_quality_checks(paths.build_db)
-    page = write_quality_report(report, paths.quality_report)
+        raise CommandFailed(f"no build warehouse at {paths.build_db}; run `preflens run` first")
+    with BuildLock(paths.lock_file):  # never during a build: exit 3 (and the page is the build's to write)
+        connect_build_db(paths.build_db, read_only=True).close()  # a file another process holds: exit 3 too
+        report = run_quality_checks(paths.build_db)
+        page = write_quality_report(report, paths.quality_report)
     if report.success:
         console.print(f"all {len(report.results)} expectations passed; report: {page}")
         return 0
-    console.print(report.format_failures(), markup=False, highlight=False)
+    console.print(report.format_failures())
     console.print(f"report: {page}")
     return 1
 
@@ -212,8 +225,7 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
 
     paths = _paths(args)
     if not paths.serve_db.exists():
-        console.print(f"[red]no served copy at {paths.serve_db}; run `preflens run` first[/]")
-        return 1
+        raise CommandFailed(f"no served copy at {paths.serve_db}; run `preflens run` first")
     rep, summaries = load_summary(paths.serve_db, representation=args.representation)
     render_summary(summaries, console, rep)
     return 0
@@ -227,8 +239,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
 
     paths = _paths(args)
     if not paths.build_db.exists():
-        console.print(f"[red]no build warehouse at {paths.build_db}; run `preflens run` first[/]")
-        return 1
+        raise CommandFailed(f"no build warehouse at {paths.build_db}; run `preflens run` first")
     reps = list(REPRESENTATION_NAMES) if args.representation == "all" else [args.representation]
     with BuildLock(paths.lock_file):
         ev = run_evaluation(
@@ -240,19 +251,23 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
             n_jobs=args.jobs,
             seed=args.seed,
             protocols=["in_domain", "ood"] if args.protocol == "both" else [args.protocol],
+            fresh=args.fresh,
+            publish=not args.no_publish,
         )
     con = connect(paths.build_db, read_only=True)
     try:
         for rep in reps:
             table = comparison_table(con, ev.eval_id, rep)
-            console.print(f"[bold]Mean accuracy % ({rep}-rep), eval {ev.eval_id}[/]")
-            console.print(table.to_string(), markup=False, highlight=False, soft_wrap=True)
+            console.print(styled((f"Mean accuracy % ({rep}-rep), eval {ev.eval_id}", "bold")))
+            console.print(table.to_string(), soft_wrap=True)
     finally:
         con.close()
     console.print(
         f"{len(ev.results)} result rows in {ev.seconds:.1f}s -> ops.eval_results, marts.fct_eval_results, "
         f"marts.rpt_model_comparison of {paths.build_db}"
     )
+    if ev.publication is not None:
+        console.print(ev.publication.message, markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
@@ -270,12 +285,11 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
             top_k=args.top,
             contrast_domains=args.contrast_domains,
             output=Path(args.output) if args.output else None,
-            progress=lambda step: console.print(f"  {step}", markup=False, highlight=False),
+            progress=lambda step: console.print(f"  {step}"),
         )
     except ReportDataError as exc:
-        Console(stderr=True).print(f"preflens: {exc}", markup=False, highlight=False)
-        return 1
-    console.print(f"report written to {out}", markup=False, highlight=False, soft_wrap=True)
+        raise CommandFailed(str(exc)) from exc
+    console.print(f"report written to {out}", soft_wrap=True)
     return 0
 
 
@@ -291,8 +305,7 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
             paths.serve_db, args.pair_id, mechanism=args.mechanism, representation=args.representation
         )
     except ExplainError as exc:
-        Console(stderr=True).print(f"preflens: {exc}", markup=False, highlight=False, soft_wrap=True)
-        return 1
+        raise CommandFailed(str(exc)) from exc
     if args.json:
         print(json.dumps(exp, indent=2, ensure_ascii=False, default=str))
     else:
@@ -315,8 +328,7 @@ def cmd_judge(args: argparse.Namespace, console: Console) -> int:
     paths = _paths(args)
     config = _judge_config(args, args.model)
     if not config.model:
-        console.print("[red]no judge model: give --model or set PREFLENS_LLM_MODEL[/]")
-        return 2
+        raise CommandFailed("no judge model: give --model or set PREFLENS_LLM_MODEL", code=2)
     with locked_build_db(paths) as con:
         try:
             report = judge_items(
@@ -333,11 +345,10 @@ def cmd_judge(args: argparse.Namespace, console: Console) -> int:
                 seed=args.seed,
             )
         except ValueError as exc:
-            Console(stderr=True).print(f"preflens: {exc}", markup=False, highlight=False)
-            return 2
+            raise CommandFailed(str(exc), code=2) from exc
     _print_llm_report(report, console)
     if not args.dry_run and report.items_judged:
-        console.print("run `preflens build` to explain the new mechanism", markup=False, highlight=False)
+        console.print("run `preflens build` to explain the new mechanism")
     return 0
 
 
@@ -382,10 +393,58 @@ def cmd_apply(args: argparse.Namespace, console: Console) -> int:
                     budget_usd=args.budget,
                 )
         except ApplyError as exc:
-            Console(stderr=True).print(f"preflens: {exc}", markup=False, highlight=False, soft_wrap=True)
-            return 1
+            raise CommandFailed(str(exc)) from exc
     _print_llm_report(report, console)
     return 0
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum`` (argparse prints the message and exits 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _usd(text: str) -> float:
+    """An argparse type: an amount of dollars >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an amount in USD, got {text!r}") from None
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _share(text: str) -> float:
+    """An argparse type: a share in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1, got {text}")
+    return value
+
+
+def _warehouse_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Accept ``--warehouse`` after every subcommand too (and list it in its ``--help``). Given there, it wins; not
+    given, the value before the subcommand (or the default) stays: ``SUPPRESS`` leaves the attribute alone."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in dict.fromkeys(action.choices.values()):
+                subparser.add_argument(
+                    "--warehouse", metavar="DIR", default=argparse.SUPPRESS, help=DEFAULT_WAREHOUSE_HELP
+                )
+                _warehouse_everywhere(subparser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -396,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"preflens {__version__}")
-    parser.add_argument("--warehouse", help="warehouse folder (default: $PREFLENS_WAREHOUSE or <repo>/warehouse)")
+    parser.add_argument("--warehouse", metavar="DIR", help=DEFAULT_WAREHOUSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help=cmd_run.__doc__, description=cmd_run.__doc__)
@@ -407,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="default: llm when an LLM is configured (PREFLENS_LLM_* or preflens.toml), else offline",
     )
-    p.add_argument("--budget", type=float, metavar="USD", help="llm: stop before spending more than this")
+    p.add_argument("--budget", type=_usd, metavar="USD", help="llm: stop before spending more than this")
     p.add_argument("--concepts", metavar="YAML", help="llm: user concepts to add / reword / remove")
     p.add_argument(
         "--var",
@@ -434,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="offline (default; the embedded deterministic annotator) or llm (the configured endpoint)",
     )
     p.add_argument("--dry-run", action="store_true", help="llm: print projected calls, tokens and $; call nothing")
-    p.add_argument("--budget", type=float, metavar="USD", help="llm: stop cleanly before spending more than this")
+    p.add_argument("--budget", type=_usd, metavar="USD", help="llm: stop cleanly before spending more than this")
     p.add_argument("--concepts", metavar="YAML", help="llm: user concepts to add / reword / remove")
     p.set_defaults(func=cmd_annotate)
 
@@ -442,21 +501,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mechanism", default=None, help="whose labels drive discovery (default: the first human mechanism)"
     )
-    p.add_argument("--max-batches", type=int, default=None, help="cap on proposal batches in total (cheap trial runs)")
-    p.add_argument("--batches-per-domain", type=int, default=300, help="paper: 300")
-    p.add_argument("--shared-threshold", type=float, default=0.5, help="share of domains to be shared (paper: 0.5)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--max-batches", type=_at_least(1), default=None, help="cap on proposal batches in total (cheap trial runs)"
+    )
+    p.add_argument("--batches-per-domain", type=_at_least(1), default=300, help="paper: 300")
+    p.add_argument("--shared-threshold", type=_share, default=0.5, help="share of domains to be shared (paper: 0.5)")
+    p.add_argument("--seed", type=_at_least(0), default=0)
     p.add_argument("--dry-run", action="store_true", help="print projected calls, tokens and $; call nothing")
-    p.add_argument("--budget", type=float, metavar="USD", help="stop cleanly before spending more than this")
+    p.add_argument("--budget", type=_usd, metavar="USD", help="stop cleanly before spending more than this")
     p.set_defaults(func=cmd_discover)
 
     p = sub.add_parser("build", help=cmd_build.__doc__, description=cmd_build.__doc__)
-    p.add_argument(
-        "--var",
-        action="append",
-        metavar="KEY=VALUE",
-        help="a fit setting for this build, e.g. --var hmdr_n_bootstrap=0 (repeatable; see docs)",
-    )
+    from pipelines.build.build_vars import add_build_settings
+
+    add_build_settings(p)  # --vars YAML, --var KEY=VALUE, --n-bootstrap N, ...
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("check", help=cmd_check.__doc__, description=cmd_check.__doc__)
@@ -470,11 +528,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="representation(s) to evaluate (default measure, the lead one; 'all' = every one)",
     )
     p.add_argument("--protocol", choices=["in_domain", "ood", "both"], default="both")
-    p.add_argument("--splits", type=int, default=25, help="in-domain random splits (default 25)")
-    p.add_argument("--seeds", type=int, default=5, help="OOD seeds per held-out domain (default 5)")
+    p.add_argument("--splits", type=_at_least(1), default=25, help="in-domain random splits (default 25)")
+    p.add_argument("--seeds", type=_at_least(1), default=5, help="OOD seeds per held-out domain (default 5)")
     p.add_argument("--mechanism", action="append", help="only this mechanism (repeatable; default all)")
-    p.add_argument("--jobs", type=int, default=2, help="parallel processes over mechanisms (default 2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=_at_least(1), default=2, help="worker processes (default 2; 1 = none)")
+    p.add_argument("--seed", type=_at_least(0), default=0)
+    p.add_argument(
+        "--fresh", action="store_true", help="start a new evaluation, even if one with these settings exists"
+    )
+    p.add_argument(
+        "--no-publish", action="store_true", help="do not re-publish the served copy with the evaluation marts"
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("summary", help=cmd_summary.__doc__, description=cmd_summary.__doc__)
@@ -493,11 +557,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="default: measure when it was fitted (offline concepts), else comp",
     )
-    p.add_argument("--max-domains", type=int, default=5, help="domain panels per mechanism (largest first; default 5)")
-    p.add_argument("--top", type=int, default=8, help="concepts per panel, by |global lift| (default 8)")
+    p.add_argument(
+        "--max-domains", type=_at_least(1), default=5, help="domain panels per mechanism (largest first; default 5)"
+    )
+    p.add_argument("--top", type=_at_least(1), default=8, help="concepts per panel, by |global lift| (default 8)")
     p.add_argument(
         "--contrast-domains",
-        type=int,
+        type=_at_least(0),
         default=3,
         help="domains with a concept x mechanism heat map besides the shared one (default 3)",
     )
@@ -519,7 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="default: measure when it was fitted (offline concepts), else comp",
     )
-    p.add_argument("--top", type=int, default=8, help="concepts shown per direction (default 8; --json has all)")
+    p.add_argument(
+        "--top", type=_at_least(1), default=8, help="concepts shown per direction (default 8; --json has all)"
+    )
     p.add_argument("--json", action="store_true", help="print the explanation as JSON (full texts, all concepts)")
     p.set_defaults(func=cmd_explain)
 
@@ -527,15 +595,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="the judge model (default: PREFLENS_LLM_MODEL); endpoint from PREFLENS_LLM_BASE_URL")
     p.add_argument("--mechanism-name", help="mechanism to write (default judge:<model>[+cot][+<K>shotx<N>])")
     p.add_argument("--cot", action="store_true", help="chain of thought: a short explanation before the answer")
-    p.add_argument("--shots", type=int, default=0, help="k-shot demonstrations per call (default 0: zero-shot)")
-    p.add_argument("--ensemble", type=int, default=1, help="with --shots: N demonstration sets, majority vote")
+    p.add_argument(
+        "--shots", type=_at_least(0), default=0, help="k-shot demonstrations per call (default 0: zero-shot)"
+    )
+    p.add_argument("--ensemble", type=_at_least(1), default=1, help="with --shots: N demonstration sets, majority vote")
     p.add_argument(
         "--shots-from", help="mechanism whose decisive labels give the demonstrations (default: largest human)"
     )
-    p.add_argument("--limit", type=int, help="judge at most N pending items")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=_at_least(1), help="judge at most N pending items")
+    p.add_argument("--seed", type=_at_least(0), default=0)
     p.add_argument("--dry-run", action="store_true", help="print projected calls, tokens and $; call nothing")
-    p.add_argument("--budget", type=float, metavar="USD", help="stop cleanly before spending more than this")
+    p.add_argument("--budget", type=_usd, metavar="USD", help="stop cleanly before spending more than this")
     p.set_defaults(func=cmd_judge)
 
     p = sub.add_parser("apply", help=cmd_apply.__doc__, description=cmd_apply.__doc__)
@@ -546,14 +616,14 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         q = app.add_parser(name, help=helptext, description=helptext)
         q.add_argument("--judge", required=True, help="judge model M (mechanism judge:M) or a full mechanism name")
-        q.add_argument("--k", type=int, default=4, help="concepts per prompt (paper: 4)")
-        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--k", type=_at_least(1), default=4, help="concepts per prompt (paper: 4)")
+        q.add_argument("--seed", type=_at_least(0), default=0)
         q.add_argument("--dry-run", action="store_true", help="print projected calls and $; call nothing")
-        q.add_argument("--budget", type=float, metavar="USD", help="stop cleanly before spending more than this")
+        q.add_argument("--budget", type=_usd, metavar="USD", help="stop cleanly before spending more than this")
         if name == "guide":
             q.add_argument("--domain", required=True, help="the domain whose top-k concepts guide generation")
             q.add_argument("--generator", help="generator model (default: the judge model)")
-            q.add_argument("--n-prompts", type=int, default=50, help="queries of the domain (paper: 50)")
+            q.add_argument("--n-prompts", type=_at_least(1), default=50, help="queries of the domain (paper: 50)")
         else:
             q.add_argument(
                 "--reference",
@@ -561,6 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help="reference mechanism: 'human' (largest human mechanism) or a full name, e.g. human:experts",
             )
         q.set_defaults(func=cmd_apply)
+    _warehouse_everywhere(parser)
     return parser
 
 
@@ -570,25 +641,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipelines.core.lock import BuildAlreadyRunning
 
     args = build_parser().parse_args(argv)
-    console = Console(stderr=False)
-    err = Console(stderr=True)
+    console = make_console()
+    err = make_console(stderr=True)
+
+    def fail(message: object, code: int) -> int:
+        err.print(f"preflens: {message}", soft_wrap=True)
+        return code
+
     try:
         return int(args.func(args, console))
+    except CommandFailed as exc:
+        return fail(exc, exc.code)
     except BuildAlreadyRunning as exc:
-        err.print(f"preflens: {exc}")
-        return 3
+        return fail(exc, 3)
     except StageFailed as exc:
-        err.print(f"preflens: {exc}", markup=False)
-        return 1
+        return fail(exc, 1)
     except KeyboardInterrupt:
-        err.print("preflens: interrupted; finished work is kept, re-run to resume")
-        return 130
+        return fail("interrupted; finished work is kept, re-run to resume", 130)
     except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback
         if os.environ.get("PREFLENS_DEBUG"):
             raise
-        name = type(exc).__name__
-        err.print(f"preflens: {name}: {exc}", markup=False, soft_wrap=True)
-        return 1
+        # the message, never the class name; an error without one still says where to look
+        return fail(str(exc).strip() or "unexpected error with no message; set PREFLENS_DEBUG=1 for the traceback", 1)
 
 
 if __name__ == "__main__":

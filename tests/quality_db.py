@@ -1,13 +1,22 @@
-"""The quality fixture build DB: a small, consistent build DB (raw tables and marts) on which every quality suite
-passes, for the quality, publication and BI-access tests to break one rule at a time (``mutate``)."""
+"""The quality fixture build DB: a small, consistent build DB (raw tables and every published mart, built by hand,
+not by dbt) on which every dbt test of the marts, every quality gate and the publication contract pass, for the
+quality, publication and BI-access tests to break one rule at a time (``mutate``)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
+from pipelines.core.config import Paths
 from pipelines.core.warehouse import ensure_schemas
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pipelines.build.quality import QualityResult
 
 WEIRD = 'has "quotes" and spaces'
 CONCEPTS = ("clarity", WEIRD, "safety")
@@ -118,6 +127,104 @@ create view marts.rpt_accuracy as select mechanism, avg(accuracy) as accuracy
 from preflens.marts.fct_model_metrics group by mechanism;
 """
 
+# The other published relations (dbt models of schema marts), so that the publication contract holds: each with
+# its documented columns; the evaluation marts and the skips are empty, as in a build without `preflens evaluate`.
+_MORE_MARTS_SQL = """
+alter table marts.dim_concepts add column measure_transform varchar default 'identity';
+alter table marts.fct_concept_effects add column total_weight_ci_low double;
+alter table marts.fct_concept_effects add column total_weight_ci_high double;
+alter table marts.fct_concept_effects add column global_lift_ci_low double;
+alter table marts.fct_concept_effects add column global_lift_ci_high double;
+alter table marts.fct_concept_effects add column selection_frequency double;
+alter table marts.fct_concept_effects add column n_bootstrap integer default 0;
+
+create table marts.fct_pair_features_measure as
+pivot (select l.label_id, l.item_id, l.mechanism, l.mechanism_type, i.domain, l.winner, p.concept,
+              p.score_diff * 0.5 as measure_diff
+       from raw.labels l join raw.items i using (item_id) join marts.fct_pair_concepts p using (item_id)
+       where l.winner in ('a', 'b'))
+on concept using first(measure_diff);
+
+-- overall rows of the concept model and of the length-only baseline: the concept model beats length alone
+insert into marts.fct_model_metrics
+select fit_id, mechanism, 'judge', representation, v.variant, '__all__', 'cv', count(*),
+       case v.variant when 'hmdr' then 0.75 else 0.5 end, 0.6
+from marts.fct_predictions, (values ('hmdr'), ('length_only')) v(variant) group by all;
+
+create table marts.dim_items as
+select item_id, domain, 'fixture' as source, prompt, response_a, response_b, null as model_a, null as model_b,
+       length(response_a) as response_a_chars, length(response_b) as response_b_chars, ingested_at
+from raw.items;
+create table marts.dim_domains as
+select domain, 'fixture' as domain_source, count(*) as n_items, 0 as n_labels, 0 as n_mechanisms
+from raw.items group by domain;
+create table marts.dim_mechanisms as
+select mechanism, any_value(mechanism_type) as mechanism_type, count(*) as n_labels,
+       count(*) filter (where winner <> 'tie') as n_decisive, count(*) filter (where winner = 'tie') as n_ties,
+       count(distinct item_id) as n_items
+from raw.labels group by mechanism;
+create table marts.dim_annotators as
+select annotator, annotator_version, case when annotator = 'offline' then 'offline' else 'llm' end as annotator_kind,
+       count(distinct concept) as n_concepts, count(distinct item_id) as n_items, count(*) as n_annotations,
+       avg(is_relevant::int)::double as relevance_rate
+from raw.annotations group by annotator, annotator_version;
+
+create table marts.fct_fit_configs as
+select distinct fit_id, mechanism, mechanism_type, representation, 'fixed' as selection, 0.5::double as alpha,
+       0.03125::double as lambda_shared, 0.015625::double as lambda_domain, 0.5::double as pooling,
+       0.6::double as cv_log_loss, 25 as n_pairs, 'none' as control, now() as fitted_at
+from marts.fct_concept_effects;
+create table marts.dim_latest_fit as
+select fit_id, max(fitted_at) as fitted_at, count(*) as n_models from marts.fct_fit_configs group by fit_id;
+create table marts.fct_fit_skips (fit_id varchar, mechanism varchar, representation varchar, reason varchar);
+
+create view marts.rpt_model_baselines as
+select fit_id, mechanism, mechanism_type, representation,
+       max(n_pairs) filter (where variant = 'hmdr') as n_pairs,
+       max(accuracy) filter (where variant = 'hmdr') as accuracy,
+       max(accuracy) filter (where variant = 'length_only') as accuracy_length_only,
+       null::double as accuracy_style,
+       max(accuracy) filter (where variant = 'hmdr') - max(accuracy) filter (where variant = 'length_only')
+         as gain_over_length_only,
+       null::double as gain_over_style,
+       coalesce(max(accuracy) filter (where variant = 'hmdr') > max(accuracy) filter (where variant = 'length_only'),
+                false) as beats_length_only
+from preflens.marts.fct_model_metrics where domain = '__all__' group by all;
+create view marts.rpt_domain_specificity as
+select fit_id, mechanism, mechanism_type, representation, domain, concept, shared_lift_pct, deviation_lift_pct,
+       global_lift_pct, case when sign(deviation_lift_pct) = sign(shared_lift_pct) then 'stronger here'
+                             else 'weaker here' end as departure, n_pairs
+from preflens.marts.fct_concept_effects where deviation_lift_pct <> 0;
+create view marts.rpt_mechanism_contrast as
+select a.fit_id, a.representation, a.domain, a.concept, a.mechanism as mechanism_a, b.mechanism as mechanism_b,
+       a.global_lift_pct - b.global_lift_pct as lift_diff_pct
+from preflens.marts.fct_concept_effects a join preflens.marts.fct_concept_effects b
+  on a.representation = b.representation and a.domain = b.domain and a.concept = b.concept
+ and a.mechanism <> b.mechanism;
+create view marts.rpt_mechanism_agreement as
+select a.mechanism as mechanism_a, b.mechanism as mechanism_b, count(*) as n_shared_items,
+       avg((a.winner = b.winner)::int)::double as agreement_rate
+from preflens.raw.labels a join preflens.raw.labels b on a.item_id = b.item_id and a.mechanism <> b.mechanism
+group by all;
+create view marts.rpt_annotation_quality as
+select annotator, annotator_version, concept, count(*) as n_items, avg(is_relevant::int)::double as relevance_rate
+from preflens.raw.annotations group by all;
+
+create table marts.fct_eval_results (
+    eval_id varchar, build_id varchar, mechanism varchar, mechanism_type varchar, representation varchar,
+    variant varchar, protocol varchar, split varchar, domain varchar, held_out_domain varchar, n_pairs integer,
+    accuracy double, log_loss double, n_train integer, selected_config varchar, tie_policy varchar,
+    n_ties_dropped integer, created_at timestamp);
+create table marts.rpt_model_comparison (
+    eval_id varchar, mechanism varchar, mechanism_type varchar, representation varchar, variant varchar,
+    protocol varchar, n_runs integer, mean_accuracy double, sd_accuracy double, mean_log_loss double,
+    n_test_pairs integer, tie_policy varchar, accuracy_ci_low double, accuracy_ci_high double, gap_to_best double);
+create view marts.fct_quality_results as
+select build_id, suite, "table" as table_name, expectation_type, "column" as column_name, success, expected,
+       observed, unexpected_count, unexpected_percent, error, checked_at
+from preflens.ops.quality_results;
+"""
+
 N_OFFLINE_ANNOTATIONS = 15
 
 
@@ -129,6 +236,7 @@ def build_fixture_db(path: Path) -> Path:
         ensure_schemas(con)
         con.execute(_RAW_SQL)
         con.execute(_MARTS_SQL)
+        con.execute(_MORE_MARTS_SQL)
     finally:
         con.close()
     return path
@@ -139,5 +247,39 @@ def mutate(path: Path, sql: str) -> None:
     con = duckdb.connect(str(path))
     try:
         con.execute(sql)
+    finally:
+        con.close()
+
+
+def dbt_test(db: Path, *select: str, dbt_vars: dict[str, object] | None = None) -> list[QualityResult]:
+    """Run the data tests ``select`` (dbt selection syntax) with real dbt on the fixture DB at ``db``
+    (``<warehouse>/preflens.duckdb``) and return what they found, as the build records it. A failing test is a
+    result, not an exception."""
+    from pipelines.build.dbt_runner import DbtError, run_dbt
+    from pipelines.build.quality import read_test_results
+
+    paths = Paths(warehouse=db.parent)
+    args = ["test", "--resource-type", "test", "--select", *select]
+    if dbt_vars:
+        args += ["--vars", json.dumps(dbt_vars)]
+    started = time.time()
+    with contextlib.suppress(DbtError):
+        run_dbt(args, paths, "fixture-tests")
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        results = read_test_results(paths.dbt_target_dir, since=started, con=con)
+    finally:
+        con.close()
+    assert results is not None, f"dbt ran no test (see {paths.dbt_target_dir / 'logs'})"
+    return results
+
+
+def audit_rows(db: Path, result: QualityResult) -> list[tuple]:
+    """The failing rows a dbt test stored (``observed`` names its audit table), read from the fixture DB."""
+    relation = result.observed.rsplit(" in ", 1)[-1]
+    schema, name = relation.split(".", 1)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(f'select * from "{schema}"."{name}" order by all').fetchall()
     finally:
         con.close()

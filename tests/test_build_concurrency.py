@@ -8,6 +8,8 @@ connection to the served copy and keeps querying it while a full `preflens run` 
    afterwards sees the new build.
 2. The build started during the run exits 3 with "build already running" and the holder's pid, and the run it
    collided with still succeeds, leaving no build stuck 'running'.
+3. `preflens check` started during the run (the run frozen with SIGSTOP meanwhile, so the check surely meets it)
+   exits 3 the same way, leaves the quality page alone, and the run still succeeds and is recorded as itself.
 
 No wall-clock assertions: ordering is established through the lock file and a stop-file handshake.
 """
@@ -15,6 +17,8 @@ No wall-clock assertions: ordering is established through the lock file and a st
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -100,6 +104,9 @@ class Collision:
     run_pid: int
     run: subprocess.CompletedProcess[str]
     refused: subprocess.CompletedProcess[str]
+    refused_check: subprocess.CompletedProcess[str]
+    page_before_check: tuple[int, int, bytes]
+    page_after_check: tuple[int, int, bytes]
     reader_alive_after_run: bool
     reader_returncode: int
     reader_result: dict
@@ -114,6 +121,12 @@ def _wait_for_lock_holder(lock: Path, run: subprocess.Popen[str]) -> None:
         assert run.poll() is None, "the run ended before it was seen holding the lock:\n" + run.stderr.read()  # type: ignore[union-attr]
         assert time.monotonic() < deadline, "safety timeout: the run never took the lock"
         time.sleep(0.02)
+
+
+def _page_state(page: Path) -> tuple[int, int, bytes]:
+    """The quality page's modification time, size and bytes (it exists: the copied sample run wrote it)."""
+    st = page.stat()
+    return st.st_mtime_ns, st.st_size, page.read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +155,14 @@ def collision(sample_run: SampleRun, tmp_path_factory: pytest.TempPathFactory) -
         )
         _wait_for_lock_holder(wh / ".build.lock", run)
         refused = preflens(wh, "build", timeout=SAFETY_TIMEOUT_S)
+        page = wh / "quality" / "index.html"
+        os.kill(run.pid, signal.SIGSTOP)  # the run holds the lock, frozen in whatever stage it is
+        try:
+            page_before = _page_state(page)
+            refused_check = preflens(wh, "check", timeout=SAFETY_TIMEOUT_S)
+            page_after = _page_state(page)
+        finally:
+            os.kill(run.pid, signal.SIGCONT)
         out, err = run.communicate(timeout=SAFETY_TIMEOUT_S)
         reader_alive = reader.poll() is None
         stop.touch()
@@ -159,6 +180,9 @@ def collision(sample_run: SampleRun, tmp_path_factory: pytest.TempPathFactory) -
         run_pid=run.pid,
         run=subprocess.CompletedProcess(run.args, run.returncode, out, err),
         refused=refused,
+        refused_check=refused_check,
+        page_before_check=page_before,
+        page_after_check=page_after,
         reader_alive_after_run=reader_alive,
         reader_returncode=reader.returncode,
         reader_result=json.loads(lines[-1]) if lines else {},
@@ -198,3 +222,19 @@ def test_build_started_during_a_run_is_refused_with_exit_3(collision: Collision)
         assert con.execute("select count(*) from ops.builds where status = 'running'").fetchone() == (0,)
     finally:
         con.close()
+
+
+def test_check_started_during_a_run_is_refused_and_leaves_the_run_alone(collision: Collision) -> None:
+    c = collision
+    assert c.refused_check.returncode == 3, c.refused_check.stdout[-2000:] + c.refused_check.stderr[-2000:]
+    assert "build already running" in c.refused_check.stderr and str(c.run_pid) in c.refused_check.stderr
+    assert "IOException" not in c.refused_check.stderr
+    assert c.page_after_check == c.page_before_check  # quality/index.html untouched mid-build
+    assert c.run.returncode == 0, c.run.stdout[-3000:] + c.run.stderr[-3000:]
+    con = duckdb.connect(str(c.warehouse / "preflens.duckdb"), read_only=True)
+    try:
+        rows = con.execute("select status, message from ops.builds order by started_at").fetchall()
+    finally:
+        con.close()
+    assert rows[-1] == ("success", None)  # the run, recorded as itself
+    assert all(message != "interrupted: the process died mid-build" for _, message in rows)

@@ -66,6 +66,18 @@ def test_unknown_and_ambiguous_ids(mini: Path) -> None:
         load_explanation(mini.parent / "nothing.duckdb", "x")
 
 
+def test_a_too_short_prefix_says_so_and_names_the_minimum(mini: Path) -> None:
+    """Issue 11.14: 5 characters is a prefix too short to look up, not an unknown id."""
+    from pipelines.serve.explain import MIN_PREFIX
+
+    for short in ("label", "la", "x"):
+        with pytest.raises(ExplainError, match=rf"too short.*at least {MIN_PREFIX} characters"):
+            load_explanation(mini, short)
+    assert load_explanation(mini, "label0101a")["verdicts"][0]["label_id"] == "label0101aaaaaa"
+    bad = explain(mini.parent.parent, "label")
+    assert bad.returncode == 1 and "too short" in bad.stderr and "unknown pair id" not in bad.stderr
+
+
 def test_terminal_view_prints_untrusted_text_literally(mini: Path) -> None:
     console = Console(record=True, width=160, color_system=None)
     render_explanation(load_explanation(mini, "item000000000001"), console)
@@ -73,6 +85,20 @@ def test_terminal_view_prints_untrusted_text_literally(mini: Path) -> None:
     assert "[bold red]not markup[/]" in out  # rich markup in the data is not interpreted
     assert "P(A wins)" in out and "actual winner" in out and "pushed toward A" in out and "pushed toward B" in out
     assert HOSTILE_MECHANISM in out and "local lift" in out
+
+
+def test_piped_view_keeps_the_pair_text_whole(mini: Path) -> None:
+    """In a log (not a terminal, 80 columns) the pair box wraps its text inside, it does not crop it."""
+    env = env_with(PREFLENS_WAREHOUSE=str(mini.parent.parent))
+    env.pop("COLUMNS", None)
+    proc = subprocess.run(
+        [venv_bin("preflens"), "explain", "label0101aaaaaa"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    box = [ln for ln in proc.stdout.splitlines() if ln.startswith("│")]
+    assert box and all(len(ln) <= 80 for ln in box)
+    inside = " ".join(" ".join(ln.strip("│ ").split()) for ln in box)
+    assert f"prompt 1 {HOSTILE_TEXT}" in inside and f"B (m2): answer B 1 {HOSTILE_TEXT}" in inside
 
 
 def test_cli_json_and_errors(mini: Path) -> None:

@@ -1,4 +1,5 @@
-"""Publication: served compat-version copy, atomic swap under a reader in another process, Parquet, gate."""
+"""Publication: served compat-version copy, atomic swap under a reader in another process, Parquet, and the one
+check-then-publish path (the dbt quality gates and the publication contract, recorded, then the copy)."""
 
 from __future__ import annotations
 
@@ -20,21 +21,43 @@ from pipelines.build.publish import (
     publish,
     remove_stale_temporaries,
 )
+from pipelines.build.quality import BuildFile
+from pipelines.core.config import Paths
+from tests.conftest import SampleRun
 from tests.quality_db import WEIRD, build_fixture_db, mutate
 
+#: every relation of schema marts in the fixture: the dbt models, and a view of its own (rpt_accuracy)
 MARTS = {
+    "dim_annotators",
+    "dim_concepts",
+    "dim_domains",
+    "dim_items",
+    "dim_latest_fit",
+    "dim_mechanisms",
+    "fct_builds",
+    "fct_concept_effects",
+    "fct_eval_results",
+    "fct_fit_configs",
+    "fct_fit_skips",
+    "fct_local_explanations",
+    "fct_model_metrics",
     "fct_pair_concepts",
     "fct_pair_features_comp",
+    "fct_pair_features_measure",
     "fct_pair_features_score",
-    "fct_concept_effects",
     "fct_predictions",
-    "fct_model_metrics",
-    "fct_local_explanations",
+    "fct_quality_results",
     "rpt_accuracy",
-    "dim_concepts",
+    "rpt_annotation_quality",
+    "rpt_domain_specificity",
+    "rpt_mechanism_agreement",
+    "rpt_mechanism_contrast",
+    "rpt_model_baselines",
+    "rpt_model_comparison",
     "rpt_top_concepts",
-    "fct_builds",
 }
+#: a gate violation: domain weights on 5 pairs (the fixture's minimum is the dbt var, 20)
+SMALL_DOMAIN = "update marts.fct_concept_effects set n_pairs = 5 where domain = 'code'"
 
 READER = textwrap.dedent(
     """
@@ -221,13 +244,13 @@ def test_failing_gate_blocks_publication(paths: tuple[Path, Path, Path]) -> None
     assert report.success and result is not None
     snap = _snapshot(serve, exports)
 
-    mutate(build, "update marts.fct_predictions set prob_a = 1.3 where label_id = 'l1'")
+    mutate(build, SMALL_DOMAIN)
     report, result = check_and_publish(build, serve, exports)
     assert not report.success and result is None
-    assert any(f.column == "prob_a" for f in report.failures())
+    assert [f.suite for f in report.failures()] == ["domain_weights_min_pairs"]
     assert _snapshot(serve, exports) == snap  # served copy and exports byte-for-byte unchanged
 
-    with pytest.raises(QualityGateFailed, match="prob_a") as exc:
+    with pytest.raises(QualityGateFailed, match="domain_weights_min_pairs") as exc:
         check_and_publish(build, serve, exports, raise_on_failure=True)
     assert not exc.value.report.success
     assert _snapshot(serve, exports) == snap
@@ -238,6 +261,8 @@ def test_gate_failure_before_first_publish_creates_nothing(paths: tuple[Path, Pa
     mutate(build, "drop table marts.fct_model_metrics")
     report, result = check_and_publish(build, serve, exports)
     assert result is None and not serve.exists()
+    # the publication contract misses it (and the view over it cannot be read), the gate on that view errors
+    assert ("fct_model_metrics", "table_exists") in {(f.suite, f.expectation_type) for f in report.failures()}
     assert "fct_model_metrics" in report.format_failures()
 
 
@@ -246,10 +271,12 @@ def test_publish_from_open_connection(paths: tuple[Path, Path, Path], read_only:
     build, serve, exports = paths
     con = duckdb.connect(str(build), read_only=read_only)
     try:
-        report, result = check_and_publish(con, serve, exports)
-        assert report.success and result is not None
+        result = publish(con, serve, exports)
         con.execute("select 1").fetchall()  # connection still usable
         expected = {t: con.execute(f'select count(*) from marts."{t}"').fetchall()[0][0] for t in MARTS}
+        # the checks run dbt on the file, which this connection locks: refused, nothing published again
+        with pytest.raises(TypeError, match="BuildHandle"):
+            check_and_publish(con, serve, exports)  # type: ignore[arg-type]
     finally:
         con.close()
     assert result.row_counts == {f"marts.{t}": n for t, n in expected.items()}
@@ -312,7 +339,7 @@ def test_check_and_publish_records_results_then_publishes_with_the_record(
 
 def test_a_failed_gate_records_results_and_never_runs_the_record(paths: tuple[Path, Path, Path]) -> None:
     build, serve, exports = paths
-    mutate(build, "update marts.fct_predictions set prob_a = 1.3 where label_id = 'l1'")
+    mutate(build, SMALL_DOMAIN)
     records: list[str] = []
     report, result = check_and_publish(
         build, serve, exports, build_id="fit1", record=lambda con: records.append("called")
@@ -353,17 +380,20 @@ def test_a_failed_publication_rolls_the_record_back(paths: tuple[Path, Path, Pat
     assert _leftovers(serve.parent) == []
 
 
-def test_record_on_an_open_read_write_connection(paths: tuple[Path, Path, Path]) -> None:
+def test_record_through_a_build_handle_that_stays_open(paths: tuple[Path, Path, Path]) -> None:
+    """The build context's way: its connection is closed while dbt runs, then the checks, records and copy use it."""
     build, serve, exports = paths
-    con = duckdb.connect(str(build))
+    handle = BuildFile(Paths(warehouse=build.parent), read_only=False)
     try:
-        report, result = check_and_publish(con, serve, exports, build_id="fit1", record=_finish_build)
+        report, result = check_and_publish(handle, serve, exports, build_id="fit1", record=_finish_build)
         assert report.success and result is not None
-        assert con.execute("select status, published from ops.builds where build_id = 'fit1'").fetchall() == [
+        assert handle.con.execute("select status, published from ops.builds where build_id = 'fit1'").fetchall() == [
             ("success", True)
         ]
+        n_recorded = handle.con.execute("select count(*) from ops.quality_results where build_id = 'fit1'").fetchall()
+        assert n_recorded == [(len(report.results),)]
     finally:
-        con.close()
+        handle.close()
     assert _build_row(serve, table="marts.fct_builds") == ("success", True)
     assert result.storage_tag == "v1.4.0+"
 
@@ -387,3 +417,42 @@ def test_remove_stale_temporaries_removes_only_what_a_killed_publisher_left(path
     assert sorted(removed) == sorted(stale) and not any(p.exists() for p in stale)
     assert (exports / "notes.tmp-4242.txt").exists()
     assert {p.name: _digest(p) for p in (serve, *sorted(exports.glob("*.parquet")))} == snap
+
+
+# ------------------------------------------------------------------ a real build: every check recorded, audit kept home
+
+
+def test_a_real_build_records_every_check_and_does_not_publish_the_audit_schema(sample_run: SampleRun) -> None:
+    paths = sample_run.paths
+    con = duckdb.connect(str(paths.build_db), read_only=True)
+    try:
+        (build_id,) = con.execute(
+            "select build_id from ops.builds where published order by started_at desc limit 1"
+        ).fetchone()
+        rows = con.execute(
+            """select suite, expectation_type, success, blocking, observed from ops.quality_results
+               where build_id = ?""",
+            [build_id],
+        ).fetchall()
+        audit = {
+            r[0] for r in con.execute("select table_name from duckdb_tables() where schema_name = 'audit'").fetchall()
+        }
+    finally:
+        con.close()
+    kinds = {(suite, check) for suite, check, *_ in rows}
+    # the invariants dbt build tested (both dbt stages), the gates, the publication contract
+    assert ("fct_pair_concepts", "accepted_values") in kinds  # prefit
+    assert ("fct_concept_effects", "expression_is_true") in kinds  # fit
+    assert ("fct_pair_features_match_decisive_labels", "fct_pair_features_match_decisive_labels") in kinds
+    assert ("domain_weights_min_pairs", "domain_weights_min_pairs") in kinds
+    assert ("fct_builds", "expect_table_row_count_to_be_between") in kinds
+    assert all(success or not blocking for _, _, success, blocking, _ in rows)  # it was published
+    # each dbt test's failing rows are in the build file's audit schema, which is not published
+    stored = {observed.rsplit(".", 1)[-1] for _, check, _, _, observed in rows if " in audit." in observed}
+    assert len(stored) > 100 and stored <= audit
+    assert _read_only_query(
+        paths.serve_db, "select count(*) from information_schema.tables where table_schema = 'audit'"
+    ) == [(0,)]
+    assert not list(paths.exports_dir.glob("not_null_*.parquet"))
+    page = paths.quality_report.read_text(encoding="utf-8")
+    assert build_id in page and "dbt test" in page and "Great Expectations" in page

@@ -1,17 +1,17 @@
-"""The HTML page of a quality run: written beside the warehouse, lists every suite and the failing expectations."""
+"""The HTML page of a quality run: written beside the warehouse, lists every result (the build's dbt tests, the
+gates, the publication contract) and the failing ones first, with their observed values."""
 
 from __future__ import annotations
 
-import html
 import re
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from pipelines.build.quality import SUITES, QualityReport, QualityResult, run_quality_checks, write_quality_report
+from pipelines.build.quality import QualityReport, QualityResult, run_quality_checks, write_quality_report
 from pipelines.core.config import Paths
-from tests.quality_db import WEIRD, build_fixture_db, mutate
+from tests.quality_db import build_fixture_db, dbt_test, mutate
 
 
 class _Rows(HTMLParser):
@@ -55,10 +55,12 @@ def build_db(tmp_path: Path) -> Path:
     return build_fixture_db(tmp_path / "warehouse" / "preflens.duckdb")
 
 
-def test_failing_run_page_lists_failing_expectations_with_observed_values(build_db: Path) -> None:
-    mutate(build_db, "update marts.fct_predictions set prob_a = 1.3 where label_id = 'l1'")
-    mutate(build_db, "update marts.fct_concept_effects set n_pairs = 5 where domain = 'code'")
+def test_failing_run_page_lists_every_kind_of_result_failures_first(build_db: Path) -> None:
+    mutate(build_db, "update marts.fct_predictions set prob_a = 1.3 where label_id = 'l1'")  # an invariant
+    mutate(build_db, "update marts.fct_concept_effects set n_pairs = 5 where domain = 'code'")  # a gate
+    mutate(build_db, "alter table marts.dim_items drop column response_a")  # the publication contract
     report = run_quality_checks(build_db)
+    report.build_results = dbt_test(build_db, "fct_predictions")  # as the build's dbt build recorded them
     assert not report.success
 
     paths = Paths(warehouse=build_db.parent)
@@ -72,30 +74,35 @@ def test_failing_run_page_lists_failing_expectations_with_observed_values(build_
     parsed = _parse(text)
     assert parsed.external == []  # self-contained
     failed = [r for r in parsed.rows if r and r[0] == "FAILED"]
-    assert len(failed) == len(report.failures())
-    by_col = {r[2]: r for r in failed}
-    assert "expect_column_values_to_be_between" in by_col["prob_a"][1] and "1.3" in by_col["prob_a"][4]
-    assert "max_value=1.0" in by_col["prob_a"][3]
-    assert "/ code (5 pairs)" in by_col["n_pairs"][4]
-    # every suite has a section; failing ones come first and are open
-    for s in SUITES:
-        assert f'id="suite-{s.name}"' in text
-    first = re.search(r'<details id="suite-([^"]+)"( open)?>', text)
-    assert first is not None and first.group(2) == " open"
-    assert first.group(1) in {"predictions", "domain_weights_min_pairs"}
-    # skipped suites show their reason; passing rows are listed too
-    assert "no LLM annotator in use" in text
-    assert sum(1 for r in parsed.rows if r and r[0] == "passed") > 50
+    assert len(failed) == len(report.failures()) == 3
+    # status, check, run by, column, expected, observed, error
+    by_check = {r[1]: r for r in failed}
+    prob_a = by_check["expression_is_true"]
+    assert prob_a[2] == "dbt test" and prob_a[3] == "prob_a" and "prob_a between 0 and 1" in prob_a[4]
+    assert re.fullmatch(r"2 failing rows in audit\.expression_is_true_\w+", prob_a[5])  # l1 in comp and score
+    gate = by_check["domain_weights_min_pairs"]
+    assert gate[2] == "dbt test" and gate[4] == "min_domain_pairs=20"
+    assert gate[5] == "12 failing rows in audit.domain_weights_min_pairs"
+    contract = by_check["expect_table_columns_to_match_set"]
+    assert contract[2] == "Great Expectations" and contract[5] == 'missing ["response_a"]'
+    # every gate and every published relation has a section; failing ones come first and are open
+    for name in ("domain_weights_min_pairs", "swap_consistency", "beats_length_only", "dim_items", "fct_builds"):
+        assert f'id="suite-{name}"' in text
+    sections = re.findall(r'<details id="suite-([^"]+)"( open)?>', text)
+    assert {name for name, _ in sections[:3]} == {"fct_predictions", "domain_weights_min_pairs", "dim_items"}
+    assert [bool(is_open) for _, is_open in sections] == [True] * 3 + [False] * (len(sections) - 3)
+    assert sum(1 for r in parsed.rows if r and r[0] == "passed") > 40
     assert "max_swap_inconsistency_rate" in text  # thresholds in effect
 
 
-def test_passing_run_page_and_escaping(tmp_path: Path, build_db: Path) -> None:
-    report = run_quality_checks(build_db)
+def test_passing_run_page_shows_skipped_gates_with_their_reason(tmp_path: Path, build_db: Path) -> None:
+    report = run_quality_checks(build_db, thresholds={"max_parse_failure_rate": None})
     assert report.success
     text = write_quality_report(report, tmp_path / "deep" / "er" / "q.html").read_text(encoding="utf-8")
-    assert "all gates passed" in text
-    assert html.escape(WEIRD) in text and WEIRD not in text  # concept names are escaped, quotes included
+    assert "all blocking checks passed" in text
     assert not [r for r in _parse(text).rows if r and r[0] == "FAILED"]
+    assert "max_parse_failure_rate threshold is None (gate disabled)" in text
+    assert "dbt test" in text and "Great Expectations" in text
 
 
 def test_hostile_text_is_escaped(tmp_path: Path) -> None:
@@ -106,11 +113,11 @@ def test_hostile_text_is_escaped(tmp_path: Path) -> None:
     assert _parse(text).external == []
 
 
-def test_rewrite_replaces_the_page(tmp_path: Path, build_db: Path) -> None:
+def test_rewrite_replaces_the_page(tmp_path: Path) -> None:
     path = tmp_path / "index.html"
-    mutate(build_db, "update marts.fct_predictions set prob_a = 1.3 where label_id = 'l1'")
-    write_quality_report(run_quality_checks(build_db, only=["predictions"]), path, build_id="b-old")
-    assert "b-old" in path.read_text()
+    failing = QualityResult("fct_predictions", "marts.fct_predictions", "not_null", "prob_a", False, engine="dbt")
+    write_quality_report(QualityReport(results=[failing]), path, build_id="b-old")
+    assert "b-old" in path.read_text() and "not published" in path.read_text()
     write_quality_report(QualityReport(), path, build_id="b-new")
     text = path.read_text()
-    assert "b-new" in text and "b-old" not in text and "all gates passed" in text
+    assert "b-new" in text and "b-old" not in text and "all blocking checks passed" in text

@@ -1,198 +1,217 @@
-"""The gates added on derived frames and on the newer marts, each fed data that violates it.
+"""The quality gates are dbt singular tests (dbt_project/data-tests/gates/) that the checks stage runs with the
+thresholds of QualityThresholds as dbt vars. Each gate runs with real dbt on the fixture build DB fed data that
+violates it (and decoys it must not flag): its failing rows land in schema audit, a threshold moves its verdict,
+a threshold of None skips it with the reason recorded.
 
-Same fixture build DB as test_quality.py (consistent: every suite passes), then one mutation at a time.
-Each run is restricted to the suite under test (``only=``) to keep the GE runs short.
+dbt runs are slow: the violations of every gate are applied to one copy of the fixture and each threshold
+setting is one run on it; the LLM annotator's gates get a second copy.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 import pytest
 import yaml
 
-from pipelines.build.quality import SUITES, QualityThresholds, run_quality_checks
-from pipelines.build.quality.gates import models_of_versions
-from tests.quality_db import build_fixture_db, mutate
+from pipelines.build.quality import (
+    QualityResult,
+    QualityThresholds,
+    coerce_thresholds,
+    run_gate_tests,
+    run_quality_checks,
+)
+from pipelines.build.quality.dbt_tests import GateRun
+from pipelines.core.config import Paths
+from tests.quality_db import audit_rows, build_fixture_db, mutate
 
 REPO = Path(__file__).resolve().parent.parent
+GATES = {
+    "labelled_pairs_have_features",
+    "domain_weights_min_pairs",
+    "swap_consistency",
+    "llm_parse_failures",
+    "top_concepts_ranks",
+    "beats_length_only",
+}
 
 
-@pytest.fixture
-def build_db(tmp_path: Path) -> Path:
-    return build_fixture_db(tmp_path / "preflens.duckdb")
+def _gate(run: GateRun, name: str) -> QualityResult:
+    (result,) = [r for r in run.results if r.suite == name]
+    return result
 
 
-def _fails(report, suite: str) -> list:  # noqa: ANN001
-    return [f for f in report.failures() if f.suite == suite]
-
-
-def test_new_suites_pass_or_skip_with_a_reason_on_the_consistent_fixture(build_db: Path) -> None:
-    report = run_quality_checks(build_db)
+def test_every_gate_passes_on_the_consistent_fixture(tmp_path: Path) -> None:
+    """The full check path (gates, then the publication contract), with the annotator read from the marts."""
+    db = build_fixture_db(tmp_path / "warehouse" / "preflens.duckdb")
+    report = run_quality_checks(db)
     assert report.success, report.format_failures()
-    names = {s.name for s in SUITES}
-    assert {
-        "labelled_pairs_have_features",
-        "domain_weights_min_pairs",
-        "swap_consistency",
-        "llm_parse_failures",
-        "concepts",
-        "top_concepts",
-        "top_concepts_ranks",
-        "builds",
-    } <= names
-    assert {r.suite for r in report.results} == names
-    # offline annotations carry no swap check and no LLM annotator is in use: both skipped, with the reason stored
-    assert report.skip_reasons == {
-        "swap_consistency": "no swap-checked annotations for the annotator(s) in use (the offline annotator has none)",
-        "llm_parse_failures": "no LLM annotator in use",
-        # this fixture has no measure-rep table and no baseline view (optional tables)
-        "features_measure": "table marts.fct_pair_features_measure does not exist",
-        "beats_length_only": "table marts.rpt_model_baselines does not exist",
+    assert report.thresholds is not None
+    assert (report.thresholds.annotator, report.thresholds.annotator_version) == ("offline", "v1")
+    gates = {r.suite: r for r in report.results if r.engine == "dbt"}
+    assert set(gates) == GATES and not report.skipped
+    assert all(r.success and r.unexpected_count == 0 for r in gates.values())
+    assert gates["beats_length_only"].blocking is False and gates["swap_consistency"].blocking
+    assert gates["swap_consistency"].expected == "max_swap_inconsistency_rate=0.35"
+    assert gates["labelled_pairs_have_features"].table == "raw.annotations, raw.labels"
+    # then the contract: Great Expectations on every published mart
+    contract = {r.suite for r in report.results if r.engine == "great_expectations"}
+    assert {"fct_concept_effects", "fct_builds", "rpt_top_concepts", "dim_latest_fit"} <= contract
+    assert "all" in report.format_failures()
+
+
+# ------------------------------------------------------------------ every gate broken, three threshold settings
+
+GATE_VIOLATIONS = [
+    # a decisive label on an item (i6) that only another annotator annotated; the tie l4 on i6 needs no features
+    "insert into raw.labels values ('l8', 'i6', 'judge:gpt-4', 'judge', 'b', null, null, 'f', 8, 'ing2', now())",
+    # domain weights on 5 pairs; a deviation without has_domain_weights; domain weights on an unknown count
+    "update marts.fct_concept_effects set n_pairs = 5 where domain = 'code' and mechanism = 'judge:gpt-4'",
+    "update marts.fct_concept_effects set has_domain_weights = false where domain = 'chat' and concept = 'safety'",
+    "update marts.fct_concept_effects set n_pairs = null "
+    "where domain = 'chat' and mechanism = 'human:crowd' and concept = 'clarity'",
+    # decoys: a small domain that got b alone, and shared rows (never domain weights) on few pairs
+    "update marts.fct_concept_effects set n_pairs = 5, domain_deviation = 0, has_domain_weights = false "
+    "where domain = 'code' and mechanism = 'human:crowd'",
+    "insert into marts.fct_concept_effects by name select * replace ('__shared__' as domain, 3 as n_pairs) "
+    "from marts.fct_concept_effects where domain = 'chat' and mechanism = 'judge:gpt-4'",
+    # 9 of the 15 swap-checked cells of the active annotator inconsistent (0.6); another annotator's don't count
+    "update raw.annotations set is_consistent = item_id not in ('i1', 'i2', 'i3') where annotator = 'offline'",
+    "update raw.annotations set is_consistent = false where annotator = 'llm'",
+    # ranks with a gap in one group, in reversed |lift| order in another
+    """create or replace view marts.rpt_top_concepts as
+       with ranked as (
+           select *,
+                  row_number() over (partition by fit_id, mechanism, representation, domain
+                                     order by abs(global_lift_pct) desc, concept) as r,
+                  row_number() over (partition by fit_id, mechanism, representation, domain
+                                     order by abs(global_lift_pct) asc, concept) as r_reversed
+           from preflens.marts.fct_concept_effects)
+       select fit_id, mechanism, mechanism_type, representation, domain,
+              case when mechanism = 'judge:gpt-4' and representation = 'comp' and domain = 'code' then r * 2
+                   when mechanism = 'human:crowd' and representation = 'score' and domain = 'chat' then r_reversed
+                   else r end as concept_rank,
+              concept, case when global_lift_pct > 0 then 'rewards' else 'penalises' end as direction,
+              global_lift_pct, shared_lift_pct, deviation_lift_pct, n_pairs, has_domain_weights
+       from ranked""",
+    # the concept model of one mechanism does no better than length alone
+    "update marts.fct_model_metrics set accuracy = 0.4 "
+    "where domain = '__all__' and variant = 'hmdr' and mechanism = 'judge:gpt-4' and representation = 'comp'",
+]
+
+RELAXED = {
+    "max_labels_without_features": 1,
+    "min_domain_pairs": 5,
+    "max_swap_inconsistency_rate": None,
+    "max_parse_failure_rate": None,
+}
+DISABLED = {"max_labels_without_features": None, "min_domain_pairs": None, "max_swap_inconsistency_rate": 0.7}
+
+
+#: a gate run, and the failing rows of each gate that ran (read from audit before the next run replaces them)
+Runs = dict[str, tuple[GateRun, dict[str, list[tuple]]]]
+
+
+def _run(db: Path, thresholds: QualityThresholds) -> tuple[GateRun, dict[str, list[tuple]]]:
+    run = run_gate_tests(Paths(warehouse=db.parent), thresholds, build_id="gates")
+    return run, {r.suite: audit_rows(db, r) for r in run.results if r.observed and not r.error}
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    db = build_fixture_db(tmp_path_factory.mktemp("gates") / "warehouse" / "preflens.duckdb")
+    for sql in GATE_VIOLATIONS:
+        mutate(db, sql)
+    offline = QualityThresholds(annotator="offline", annotator_version="v1")
+    return {
+        "default": _run(db, offline),
+        "relaxed": _run(db, replace(offline, **RELAXED)),
+        "disabled": _run(db, replace(offline, **DISABLED)),
     }
-    frame = report.to_frame()
-    skipped = frame[frame["expectation_type"] == "suite_skipped"]
-    assert set(skipped["suite"]) == set(report.skip_reasons)
-    assert skipped["observed"].str.startswith("skipped: ").all() and skipped["success"].all()
-    assert (
-        "skipped: features_measure, swap_consistency, llm_parse_failures, beats_length_only" in report.format_failures()
-    )
 
 
-def test_defaults_match_the_dbt_vars() -> None:
-    dbt_vars = yaml.safe_load((REPO / "dbt_project" / "dbt_project.yml").read_text())["vars"]
-    th = QualityThresholds()
-    assert th.min_domain_pairs == dbt_vars["min_domain_pairs"]
-    assert th.top_k == dbt_vars["top_k"]
-    assert th.max_abs_lift_pct == dbt_vars["max_abs_lift_pct"]
-    # the dbt test on fct_concept_effects reads the same var, never a number of its own
-    marts_yml = (REPO / "dbt_project" / "models" / "marts" / "_marts__models.yml").read_text()
-    assert "abs(global_lift_pct) <= {{ var('max_abs_lift_pct') }}" in marts_yml
+def test_each_gate_fails_with_its_failing_rows_at_the_default_thresholds(broken: Runs) -> None:
+    run, rows = broken["default"]
+    assert {r.suite for r in run.results} == GATES and not run.skipped
+    failed = {r.suite for r in run.results if not r.success}
+    assert failed == GATES - {"llm_parse_failures"}  # no LLM annotator in use: nothing to check
+    assert all(not r.error for r in run.results)
+
+    labels = _gate(run, "labelled_pairs_have_features")
+    assert labels.blocking and labels.unexpected_count == 1 and labels.table == "raw.annotations, raw.labels"
+    assert rows["labelled_pairs_have_features"] == [("l8", "i6", "judge:gpt-4", "b")]  # not the tie l4
+
+    weights = rows["domain_weights_min_pairs"]
+    by_rule: dict[str, set[tuple[str, str, str]]] = {}
+    for row in weights:
+        by_rule.setdefault(row[-1], set()).add((row[1], row[4], row[5]))  # mechanism, domain, concept
+    assert by_rule == {
+        "domain weights on fewer than 20 pairs": {
+            ("judge:gpt-4", "code", c) for c in ("clarity", "safety", 'has "quotes" and spaces')
+        },
+        "a domain deviation without has_domain_weights": {
+            ("judge:gpt-4", "chat", "safety"),
+            ("human:crowd", "chat", "safety"),
+        },
+        "domain weights on an unknown number of pairs": {("human:crowd", "chat", "clarity")},
+    }
+    assert len(weights) == _gate(run, "domain_weights_min_pairs").unexpected_count == 12  # x 2 representations
+
+    assert rows["swap_consistency"] == [("offline", "v1", 15, 15, 9, 0.6)]
+
+    ranks = {row[:4]: row[4:] for row in rows["top_concepts_ranks"]}  # (n_rows, min, max, n_out_of_order)
+    assert ranks == {
+        ("fit1", "judge:gpt-4", "comp", "code"): (3, 2, 6, 0),
+        ("fit1", "human:crowd", "score", "chat"): (3, 1, 3, 2),
+    }
+
+    baseline = _gate(run, "beats_length_only")
+    assert not baseline.success and not baseline.blocking  # recorded, publication goes ahead
+    assert rows["beats_length_only"] == [("judge:gpt-4", "comp", 0.4, 0.5, False)]
 
 
-# ------------------------------------------------------------------ every decisive labelled pair has features
-
-NEW_LABEL_ON_UNANNOTATED = (
-    "insert into raw.labels values ('l8', 'i6', 'judge:gpt-4', 'judge', 'b', null, null, 'f', 8, 'ing2', now())"
-)
-
-
-def test_decisive_label_without_features_fails(build_db: Path) -> None:
-    mutate(build_db, NEW_LABEL_ON_UNANNOTATED)
-    report = run_quality_checks(build_db, only=["labelled_pairs_have_features"])
-    (f,) = report.failures()
-    assert (f.table, f.expectation_type) == ("raw.labels", "expect_table_row_count_to_be_between")
-    assert f.observed.startswith("1;") and "l8" in f.observed and "i6" in f.observed
-    # the tie on the same unannotated item (l4) is not flagged; another annotator's rows (llm on i6) don't count
-    assert "l4" not in f.observed
-
-
-def test_labels_without_features_allowance_is_configurable(build_db: Path) -> None:
-    mutate(build_db, NEW_LABEL_ON_UNANNOTATED)
-    assert run_quality_checks(
-        build_db, only=["labelled_pairs_have_features"], thresholds={"max_labels_without_features": 1}
-    ).success
-    report = run_quality_checks(
-        build_db, only=["labelled_pairs_have_features"], thresholds={"max_labels_without_features": None}
-    )
-    assert report.success and "gate disabled" in report.skip_reasons["labelled_pairs_have_features"]
-
-
-def test_annotations_of_another_annotator_do_not_count_as_features(build_db: Path) -> None:
-    # i6 has 'llm' annotations only; with 'llm' named as the active annotator, l8 has features
-    mutate(build_db, NEW_LABEL_ON_UNANNOTATED)
-    th = QualityThresholds(annotator="llm", annotator_version="v2")
-    report = run_quality_checks(build_db, only=["labelled_pairs_have_features"], thresholds=th)
-    # now the offline-only items i2, i4, i5 (l2, l6, l7) lack the active annotator's features instead
-    (f,) = report.failures()
-    assert all(x in f.observed for x in ("l2", "l6", "l7")) and "l8" not in f.observed
-
-
-# ------------------------------------------------------------------------- domain weights need enough pairs
-
-
-@pytest.mark.parametrize(
-    ("sql", "column"),
-    [
-        ("update marts.fct_concept_effects set n_pairs = 5 where domain = 'code'", "n_pairs"),
-        (
-            "update marts.fct_concept_effects set has_domain_weights = false "
-            "where domain = 'chat' and concept = 'safety'",
-            "has_domain_weights",
+def test_thresholds_move_the_verdict_and_none_skips_the_gate(broken: Runs) -> None:
+    (relaxed, relaxed_rows), (disabled, _) = broken["relaxed"], broken["disabled"]
+    # one decisive label without features is allowed now: passes, and the row is still kept in audit
+    labels = _gate(relaxed, "labelled_pairs_have_features")
+    assert labels.success and labels.unexpected_count == 1
+    assert labels.expected == "max_labels_without_features=1"
+    assert relaxed_rows["labelled_pairs_have_features"] == [("l8", "i6", "judge:gpt-4", "b")]
+    # 5 pairs are enough now; the rows that break the other two rules still fail
+    weights = {row[-1] for row in relaxed_rows["domain_weights_min_pairs"]}
+    assert weights == {"a domain deviation without has_domain_weights", "domain weights on an unknown number of pairs"}
+    assert relaxed.skipped == {
+        "swap_consistency": ("raw.annotations", "max_swap_inconsistency_rate threshold is None (gate disabled)"),
+        "llm_parse_failures": (
+            "raw.annotations, raw.llm_cache",
+            "max_parse_failure_rate threshold is None (gate disabled)",
         ),
-        ("update marts.fct_concept_effects set n_pairs = null where domain = 'chat'", "n_pairs"),
-    ],
-    ids=["too_few_pairs", "deviation_without_domain_weights", "unknown_pair_count"],
-)
-def test_domain_weights_on_a_small_domain_fail(build_db: Path, sql: str, column: str) -> None:
-    mutate(build_db, sql)
-    report = run_quality_checks(build_db, only=["domain_weights_min_pairs"])
-    fails = report.failures()
-    assert fails and {f.column for f in fails} == {column}, report.format_failures()
-    assert all(f.table == "marts.fct_concept_effects" for f in fails)
-    assert "rows: " in fails[0].observed  # names the mechanism / representation / domain
+    }
+    assert {r.suite for r in relaxed.results} == GATES - set(relaxed.skipped)
 
-
-def test_small_domain_without_domain_weights_is_fine_and_minimum_is_configurable(build_db: Path) -> None:
-    # a small domain that got b alone (deviation 0, no domain weights) is exactly what the gate wants
-    mutate(
-        build_db,
-        "update marts.fct_concept_effects set n_pairs = 5, domain_deviation = 0, "
-        "has_domain_weights = false where domain = 'code'",
+    assert set(disabled.skipped) == {"labelled_pairs_have_features", "domain_weights_min_pairs"}
+    assert disabled.skipped["domain_weights_min_pairs"] == (
+        "marts.fct_concept_effects",
+        "min_domain_pairs threshold is None (gate disabled)",
     )
-    assert run_quality_checks(build_db, only=["domain_weights_min_pairs"]).success
-    # 25 pairs per domain in the fixture: a minimum of 30 fails the domains that kept their weights
-    report = run_quality_checks(build_db, only=["domain_weights_min_pairs"], thresholds={"min_domain_pairs": 30})
-    (f,) = report.failures()
-    assert f.column == "n_pairs" and "/ chat (25 pairs)" in f.observed and "code" not in f.observed
+    assert _gate(disabled, "swap_consistency").success  # 0.6 <= 0.7
 
 
-def test_shared_rows_are_not_domain_weights(build_db: Path) -> None:
-    mutate(
-        build_db,
-        """
-        insert into marts.fct_concept_effects
-        select fit_id, mechanism, mechanism_type, representation, '__shared__', concept, shared_weight, 0.0,
-               shared_weight, shared_lift_pct, 0.0, shared_lift_pct, 3, false, control, feature_scale
-        from marts.fct_concept_effects where domain = 'code'
-    """,
-    )
-    assert run_quality_checks(build_db, only=["domain_weights_min_pairs"]).success
+def test_a_skipped_gate_is_recorded_as_skipped_never_passed(tmp_path: Path) -> None:
+    db = build_fixture_db(tmp_path / "warehouse" / "preflens.duckdb")
+    report = run_quality_checks(db, thresholds={"max_swap_inconsistency_rate": None})
+    assert report.success and report.skipped == ["swap_consistency"]
+    (row,) = [r for r in report.results if r.suite == "swap_consistency"]
+    assert row.skipped and row.expectation_type == "suite_skipped"
+    assert row.observed == "skipped: max_swap_inconsistency_rate threshold is None (gate disabled)"
+    frame = report.to_frame()
+    assert frame.loc[frame["suite"] == "swap_consistency", "observed"].str.startswith("skipped: ").all()
+    assert "skipped: swap_consistency" in report.format_failures()
 
 
-# ------------------------------------------------------------------------------------ swap inconsistency
-
-
-def test_swap_inconsistency_under_the_threshold_passes_then_over_fails(build_db: Path) -> None:
-    mutate(build_db, "update raw.annotations set is_consistent = (item_id <> 'i1') where annotator = 'offline'")
-    report = run_quality_checks(build_db, only=["swap_consistency"])  # 3 of 15 = 0.2 <= 0.35
-    assert report.success and not report.skipped, report.format_failures()
-    (res,) = [r for r in report.results if r.suite == "swap_consistency"]
-    assert res.column == "swap_inconsistency_rate" and "max_value=0.35" in res.expected
-
-    report = run_quality_checks(build_db, only=["swap_consistency"], thresholds={"max_swap_inconsistency_rate": 0.1})
-    (f,) = report.failures()
-    assert f.table == "raw.annotations" and "0.2" in f.observed and "offline v1" in f.observed
-
-
-def test_swap_inconsistency_over_default_threshold_fails(build_db: Path) -> None:
-    mutate(
-        build_db,
-        "update raw.annotations set is_consistent = item_id not in ('i1', 'i2', 'i3') where annotator = 'offline'",
-    )  # 9 of 15 = 0.6
-    report = run_quality_checks(build_db, only=["swap_consistency"])
-    (f,) = report.failures()
-    assert f.column == "swap_inconsistency_rate" and "0.6" in f.observed
-
-
-def test_swap_inconsistency_of_an_annotator_not_in_use_is_ignored(build_db: Path) -> None:
-    mutate(build_db, "update raw.annotations set is_consistent = false where annotator = 'llm'")
-    report = run_quality_checks(build_db, only=["swap_consistency"])
-    assert report.success and "swap_consistency" in report.skipped
-
-
-# ----------------------------------------------------------------------------------- LLM parse failures
+# ------------------------------------------------------------------ the LLM annotator's gates
 
 LLM_VERSION = "llm-p1:gpt_4o"  # pipelines/annotate/llm.py: 'llm-' + prompt version + ':' + sanitised model
 
@@ -217,223 +236,108 @@ def _llm_calls(path: Path, model: str, ok: int, failures: list[tuple[str, str]])
 LLM_ACTIVE = QualityThresholds(annotator="llm", annotator_version=LLM_VERSION)
 
 
-def test_parse_failure_rate_over_threshold_fails(build_db: Path) -> None:
+@pytest.fixture(scope="module")
+def llm(tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    db = build_fixture_db(tmp_path_factory.mktemp("llm") / "warehouse" / "preflens.duckdb")
+    # the LLM annotator (model "gpt 4o", sanitised gpt_4o in its version) annotated i1 and i6, swap-consistently
+    mutate(
+        db,
+        f"update raw.annotations set annotator_version = '{LLM_VERSION}', is_consistent = true where annotator = 'llm'",
+    )
+    mutate(
+        db, "insert into raw.labels values ('l8', 'i6', 'judge:gpt-4', 'judge', 'b', null, null, 'f', 8, 'ing2', now())"
+    )
     _llm_calls(
-        build_db,
+        db,
         "gpt 4o",
         ok=18,
-        failures=[("comp_ab", "malformed: not JSON"), ("score", "truncated: finish_reason=length")],
-    )  # 2/20 = 0.1
-    report = run_quality_checks(build_db, only=["llm_parse_failures"], thresholds=LLM_ACTIVE)
-    (f,) = report.failures()
-    assert (f.table, f.column) == ("raw.llm_cache", "parse_failure_rate")
-    assert "0.1" in f.observed and "gpt 4o" in f.observed
-
-
-def test_parse_failure_rate_counts_only_parse_failures_of_annotation_calls_of_the_model_in_use(build_db: Path) -> None:
-    _llm_calls(
-        build_db,
-        "gpt 4o",
-        ok=19,
         failures=[
-            ("comp_ab", "malformed: not JSON"),  # counts: 1/24 < 0.05
-            ("comp_ba", "http_503: HTTP 503"),  # transport failure, not a parse failure
-            ("propose", "malformed: not JSON"),  # discovery stage, not annotation
-            ("relevance", "connection: APIConnectionError"),
+            ("comp_ab", "malformed: not JSON"),
+            ("score", "truncated: finish_reason=length"),
+            ("comp_ba", "http_503: HTTP 503"),  # a transport failure, not a parse failure
+            ("propose", "malformed: not JSON"),  # discovery, not an annotation call
         ],
     )
-    _llm_calls(build_db, "old-model", ok=1, failures=[("comp_ab", "malformed: x")] * 3)  # not in use
-    report = run_quality_checks(build_db, only=["llm_parse_failures"], thresholds=LLM_ACTIVE)
-    assert report.success and not report.skipped, report.format_failures()
-    # every failed status counts when no outcome list is given: 3/23 annotation calls of the model
-    th = QualityThresholds(annotator="llm", annotator_version=LLM_VERSION, parse_failure_outcomes=None)
-    assert not run_quality_checks(build_db, only=["llm_parse_failures"], thresholds=th).success
-    # the old model's failures count once its calls are named explicitly
-    report = run_quality_checks(build_db, only=["llm_parse_failures"], thresholds={"llm_models": ("old-model",)})
-    (f,) = report.failures()
-    assert "old-model" in f.observed and "0.75" in f.observed
+    _llm_calls(db, "old-model", ok=1, failures=[("comp_ab", "malformed: x")] * 3)  # not in use
+    inferred = _run(db, LLM_ACTIVE)
+    # the models named explicitly, every failed call counted; and a gate whose SQL breaks
+    mutate(db, "alter table marts.fct_concept_effects drop column has_domain_weights")
+    explicit = _run(db, replace(LLM_ACTIVE, llm_models=("old-model", "gpt 4o"), parse_failure_outcomes=None))
+    return {"inferred": inferred, "explicit": explicit}
 
 
-def test_parse_failure_gate_skips_cleanly(build_db: Path) -> None:
-    # offline annotator in use (inferred from the marts)
-    report = run_quality_checks(build_db, only=["llm_parse_failures"])
-    assert report.success and report.skip_reasons == {"llm_parse_failures": "no LLM annotator in use"}
-    # LLM annotator in use but no calls cached for its model
-    report = run_quality_checks(build_db, only=["llm_parse_failures"], thresholds=LLM_ACTIVE)
-    assert report.success and "no LLM annotation calls" in report.skip_reasons["llm_parse_failures"]
-    # a warehouse from before the LLM layer: no raw.llm_cache table at all
-    mutate(build_db, "drop table raw.llm_cache")
-    report = run_quality_checks(build_db, only=["llm_parse_failures"], thresholds=LLM_ACTIVE)
-    assert report.success and report.skip_reasons == {"llm_parse_failures": "table raw.llm_cache does not exist"}
-
-
-def test_models_of_versions() -> None:
-    assert models_of_versions(["llm-p1:gpt_4o", "llm-p2:ollama:llama3", "offline-1.0"]) == ["gpt_4o", "ollama:llama3"]
-
-
-# ------------------------------------------------------------------------------------------ newer marts
-
-NEW_MART_VIOLATIONS: list[tuple[str, str, str, str, str | None, str]] = [
-    # (id, sql, suite, table, column, expectation type)
-    (
-        "definition_not_paper_style",
-        "update marts.dim_concepts set definition = 'Clear answers' where concept = 'safety'",
-        "concepts",
-        "marts.dim_concepts",
-        "definition",
-        "expect_column_values_to_match_regex",
-    ),
-    (
-        "definition_half_missing",
-        "update marts.dim_concepts set definition = 'A high score indicates x; ' where concept = 'clarity'",
-        "concepts",
-        "marts.dim_concepts",
-        "definition",
-        "expect_column_values_to_match_regex",
-    ),
-    (
-        "duplicate_concept",
-        "insert into marts.dim_concepts select * from marts.dim_concepts where concept = 'safety'",
-        "concepts",
-        "marts.dim_concepts",
-        "concept, annotator, annotator_version",
-        "expect_compound_columns_to_be_unique",
-    ),
-    (
-        "null_definition_hash",
-        "update marts.dim_concepts set definition_hash = null",
-        "concepts",
-        "marts.dim_concepts",
-        "definition_hash",
-        "expect_column_values_to_not_be_null",
-    ),
-    (
-        "duplicate_local_explanation",
-        "insert into marts.fct_local_explanations select * from marts.fct_local_explanations limit 1",
-        "local_explanations",
-        "marts.fct_local_explanations",
-        "fit_id, label_id, representation, concept",
-        "expect_compound_columns_to_be_unique",
-    ),
-    (
-        "rank_gap",
-        "create or replace view marts.rpt_top_concepts as select * replace (concept_rank * 2 as concept_rank) "
-        "from (select fit_id, mechanism, mechanism_type, representation, domain, row_number() over (partition by fit_id, "
-        "mechanism, representation, domain order by abs(global_lift_pct) desc, concept) as concept_rank, concept, "
-        "'rewards' as direction, global_lift_pct, shared_lift_pct, deviation_lift_pct, n_pairs, has_domain_weights "
-        "from marts.fct_concept_effects)",
-        "top_concepts_ranks",
-        "marts.rpt_top_concepts",
-        "max_rank, n_rows",
-        "expect_column_pair_values_to_be_equal",
-    ),
-    (
-        "rank_order_reversed",
-        "create or replace view marts.rpt_top_concepts as select fit_id, mechanism, mechanism_type, "
-        "representation, domain, row_number() over (partition by fit_id, mechanism, representation, domain "
-        "order by abs(global_lift_pct) asc, concept) as concept_rank, concept, 'rewards' as direction, global_lift_pct, "
-        "shared_lift_pct, deviation_lift_pct, n_pairs, has_domain_weights from marts.fct_concept_effects",
-        "top_concepts_ranks",
-        "marts.rpt_top_concepts",
-        "n_out_of_order",
-        "expect_column_values_to_be_in_set",
-    ),
-    (
-        "rank_above_top_k",
-        "create or replace view marts.rpt_top_concepts as select fit_id, mechanism, mechanism_type, "
-        "representation, domain, 11 as concept_rank, concept, 'rewards' as direction, global_lift_pct, shared_lift_pct, "
-        "deviation_lift_pct, n_pairs, has_domain_weights from marts.fct_concept_effects where concept = 'safety'",
-        "top_concepts",
-        "marts.rpt_top_concepts",
-        "concept_rank",
-        "expect_column_values_to_be_between",
-    ),
-    (
-        "duplicate_rank",
-        "create or replace view marts.rpt_top_concepts as select fit_id, mechanism, mechanism_type, "
-        "representation, domain, 1 as concept_rank, concept, 'rewards' as direction, global_lift_pct, shared_lift_pct, "
-        "deviation_lift_pct, n_pairs, has_domain_weights from marts.fct_concept_effects",
-        "top_concepts",
-        "marts.rpt_top_concepts",
-        "fit_id, mechanism, representation, domain, concept_rank",
-        "expect_compound_columns_to_be_unique",
-    ),
-    (
-        "duplicate_build",
-        "create or replace view marts.fct_builds as select * from ops.builds union all "
-        "select * from ops.builds where build_id = 'b1'",
-        "builds",
-        "marts.fct_builds",
-        "build_id",
-        "expect_column_values_to_be_unique",
-    ),
-    (
-        "unknown_build_status",
-        "update ops.builds set status = 'exploded' where build_id = 'b1'",
-        "builds",
-        "marts.fct_builds",
-        "status",
-        "expect_column_values_to_be_in_set",
-    ),
-    (
-        "build_ends_before_start",
-        "update ops.builds set finished_at = started_at - interval 1 hour where build_id = 'b1'",
-        "builds",
-        "marts.fct_builds",
-        "duration_seconds",
-        "expect_column_values_to_be_between",
-    ),
-    (
-        "no_build_row",
-        "delete from ops.builds",
-        "builds",
-        "marts.fct_builds",
-        None,
-        "expect_table_row_count_to_be_between",
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("sql", "suite", "table", "column", "etype"),
-    [v[1:] for v in NEW_MART_VIOLATIONS],
-    ids=[v[0] for v in NEW_MART_VIOLATIONS],
-)
-def test_newer_mart_violation_fails(
-    build_db: Path, sql: str, suite: str, table: str, column: str | None, etype: str
+def test_parse_failure_rate_counts_parse_failures_of_the_annotation_calls_of_the_model_in_use(
+    llm: Runs,
 ) -> None:
-    mutate(build_db, sql)
-    report = run_quality_checks(build_db, only=[suite])
-    hits = [
-        f
-        for f in report.failures()
-        if (f.suite, f.table, f.column, f.expectation_type) == (suite, table, column, etype)
-    ]
-    assert hits, report.format_failures()
-    assert hits[0].observed or hits[0].error
+    run, rows = llm["inferred"]
+    gate = _gate(run, "llm_parse_failures")
+    assert not gate.success and gate.blocking and gate.table == "raw.annotations, raw.llm_cache"
+    # 2 parse failures in 21 annotation calls (the 503 counts as a call, the discovery call and the old model not)
+    (model, n_calls, n_failures, rate) = rows["llm_parse_failures"][0]
+    assert (model, n_calls, n_failures) == ("gpt 4o", 21, 2) and rate == pytest.approx(2 / 21)
+    assert len(rows["llm_parse_failures"]) == 1
 
 
-def test_top_k_bound_is_configurable(build_db: Path) -> None:
-    mutate(build_db, NEW_MART_VIOLATIONS[7][1])  # rank 11
-    assert run_quality_checks(build_db, only=["top_concepts"], thresholds={"top_k": None}).success
-    assert not run_quality_checks(build_db, only=["top_concepts"], thresholds={"top_k": 10}).success
+def test_annotations_of_another_annotator_do_not_count_as_features(
+    llm: Runs,
+) -> None:
+    run, rows = llm["inferred"]
+    # the LLM annotator is active: the offline-only items i2, i4, i5 (l2, l6, l7) lack its features, l8 (i6) not
+    assert [r[0] for r in rows["labelled_pairs_have_features"]] == ["l2", "l6", "l7"]
+    assert _gate(run, "swap_consistency").success  # its cells are all consistent; the offline ones don't count
 
 
-def test_broken_frame_sql_is_a_failure_not_a_crash(build_db: Path) -> None:
-    mutate(build_db, "alter table marts.fct_concept_effects drop column has_domain_weights")
-    report = run_quality_checks(build_db, only=["domain_weights_min_pairs"])
-    (f,) = report.failures()
-    assert f.expectation_type == "suite_error" and "has_domain_weights" in (f.error or "")
+def test_named_models_and_every_failed_call(llm: Runs) -> None:
+    run, rows = llm["explicit"]
+    by_model = {r[0]: r[1:3] for r in rows["llm_parse_failures"]}
+    assert by_model == {"gpt 4o": (21, 3), "old-model": (4, 3)}  # the 503 counts now; the old model's calls too
+
+
+def test_broken_gate_sql_is_a_failure_not_a_crash(llm: Runs) -> None:
+    run, _ = llm["explicit"]
+    gate = _gate(run, "domain_weights_min_pairs")
+    assert not gate.success and gate.blocking and "has_domain_weights" in (gate.error or "")
+
+
+def test_unsafe_annotator_is_refused_before_dbt(tmp_path: Path) -> None:
+    db = build_fixture_db(tmp_path / "warehouse" / "preflens.duckdb")
+    with pytest.raises(ValueError, match="annotator"):
+        run_gate_tests(Paths(warehouse=db.parent), QualityThresholds(annotator="x' or 1=1 --"), build_id="x")
+    assert not (db.parent / "dbt_target" / "run_results.json").exists()
+
+
+# ------------------------------------------------------------------ thresholds: one owner, passed as dbt vars
+
+
+def test_defaults_match_the_dbt_vars_and_every_gate_reads_its_threshold_var() -> None:
+    dbt_vars = yaml.safe_load((REPO / "dbt_project" / "dbt_project.yml").read_text())["vars"]
+    th = QualityThresholds()
+    assert th.min_domain_pairs == dbt_vars["min_domain_pairs"]
+    gate_vars = th.gate_vars()
+    assert gate_vars["quality_gates"] is True and "annotator" not in gate_vars
+    gates = REPO / "dbt_project" / "data-tests" / "gates"
+    assert {p.stem for p in gates.glob("*.sql")} == GATES
+    for name, threshold in [
+        ("labelled_pairs_have_features", "max_labels_without_features"),
+        ("domain_weights_min_pairs", "min_domain_pairs"),
+        ("swap_consistency", "max_swap_inconsistency_rate"),
+        ("llm_parse_failures", "max_parse_failure_rate"),
+    ]:
+        sql = (gates / f"{name}.sql").read_text()
+        assert f"gate_enabled('{threshold}')" in sql and f"var('{threshold}'" in sql
+        assert threshold in gate_vars
+    # the values are never written into the SQL: the gates read the vars
+    assert "0.35" not in (gates / "swap_consistency.sql").read_text()
+    assert gate_vars["parse_failure_outcomes"] == list(th.parse_failure_outcomes or ())
 
 
 def test_a_build_s_dbt_vars_set_the_shared_thresholds() -> None:
     from pipelines.build.quality import thresholds_from_dbt_vars
 
     # only the vars that are also gate thresholds, typed as the gates use them; an empty value keeps the default
-    assert thresholds_from_dbt_vars({"top_k": "5", "min_domain_pairs": "8", "cv_folds": "3"}) == {
-        "top_k": 5,
-        "min_domain_pairs": 8,
-    }
+    assert thresholds_from_dbt_vars({"top_k": "5", "min_domain_pairs": "8", "cv_folds": "3"}) == {"min_domain_pairs": 8}
     assert thresholds_from_dbt_vars({"min_domain_pairs": ""}) == {}
     th = QualityThresholds(**thresholds_from_dbt_vars({"min_domain_pairs": "8"}))
-    assert th.min_domain_pairs == 8 and th.top_k == QualityThresholds().top_k
+    assert th.min_domain_pairs == 8 and th.gate_vars()["min_domain_pairs"] == 8
+    with pytest.raises(ValueError, match="bogus"):
+        coerce_thresholds({"bogus": 1})

@@ -109,6 +109,112 @@ def test_report_clear_error_without_served_copy(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "no served copy" in proc.stderr
 
 
+# ----------------------------------------------------------------------------------------- CJK names (issue 11.14)
+
+CJK_CONCEPT = "清晰度 (Clarity)"
+CJK_MECHANISM = "human:评审员"
+CJK_CHARS = "".join(sorted({c for c in CJK_CONCEPT + CJK_MECHANISM if ord(c) > 0x2E80}))
+
+
+def _cjk_warehouse(tmp_path: Path) -> Path:
+    """A warehouse whose served copy is the tiny fixture with a CJK concept and a CJK mechanism."""
+    wh = tmp_path / "wh"
+    db = wh / "serve" / "preflens.duckdb"
+    db.parent.mkdir(parents=True)
+    write_mini_served(db)
+    con = duckdb.connect(str(db))
+    try:
+        for column, old, new in (("concept", "Clarity", CJK_CONCEPT), ("mechanism", "human:raters", CJK_MECHANISM)):
+            cols = con.execute(
+                "select table_name, column_name from information_schema.columns where table_schema = 'marts' "
+                "and column_name in (?, ?, ?)",
+                [column, f"{column}_a", f"{column}_b"],
+            ).fetchall()
+            for table_name, col in cols:
+                con.execute(f'update marts."{table_name}" set "{col}" = ? where "{col}" = ?', [new, old])
+    finally:
+        con.close()
+    return wh
+
+
+def _cjk_font_installed() -> bool:
+    """Whether fontconfig knows a font that covers the test's CJK characters."""
+    if shutil.which("fc-list") is None:
+        return False
+    charset = " ".join(f"{ord(c):x}" for c in CJK_CHARS)
+    proc = subprocess.run(["fc-list", f":charset={charset}", "file"], capture_output=True, text=True, timeout=60)
+    return bool(proc.stdout.strip())
+
+
+def _report(wh: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [venv_bin("preflens"), "report"],
+        env=env_with(PREFLENS_WAREHOUSE=str(wh), **env),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _glyph_noise(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if "Glyph" in ln or "Warning" in ln or ".py:" in ln]
+
+
+def test_report_with_cjk_names_warns_nothing_and_says_once_what_it_cannot_draw(tmp_path: Path) -> None:
+    wh = _cjk_warehouse(tmp_path)
+    proc = _report(wh)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not _glyph_noise(proc.stderr), proc.stderr[-2000:]
+    out = next(Path(ln.removeprefix("report written to ")) for ln in proc.stdout.splitlines() if "written to" in ln)
+    text = out.read_text(encoding="utf-8")
+    assert CJK_CONCEPT in text and CJK_MECHANISM in text  # the tables always give the names in full
+    notes = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("note:")]
+    if _cjk_font_installed():
+        assert notes == [], notes
+    else:
+        assert len(notes) == 1 and all(c in notes[0] for c in CJK_CHARS) and "□" in notes[0], proc.stdout
+        assert text.count("no installed font can draw") == 1
+
+
+def _write_font(path: Path, chars: str, family: str) -> None:
+    """A minimal TrueType font (a filled box per character) that covers ``chars``."""
+    from fontTools.fontBuilder import FontBuilder
+    from fontTools.pens.ttGlyphPen import TTGlyphPen
+
+    names = [".notdef", *(f"uni{ord(c):04X}" for c in chars)]
+    glyphs = {}
+    for name in names:
+        pen = TTGlyphPen(None)
+        pen.moveTo((100, 0))
+        pen.lineTo((100, 700))
+        pen.lineTo((900, 700))
+        pen.lineTo((900, 0))
+        pen.closePath()
+        glyphs[name] = pen.glyph()
+    fb = FontBuilder(1000, isTTF=True)
+    fb.setupGlyphOrder(names)
+    fb.setupCharacterMap({ord(c): f"uni{ord(c):04X}" for c in chars})
+    fb.setupGlyf(glyphs)
+    fb.setupHorizontalMetrics({name: (1000, 100) for name in names})
+    fb.setupHorizontalHeader(ascent=800, descent=-200)
+    fb.setupNameTable({"familyName": family, "styleName": "Regular"})
+    fb.setupOS2(sTypoAscender=800, usWinAscent=800, usWinDescent=200)
+    fb.setupPost()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fb.save(str(path))
+
+
+def test_report_draws_cjk_names_with_an_installed_font_that_covers_them(tmp_path: Path) -> None:
+    """A font installed for the user (``$XDG_DATA_HOME/fonts``) that covers the names is found and used."""
+    wh = _cjk_warehouse(tmp_path)
+    xdg = tmp_path / "xdg"
+    _write_font(xdg / "fonts" / "preflens-test-cjk.ttf", CJK_CHARS, "Preflens Test CJK")
+    proc = _report(wh, XDG_DATA_HOME=str(xdg))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not _glyph_noise(proc.stderr), proc.stderr[-2000:]
+    assert not [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("note:")], proc.stdout
+
+
 # ----------------------------------------------------------------------------------------- the real sample
 
 

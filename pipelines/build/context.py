@@ -22,7 +22,7 @@ from rich.progress import Progress, TaskID
 
 from pipelines import __version__
 from pipelines.core.config import Paths
-from pipelines.core.warehouse import connect
+from pipelines.core.lock import connect_build_db
 
 STAGES = ("ingest", "annotate", "dbt build", "fit", "checks", "publish")
 
@@ -90,11 +90,14 @@ class BuildContext:
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
-        """The read-write connection to the build DB, opened on first use (never while dbt runs)."""
+        """The read-write connection to the build DB, opened on first use (never while dbt runs).
+
+        Raises :class:`~pipelines.core.lock.BuildAlreadyRunning` when another process has the file open.
+        """
         if self._dbt_running:
             raise RuntimeError("the build database is closed while dbt runs")
         if self._con is None:
-            self._con = connect(self.paths.build_db)
+            self._con = connect_build_db(self.paths.build_db)
         return self._con
 
     def close(self) -> None:

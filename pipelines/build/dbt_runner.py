@@ -1,4 +1,8 @@
-"""Run dbt as a subprocess from the repo root with explicit, absolute project/profiles/target paths."""
+"""Run dbt as a subprocess from the repo root with explicit, absolute project/profiles/target paths.
+
+dbt runs tied to this process (:mod:`pipelines.build.tied_process`): in its own process group, killed with its
+fit workers when this process dies, even by ``kill -9``, so it never outlives the build that started it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.build.tied_process import start_tied, stop_tied
 from pipelines.core.config import DBT_PROJECT_DIR, Paths
 
 
@@ -63,7 +68,10 @@ def run_dbt(
     on_node: Callable[[str, str, int], None] | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> DbtResult:
-    """Invoke ``dbt <args>`` with JSON logs; report each finished node through ``on_node(name, status, total)``."""
+    """Invoke ``dbt <args>`` with JSON logs; report each finished node through ``on_node(name, status, total)``.
+
+    Call it from the main thread: dbt is killed when the thread that started it ends (``PR_SET_PDEATHSIG``).
+    """
     paths.dbt_target_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
         dbt_executable(),
@@ -81,26 +89,43 @@ def run_dbt(
         str(paths.dbt_target_dir / "logs"),
     ]
     result = DbtResult(command=cmd, returncode=-1)
-    proc = subprocess.Popen(
+    proc = start_tied(
         cmd,
         cwd=str(DBT_PROJECT_DIR.parent),
         env=dbt_env(paths, build_id, extra_env),
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     assert proc.stdout is not None
     errors: list[str] = []
-    for line in proc.stdout:
-        _handle_line(line, result, errors, on_node)
-    result.returncode = proc.wait()
+    try:
+        for line in proc.stdout:
+            _handle_line(line, result, errors, on_node)
+        result.returncode = proc.wait()
+    finally:  # an exception or Ctrl-C here: dbt and its workers go too (a no-op once dbt has exited)
+        stop_tied(proc)
+        proc.stdout.close()
     if result.returncode != 0:
         failed = [f"{n}: {s}" for n, s in result.node_status.items() if s in {"error", "fail", "runtime error"}]
-        first_error = next((e.splitlines()[0] for e in errors if e.strip()), "")
+        first_error = next((text for text in map(_error_summary, errors) if text), "")
         detail = "; ".join(failed + ([first_error] if first_error else [])) or "see dbt.log in the target folder"
         result.failures = failed + errors
         raise DbtError(f"dbt {args[0]} failed: {detail}")
     return result
+
+
+#: first lines of a dbt error that say nothing of its cause
+_GENERIC_ERROR_LINES = {"Encountered an error:"}
+
+
+def _error_summary(error: str, max_lines: int = 3) -> str:
+    """An error message of dbt in one line: its first lines that say something, e.g. ``Compilation Error Could
+    not render {{ var('x') }}: Required var 'x' not found in config:``."""
+    lines = [" ".join(line.split()) for line in error.splitlines()]
+    lines = [line for line in lines if line and line not in _GENERIC_ERROR_LINES]
+    return " ".join(lines[:max_lines])
 
 
 _RESULT_EVENTS = {"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult", "LogNodeResult"}

@@ -10,6 +10,7 @@ Both run the same code on the same inputs: the wide feature tables dbt pivots (`
 ``--vars`` overrides), in the model from its ``config:`` block, which renders the same vars.
 
     python -m pipelines.build.fit_runner --engine duckdb [--db PATH]       # default: the build DB of the warehouse
+                                                                          # (under its build lock: exit 3 while a build runs)
     python -m pipelines.build.fit_runner --engine spark                   # needs PREFLENS_SPARK_WAREHOUSE, `.[spark]`
 """
 
@@ -23,10 +24,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 import yaml
 
-from pipelines.core.config import DBT_PROJECT_DIR, dbt_project_vars, default_paths
+from pipelines.core.config import DBT_PROJECT_DIR, Paths, dbt_project_vars, default_paths
+from pipelines.core.lock import BuildAlreadyRunning, BuildLock, file_held
 from pipelines.core.warehouse import scalar
 from py_models.fit_settings import FitSettings
 from py_models.representations import representation_settings
@@ -77,16 +80,12 @@ def _qi_duckdb(name: str) -> str:
 
 def read_duckdb(db_path: Path, schema: str = INPUT_SCHEMA) -> tuple[Reader, Callable[[], None]]:
     """A reader of ``schema.<table>`` from a DuckDB file (read-only), and its close function."""
-    import duckdb
-
     con = duckdb.connect(str(db_path), read_only=True)
     return (lambda name: con.execute(f"select * from {_qi_duckdb(schema)}.{_qi_duckdb(name)}").df()), con.close
 
 
 def write_duckdb(tall: pd.DataFrame, db_path: Path, schema: str = INPUT_SCHEMA, table: str = MODEL_NAME) -> int:
     """Replace ``schema.table`` in the DuckDB file with ``tall``; returns the row count."""
-    import duckdb
-
     con = duckdb.connect(str(db_path))
     try:
         con.register("_tall", tall)
@@ -147,6 +146,23 @@ def write_spark(spark, tall: pd.DataFrame, schema: str = INPUT_SCHEMA, table: st
 # ---------------------------------------------------------------- CLI
 
 
+def _fit_duckdb(db: Path, build_id: str, overrides: Mapping[str, Any], schema: str, table: str) -> int:
+    """The fit on a DuckDB build file, under the build lock of its warehouse folder (it writes the file)."""
+    with BuildLock(Paths(warehouse=db.parent).lock_file):
+        try:
+            read, close = read_duckdb(db, schema)
+            try:
+                tall = run_fit(read, build_id, overrides)
+            finally:
+                close()
+            return write_duckdb(tall, db, schema, table)
+        except duckdb.IOException as exc:
+            refused = file_held(db, exc)
+            if refused is None:
+                raise
+            raise refused from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.build.fit_runner", description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", choices=["duckdb", "spark"], required=True)
@@ -165,12 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if args.engine == "duckdb":
         db = (args.db or default_paths().build_db).resolve()
-        read, close = read_duckdb(db, args.schema)
         try:
-            tall = run_fit(read, args.build_id, overrides)
-        finally:
-            close()
-        n = write_duckdb(tall, db, args.schema, args.table)
+            n = _fit_duckdb(db, args.build_id, overrides, args.schema, args.table)
+        except BuildAlreadyRunning as exc:
+            print(f"fit_runner: {exc}", file=sys.stderr)
+            return 3
     else:
         spark = spark_session(args.target)
         try:

@@ -6,10 +6,11 @@ then moved over ``serve_db`` with ``os.replace``. On POSIX this is atomic: a rea
 file keeps reading the old, consistent snapshot and never blocks publication; new readers see the new
 file. (On Windows ``os.replace`` fails while a reader holds the file.) Views are materialised as tables.
 
-:func:`check_and_publish` is the quality gate and the one path ``preflens run`` takes: it validates and
-copies from one attachment of the build database (so what was checked is what is published), records the
-results (``ops.quality_results`` and the HTML page) when given a build id, and publishes only if every
-blocking expectation passed.
+:func:`check_and_publish` is the quality gate and the one path ``preflens run`` takes: it runs the checks
+(:func:`~pipelines.build.quality.run_quality_checks`: the dbt quality gates, then the Great Expectations
+publication contract), records the results (``ops.quality_results`` and the HTML page) when given a build id, and
+publishes only if every blocking check passed. The contract and the copy read one attachment of the build database
+(so what was checked is what is published); dbt runs the gates before it, with the file free.
 
 Publication-time writes to the build database (``record``: the build's final row) happen in a transaction
 the copy reads from, committed only after the swap: the served copy shows them, and the build database
@@ -31,10 +32,12 @@ from typing import Any
 import duckdb
 
 from pipelines.build.quality import (
-    SUITES,
+    BuildFile,
+    BuildHandle,
     QualityReport,
+    QualityResult,
     QualityThresholds,
-    SuiteDefinition,
+    attach_build,
     quote_ident,
     record_quality_run,
     run_quality_checks,
@@ -44,7 +47,6 @@ from pipelines.build.quality import (
 DEFAULT_STORAGE_VERSION = "v1.4.0"
 _SERVE_ALIAS = "__preflens_serve"
 _MANIFEST = "_manifest.json"
-_RESERVED_CATALOGS = {"memory", "system", "temp", "main", _SERVE_ALIAS}
 
 #: writes to the build database that the served copy must show but that count only once it is swapped in
 PublishRecord = Callable[[duckdb.DuckDBPyConnection], None]
@@ -55,7 +57,7 @@ class PublishError(RuntimeError):
 
 
 class QualityGateFailed(RuntimeError):
-    """Raised by ``check_and_publish(..., raise_on_failure=True)`` when a check failed."""
+    """Raised by ``check_and_publish(..., raise_on_failure=True)`` when a blocking check failed."""
 
     def __init__(self, report: QualityReport) -> None:
         super().__init__(report.format_failures())
@@ -101,12 +103,6 @@ def _check_storage_version(v: str | None) -> None:
         raise ValueError(f"storage_version must look like 'v1.4.0', got {v!r}")
 
 
-def _catalog_alias(build_db: Path) -> str:
-    """Attach the build DB under its default name (its file stem): dbt may catalog-qualify view SQL."""
-    stem = build_db.stem
-    return stem if stem and stem.lower() not in _RESERVED_CATALOGS else "preflens_build"
-
-
 def _remove(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
@@ -132,14 +128,8 @@ def _fsync_dir(path: Path) -> None:
 @contextlib.contextmanager
 def open_build(build_db: Path, *, read_only: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
     """In-memory connection with ``build_db`` attached (READ_ONLY by default) under its file stem and made current."""
-    build_db = Path(build_db).resolve()
-    if not build_db.exists():
-        raise FileNotFoundError(build_db)
-    con = duckdb.connect()
+    con = attach_build(Path(build_db), read_only=read_only)
     try:
-        alias = _catalog_alias(build_db)
-        con.execute(f"attach {_sql_str(build_db)} as {quote_ident(alias)}{' (read_only)' if read_only else ''}")
-        con.execute(f"use {quote_ident(alias)}")
         yield con
     finally:
         con.close()
@@ -351,13 +341,11 @@ def publish(
 
 
 def check_and_publish(
-    build_db: Path | duckdb.DuckDBPyConnection,
+    build_db: Path | BuildHandle,
     serve_db: Path,
     exports_dir: Path,
     *,
     thresholds: QualityThresholds | Mapping[str, Any] | None = None,
-    optional: Iterable[str] = (),
-    suites: Iterable[SuiteDefinition] = SUITES,
     schemas: Iterable[str] = ("marts",),
     storage_version: str | None = DEFAULT_STORAGE_VERSION,
     raise_on_failure: bool = False,
@@ -365,16 +353,21 @@ def check_and_publish(
     report_page: Path | None = None,
     on_checked: Callable[[QualityReport], None] | None = None,
     record: PublishRecord | None = None,
+    build_results: Sequence[QualityResult] = (),
 ) -> tuple[QualityReport, PublishResult | None]:
-    """Run the quality checks, record them, and publish only if every blocking expectation passed.
+    """Run the quality checks, record them, and publish only if every blocking check passed.
 
-    ``build_db`` is a path or an open connection (see :func:`publish`). A path is attached once, for the
-    checks, the records and the copy, so the published data is exactly the validated data (the holder also
-    keeps any writer out meanwhile); read-only unless something is to be written (``build_id``, ``record``).
+    ``build_db`` is the path of ``<warehouse>/preflens.duckdb`` or a
+    :class:`~pipelines.build.quality.handle.BuildHandle` that owns a connection to it (the build context of
+    ``preflens run``): dbt needs the file to itself while it runs the gates, so a bare connection will not do. A
+    path is attached once after dbt, for the contract, the records and the copy, so the published data is exactly
+    the validated data (the holder also keeps any writer out meanwhile); read-only unless something is to be
+    written (``build_id``, ``record``). ``build_results``: the data tests the build's ``dbt build`` already ran and
+    recorded (:func:`~pipelines.build.quality.recorded_dbt_tests`); they count and are shown, not stored again.
 
     In order:
 
-    1. the checks run (:func:`~pipelines.build.quality.run_quality_checks`);
+    1. the checks run (:func:`~pipelines.build.quality.run_quality_checks`: the gates, then the contract);
     2. with ``build_id``, their results are appended to ``ops.quality_results``, and with ``report_page`` the
        HTML page is written there (both whatever the outcome);
     3. ``on_checked(report)`` is called (it may raise, e.g. to stop a failed build, and then nothing is
@@ -388,14 +381,24 @@ def check_and_publish(
     """
     _check_storage_version(storage_version)
     serve_db = Path(serve_db).resolve()
-    gate = _Gate(thresholds, tuple(optional), tuple(suites), build_id, report_page, on_checked, raise_on_failure)
     if isinstance(build_db, duckdb.DuckDBPyConnection):
+        raise TypeError(
+            "check_and_publish runs dbt on the build file, which a connection held here would lock: pass the path "
+            "of the build database or a BuildHandle (e.g. the build context)"
+        )
+    gate = _Gate(thresholds, build_id, report_page, on_checked, raise_on_failure, tuple(build_results))
+    if not isinstance(build_db, str | os.PathLike):
+        if build_db.paths.build_db.resolve() == serve_db:
+            raise PublishError("build_db and serve_db are the same file")
         return gate.run(build_db, serve_db, Path(exports_dir), tuple(schemas), storage_version, record)
     if Path(build_db).resolve() == serve_db:
         raise PublishError("build_db and serve_db are the same file")
     writes = build_id is not None or record is not None
-    with open_build(Path(build_db), read_only=not writes) as con:
-        return gate.run(con, serve_db, Path(exports_dir), tuple(schemas), storage_version, record)
+    handle = BuildFile.at(Path(build_db), read_only=not writes)
+    try:
+        return gate.run(handle, serve_db, Path(exports_dir), tuple(schemas), storage_version, record)
+    finally:
+        handle.close()
 
 
 @dataclass(frozen=True)
@@ -403,23 +406,24 @@ class _Gate:
     """The check-and-record half of :func:`check_and_publish`, then publication if it passed."""
 
     thresholds: QualityThresholds | Mapping[str, Any] | None
-    optional: tuple[str, ...]
-    suites: tuple[SuiteDefinition, ...]
     build_id: str | None
     report_page: Path | None
     on_checked: Callable[[QualityReport], None] | None
     raise_on_failure: bool
+    build_results: tuple[QualityResult, ...]
 
     def run(
         self,
-        con: duckdb.DuckDBPyConnection,
+        handle: BuildHandle,
         serve_db: Path,
         exports_dir: Path,
         schemas: tuple[str, ...],
         storage_version: str | None,
         record: PublishRecord | None,
     ) -> tuple[QualityReport, PublishResult | None]:
-        report = run_quality_checks(con, thresholds=self.thresholds, optional=self.optional, suites=self.suites)
+        report = run_quality_checks(handle, thresholds=self.thresholds, build_id=self.build_id or "checks")
+        report.build_results = list(self.build_results)
+        con = handle.con
         if self.build_id is not None:
             record_quality_run(con, report, build_id=self.build_id, page=self.report_page)
         elif self.report_page is not None:

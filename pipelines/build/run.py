@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from pipelines.build.build_vars import SAFE_VAR, TUNABLE_VARS, check_dbt_vars
 from pipelines.build.context import STAGES, BuildContext, RunResult, StageFailed
 from pipelines.build.dbt_runner import run_dbt
 from pipelines.core.config import SAMPLE_PATH, Paths
 from pipelines.core.ids import new_id
 from pipelines.core.lock import BuildLock
-from py_models.fit_settings import FitSettings
 
-__all__ = ["STAGES", "RunResult", "StageFailed", "check_dbt_vars", "resolve_annotator", "run_pipeline"]
+if TYPE_CHECKING:  # pragma: no cover
+    from pipelines.build.quality import QualityReport, QualityResult
 
-_SAFE_VAR = re.compile(r"^[A-Za-z0-9_.:/+-]+$")
+__all__ = ["STAGES", "TUNABLE_VARS", "RunResult", "StageFailed", "check_dbt_vars", "resolve_annotator", "run_pipeline"]
 
 
 def _progress(console: Console) -> Progress:
@@ -27,7 +28,7 @@ def _progress(console: Console) -> Progress:
         TextColumn("[bold]{task.description:<12}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[note]}"),
+        TextColumn("{task.fields[note]}", markup=False),  # notes carry paths and names: data, never markup
         TimeElapsedColumn(),
         console=console,
         transient=False,
@@ -51,7 +52,8 @@ def run_pipeline(
     ``annotator``: ``offline`` or ``llm``; default ``llm`` when an LLM endpoint/model is configured
     (``PREFLENS_LLM_*`` or ``preflens.toml``), else ``offline``. ``llm_options`` go to ``annotate_llm``
     (``budget_usd``, ``concepts_file``, ``config``). ``dbt_vars``: fit settings passed to dbt (``--var`` on the
-    command line), only the names in ``TUNABLE_VARS``.
+    command line, ``--vars`` or a named flag: :mod:`pipelines.build.build_vars`), only the names in
+    ``TUNABLE_VARS``; they also set the quality thresholds of the same name.
     """
     extra_vars = check_dbt_vars(dbt_vars or {})
     console = console or Console()
@@ -109,21 +111,34 @@ def _run_stages(
 
     dbt_vars = {**extra_vars, "annotator": result.annotator, "annotator_version": result.annotator_version}
     for key, value in dbt_vars.items():
-        if value and not _SAFE_VAR.match(value.replace(",", "")):
+        if value and not SAFE_VAR.match(value.replace(",", "")):
             raise StageFailed("dbt build", f"unsafe value for dbt var {key}: {value!r}")
     vars_arg = ["--vars", _yaml_inline(dbt_vars)]
 
-    # the two dbt stages are the selectors `prefit` and `fit` of dbt_project/selectors.yml
+    # the two dbt stages are the selectors `prefit` and `fit` of dbt_project/selectors.yml; their data tests are
+    # recorded in ops.quality_results (also when one fails and stops the build) and shown on the quality page
+    from pipelines.build.quality import recorded_dbt_tests
+
+    build_tests: list[QualityResult] = []
     for stage, selection in (("dbt build", ["--selector", "prefit"]), ("fit", ["--selector", "fit"])):
-        with ctx.stage(stage) as update, ctx.dbt_running():
+        with (
+            ctx.stage(stage) as update,
+            recorded_dbt_tests(lambda: ctx.con, ctx.build_id, ctx.paths.dbt_target_dir, build_tests),
+            ctx.dbt_running(),
+        ):
             res = run_dbt(["build", *selection, *vars_arg], ctx.paths, ctx.build_id, on_node=_node_counter(update))
             ctx.done(stage, _dbt_note(res.counts))
 
     with ctx.stage("checks"):
-        _check_and_publish(ctx, quality_thresholds, extra_vars)
+        _check_and_publish(ctx, quality_thresholds, extra_vars, build_tests)
 
 
-def _check_and_publish(ctx: BuildContext, quality_thresholds: dict | None, extra_vars: dict[str, str]) -> None:
+def _check_and_publish(
+    ctx: BuildContext,
+    quality_thresholds: dict | None,
+    extra_vars: dict[str, str],
+    build_tests: Sequence[QualityResult] = (),
+) -> None:
     """The stages ``checks`` and ``publish``: one :func:`~pipelines.build.publish.check_and_publish` call.
 
     The results are stored and the HTML page written whatever the outcome; a failed gate stops the build
@@ -132,7 +147,7 @@ def _check_and_publish(ctx: BuildContext, quality_thresholds: dict | None, extra
     once the served copy has been swapped in.
     """
     from pipelines.build.publish import check_and_publish
-    from pipelines.build.quality import QualityReport, thresholds_from_dbt_vars
+    from pipelines.build.quality import thresholds_from_dbt_vars
 
     result, paths = ctx.result, ctx.paths
     thresholds = {
@@ -150,13 +165,13 @@ def _check_and_publish(ctx: BuildContext, quality_thresholds: dict | None, extra
         warned = report.warnings()
         ctx.done(
             "checks",
-            f"{len(report.results) - len(warned)} expectations passed"
+            f"{len(report.all_results) - len(warned)} checks passed"
             + (f", {len(warned)} recorded warnings" if warned else ""),
         )
         ctx.enter("publish")
 
     check_and_publish(
-        ctx.con,
+        ctx,  # its connection is closed while dbt runs the gates
         paths.serve_db,
         paths.exports_dir,
         thresholds=thresholds,
@@ -164,6 +179,7 @@ def _check_and_publish(ctx: BuildContext, quality_thresholds: dict | None, extra
         report_page=paths.quality_report,
         on_checked=checked,
         record=ctx.publication_record,
+        build_results=build_tests,
     )
     ctx.done("publish", str(paths.serve_db))
 
@@ -220,24 +236,6 @@ def _node_counter(update: Callable[[int, int | None], None]) -> Callable[[str, s
         update(done[0], total or None)
 
     return on_node
-
-
-#: dbt vars a caller may set per build (``preflens run/build --var KEY=VALUE``): the fit settings (owned by
-#: ``FitSettings.VARS``; the build id is set by the build, the lift bound is a publication rule) and the report's top-k
-TUNABLE_VARS: frozenset[str] = (frozenset(FitSettings.VARS) - {"build_id", "max_abs_lift_pct"}) | {"top_k"}
-
-
-def check_dbt_vars(values: Mapping[str, object]) -> dict[str, str]:
-    """Validated extra dbt vars as strings (ValueError naming the bad key or value)."""
-    out = {}
-    for key, value in values.items():
-        if key not in TUNABLE_VARS:
-            raise ValueError(f"unknown setting {key!r}; settable: {', '.join(sorted(TUNABLE_VARS))}")
-        text = str(value).strip()
-        if text and not _SAFE_VAR.match(text.replace(",", "")):
-            raise ValueError(f"unsafe value for setting {key}: {text!r}")
-        out[key] = text
-    return out
 
 
 def _yaml_inline(mapping: dict[str, str]) -> str:

@@ -53,9 +53,14 @@ class Paths:
         return self.warehouse / ".build.lock"
 
 
+#: the one rule for where the warehouse is, as every command's ``--warehouse`` help states it
+DEFAULT_WAREHOUSE_HELP = "warehouse folder (default: $PREFLENS_WAREHOUSE, else ./warehouse in the current directory)"
+
+
 def default_paths() -> Paths:
-    """Paths from ``PREFLENS_WAREHOUSE`` (default: ``<repo>/warehouse``)."""
-    wh = Path(os.environ.get("PREFLENS_WAREHOUSE", REPO_ROOT / "warehouse")).resolve()
+    """Paths from ``PREFLENS_WAREHOUSE``, else ``./warehouse`` in the current directory (never the install
+    folder: a preflens run from anywhere writes where it is run)."""
+    wh = Path(os.environ.get("PREFLENS_WAREHOUSE") or Path.cwd() / "warehouse").resolve()
     return Paths(warehouse=wh)
 
 

@@ -1,9 +1,17 @@
-"""A non-blocking build lock so two scheduled builds never write the warehouse at once."""
+"""One writer at a time: the build lock, and the build DB opened under it.
+
+:class:`BuildLock` is a non-blocking flock on ``<warehouse>/.build.lock`` that every command writing the build
+database takes (two scheduled builds never write the warehouse at once). DuckDB also locks the file itself, so a
+process that holds it open without the build lock (a DuckDB shell, a notebook, a dbt process that outlived its
+build) refuses us a connection: :func:`connect_build_db` reports that as :class:`BuildAlreadyRunning` too, with
+the holder's pid, instead of a raw ``IOException``. Both end a command with exit code 3.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,9 +23,13 @@ import duckdb
 if TYPE_CHECKING:  # pragma: no cover
     from pipelines.core.config import Paths
 
+#: DuckDB's message when another process holds the file: "... Conflicting lock is held in <exe> (PID <n>) ..."
+_FILE_LOCK_ERROR = re.compile(r"Could not set lock on file")
+_FILE_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
+
 
 class BuildAlreadyRunning(RuntimeError):
-    """Another process holds the build lock."""
+    """Another process holds the build lock, or has the build database open."""
 
 
 class BuildLock:
@@ -53,13 +65,35 @@ class BuildLock:
             self._fh = None
 
 
-@contextmanager
-def locked_build_db(paths: Paths) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Hold the build lock and a read-write connection to the build DB; release both on exit."""
+def file_held(db_path: Path, exc: BaseException) -> BuildAlreadyRunning | None:
+    """The :class:`BuildAlreadyRunning` to raise when ``exc`` is DuckDB refusing ``db_path`` because another
+    process holds it (the message names that process's pid), else None."""
+    text = str(exc)
+    if not isinstance(exc, duckdb.IOException) or not _FILE_LOCK_ERROR.search(text):
+        return None
+    found = _FILE_LOCK_HOLDER.search(text)
+    holder = f"pid {found['pid']} ({found['exe']})" if found else "another process"
+    return BuildAlreadyRunning(f"build already running (build database {db_path} is open in {holder})")
+
+
+def connect_build_db(db_path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """``warehouse.connect(db_path)``; a file held by another process raises :class:`BuildAlreadyRunning`."""
     from pipelines.core.warehouse import connect
 
+    try:
+        return connect(db_path, read_only=read_only)
+    except duckdb.IOException as exc:
+        refused = file_held(db_path, exc)
+        if refused is None:
+            raise
+        raise refused from None
+
+
+@contextmanager
+def locked_build_db(paths: Paths, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Hold the build lock and a connection to the build DB (read-write unless ``read_only``); release both."""
     with BuildLock(paths.lock_file):
-        con = connect(paths.build_db)
+        con = connect_build_db(paths.build_db, read_only=read_only)
         try:
             yield con
         finally:

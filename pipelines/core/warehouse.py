@@ -286,6 +286,20 @@ OPS_DDL: dict[str, str] = {
             n_splits         integer,
             n_seeds          integer
         )""",
+    # `preflens evaluate` runs (pipelines/evaluate/checkpoint.py): what a killed evaluation is resumed by. The rows of
+    # a running one wait in eval_pending (eval_results' columns) and move to eval_results once every unit is done.
+    "eval_runs": """
+        create table if not exists ops.eval_runs (
+            eval_id          varchar primary key,
+            build_id         varchar,
+            settings         varchar not null,   -- canonical JSON: protocol settings and the features' digest
+            status           varchar not null,   -- running | complete | abandoned
+            n_units          bigint,
+            n_rows           bigint,
+            started_at       timestamp not null,
+            finished_at      timestamp
+        )""",
+    "eval_pending": "create table if not exists ops.eval_pending as select * from ops.eval_results limit 0",
     # `preflens apply guide|tiebreak` (the paper's two applications): one row per run, one per item.
     "app_guide_runs": """
         create table if not exists ops.app_guide_runs (

@@ -43,7 +43,12 @@ def _resolve(con: duckdb.DuckDBPyConnection, pair_id: str) -> tuple[str, str]:
     for kind, col in (("label", "label_id"), ("item", "item_id")):
         if con.execute(f"select 1 from marts.fct_pair_features_comp where {col} = ? limit 1", [pid]).fetchone():
             return kind, pid
-    if len(pid) >= MIN_PREFIX and re.fullmatch(r"[A-Za-z0-9_-]+", pid):
+    if len(pid) < MIN_PREFIX:
+        raise ExplainError(
+            f"pair id {pair_id!r} is too short: give a full label_id or item_id, or a unique prefix of at least "
+            f"{MIN_PREFIX} characters"
+        )
+    if re.fullmatch(r"[A-Za-z0-9_-]+", pid):
         hits: set[tuple[str, str]] = set()
         for kind, col in (("label", "label_id"), ("item", "item_id")):
             rows = con.execute(
@@ -233,7 +238,8 @@ def render_explanation(exp: dict[str, Any], console: Console, width: int = 360, 
             t.append(": ")
             t.append(_shorten(item.get(key), width))
             body.append(t)
-    console.print(Panel(Group(*body), title="pair", title_align="left"))
+    # a box of the console's width, its text wrapped inside it even in a log (soft wrap would crop it)
+    console.print(Panel(Group(*body), title="pair", title_align="left"), soft_wrap=False)
     for v in exp["verdicts"]:
         p = v["prob_a"]
         line = Text()

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import duckdb
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from pipelines.core.console import Hanging, styled
 from pipelines.serve.served import connect_served, latest_fit_id
 from py_models.representations import lead_representation
 
@@ -26,6 +27,16 @@ def resolve_representation(con: duckdb.DuckDBPyConnection, requested: str | None
 
 
 @dataclass(frozen=True)
+class DomainTop:
+    """The top concepts of one mechanism in one of its largest domains."""
+
+    domain: str
+    n_pairs: int
+    own_weights: bool  # False: too few pairs for its own deviations s_d (the shared weights b only)
+    concepts: list[tuple[str, float]]  # (concept, global lift %), largest first
+
+
+@dataclass(frozen=True)
 class MechanismSummary:
     mechanism: str
     mechanism_type: str
@@ -33,7 +44,7 @@ class MechanismSummary:
     accuracy: float
     accuracy_length_only: float | None
     accuracy_style: float | None
-    top_by_domain: list[tuple[str, int, list[tuple[str, float]]]]  # (domain, n_pairs, [(concept, lift %)])
+    top_by_domain: list[DomainTop]
 
 
 def load_summary(
@@ -81,13 +92,13 @@ def load_summary(
         ).fetchall()
     finally:
         con.close()
-    by_mech: dict[str, dict[str, tuple[int, list[tuple[str, float]]]]] = {}
+    by_mech: dict[str, dict[str, DomainTop]] = {}
     for mech, domain, n_pairs, own, _rank, concept, lift in effects:
-        label = domain if own else f"{domain} [shared b only]"
-        by_mech.setdefault(mech, {}).setdefault(label, (int(n_pairs), []))[1].append((concept, float(lift)))
+        top = by_mech.setdefault(mech, {}).setdefault(domain, DomainTop(domain, int(n_pairs), bool(own), []))
+        top.concepts.append((concept, float(lift)))
     out = []
     for mech, mtype, n_pairs, acc, acc_len, acc_style in metrics:
-        domains = [(d, n, tops) for d, (n, tops) in by_mech.get(mech, {}).items()]
+        domains = list(by_mech.get(mech, {}).values())
         out.append(MechanismSummary(mech, mtype, int(n_pairs), float(acc), _opt(acc_len), _opt(acc_style), domains))
     return representation, out
 
@@ -96,51 +107,120 @@ def _opt(v: float | None) -> float | None:
     return None if v is None else float(v)
 
 
+# ------------------------------------------------------------------------------------------ terminal view
+
+#: the marker of a domain whose pairs were too few for its own weights (explained in the footer)
+SHARED_ONLY = "[shared b only]"
+#: the narrowest domain column the table layout accepts; below it the summary is stacked, one block per mechanism
+MIN_DOMAIN_COLUMN = 28
+_N_DOMAINS = 3
+
+
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
 
-def render_summary(summaries: list[MechanismSummary], console: Console, representation: str = "comp") -> None:
-    """Print one table: mechanism, held-out accuracy, top concepts (by global lift) in its 3 largest domains."""
-    table = Table(
-        title=f"Why each mechanism prefers a response ({representation}-rep; held-out = 5-fold out-of-fold)",
-        show_lines=True,
-    )
-    table.add_column("mechanism", overflow="fold")
-    table.add_column("held-out acc\n(length / style)", justify="right")
-    for i in range(3):
-        table.add_column(f"largest domain #{i + 1}: top 5 by lift", overflow="fold")
+def _domain_label(top: DomainTop) -> Text:
+    label = Text(top.domain, style="bold")
+    if not top.own_weights:
+        label.append(f" {SHARED_ONLY}", style="italic")
+    return label.append(f" (n={top.n_pairs})")
+
+
+def _concepts(top: DomainTop, sep: str) -> Text:
+    if not top.concepts:
+        return Text("no positive driver", style="dim")
+    return Text(sep).join(Text(f"{lift:+.1f}% {concept}") for concept, lift in top.concepts)
+
+
+def _table_width(summaries: list[MechanismSummary]) -> tuple[int, int]:
+    """(width of the mechanism column, width the table layout needs) with every name on one line."""
+    mech = max([len("mechanism")] + [max(len(s.mechanism), len(_type_line(s))) for s in summaries])
+    # five columns, each padded by one space per side, and six borders
+    return mech, mech + len("62.9% / 60.8%") + _N_DOMAINS * MIN_DOMAIN_COLUMN + 5 * 2 + 6
+
+
+def _type_line(s: MechanismSummary) -> str:
+    return f"{s.mechanism_type}, n={s.n_pairs}"
+
+
+def _table(summaries: list[MechanismSummary], mech_width: int) -> Table:
+    table = Table(show_lines=True)
+    table.add_column("mechanism", no_wrap=True, min_width=mech_width)
+    table.add_column(Text("held-out acc\n(length / style)"), justify="right", no_wrap=True)
+    for i in range(_N_DOMAINS):
+        table.add_column(f"largest domain #{i + 1}: top 5 by lift", min_width=MIN_DOMAIN_COLUMN, overflow="ellipsis")
     for s in summaries:
-        cells = []
-        for domain, n, tops in s.top_by_domain[:3]:
-            lines = [f"[bold]{escape(domain)}[/] (n={n})"] + [f"{escape(c)} {lift:+.1f}%" for c, lift in tops]
-            if not tops:
-                lines.append("[dim]no positive driver[/]")
-            cells.append("\n".join(lines))
-        cells += [""] * (3 - len(cells))
-        acc = f"{100 * s.accuracy:.1f}%\n[dim]{_pct(s.accuracy_length_only)} / {_pct(s.accuracy_style)}[/]"
-        table.add_row(f"{escape(s.mechanism)}\n[dim]{escape(s.mechanism_type)}, n={s.n_pairs}[/]", acc, *cells)
-    console.print(table)
+        cells: list[Text] = [
+            Text("\n").join([_domain_label(top), _concepts(top, "\n")]) for top in s.top_by_domain[:_N_DOMAINS]
+        ]
+        cells += [Text("")] * (_N_DOMAINS - len(cells))
+        acc = styled(
+            f"{100 * s.accuracy:.1f}%\n", (f"{_pct(s.accuracy_length_only)} / {_pct(s.accuracy_style)}", "dim")
+        )
+        table.add_row(styled((s.mechanism, "bold"), "\n", (_type_line(s), "dim")), acc, *cells)
+    return table
+
+
+def _stacked(s: MechanismSummary) -> list[Hanging]:
+    """One block per mechanism: a head line, then one line per domain (wrapped at words, hanging indent)."""
+    kind = "" if s.mechanism.startswith(f"{s.mechanism_type}:") else f"{s.mechanism_type}, "
+    head = styled(
+        (s.mechanism, "bold"),
+        f"  {kind}n={s.n_pairs}, held-out ",
+        (f"{100 * s.accuracy:.1f}%", "bold"),
+        f" (length {_pct(s.accuracy_length_only)}, style {_pct(s.accuracy_style)})",
+    )
+    lines = [Hanging(head, indent=0, hang=4)]
+    for top in s.top_by_domain[:_N_DOMAINS]:
+        lines.append(Hanging(_domain_label(top).append(": ") + _concepts(top, ", "), indent=2, hang=6))
+    return lines
+
+
+def render_summary(summaries: list[MechanismSummary], console: Console, representation: str = "comp") -> None:
+    """Print held-out accuracy and the top concepts (by global lift) in each mechanism's 3 largest domains.
+
+    A table when every mechanism name fits on one line beside three domain columns of at least
+    ``MIN_DOMAIN_COLUMN`` characters, else one block per mechanism. Every name is printed literally (``Text``
+    only, never markup), whatever ``console`` it is given.
+    """
+    console.print(
+        Text(
+            f"Why each mechanism prefers a response ({representation}-rep; held-out = 5-fold out-of-fold)",
+            style="bold",
+        )
+    )
+    mech_width, needed = _table_width(summaries)
+    if console.width >= needed:
+        console.print(_table(summaries, mech_width))
+    else:
+        for s in summaries:
+            console.print()
+            for block in _stacked(s):
+                console.print(block)
+        console.print()
     by_type: dict[str, list[float]] = {}
     for s in summaries:
         by_type.setdefault(s.mechanism_type, []).append(s.accuracy)
-    line = ", ".join(f"{t}: {100 * sum(v) / len(v):.1f}% (mean of {len(v)})" for t, v in sorted(by_type.items()))
-    console.print(f"Held-out accuracy by mechanism type: {escape(line)}")
+    means = ", ".join(f"{t}: {100 * sum(v) / len(v):.1f}% (mean of {len(v)})" for t, v in sorted(by_type.items()))
+    console.print(Text(f"Held-out accuracy by mechanism type: {means}"))
     scored = [s for s in summaries if s.accuracy_length_only is not None and s.accuracy_style is not None]
     if scored:
         n = len(scored)
         mean = [sum(v) / n for v in zip(*[(s.accuracy, s.accuracy_length_only, s.accuracy_style) for s in scored])]
         console.print(
-            f"Concepts {100 * mean[0]:.1f}% vs length only {100 * mean[1]:.1f}% vs style baseline "
-            f"{100 * mean[2]:.1f}% (mean held-out accuracy of {n} mechanisms, same folds)"
+            Text(
+                f"Concepts {100 * mean[0]:.1f}% vs length only {100 * mean[1]:.1f}% vs style baseline "
+                f"{100 * mean[2]:.1f}% (mean held-out accuracy of {n} mechanisms, same folds)"
+            )
         )
+    unit = (
+        "standard deviation of the concept's A−B difference" if representation == "measure" else "unit of the concept"
+    )
     console.print(
-        "[dim]Lift = expected % change in P(preferred) per "
-        + (
-            "standard deviation of the concept's A−B difference"
-            if representation == "measure"
-            else "unit of the concept"
+        Text(
+            f"Lift = expected % change in P(preferred) per {unit} (50*(b+s_d)). "
+            f"{SHARED_ONLY}: too few pairs in that domain for its own weights.",
+            style="dim",
         )
-        + " (50*(b+s_d)). "
-        "'shared b only': too few pairs in that domain for its own weights.[/]"
     )

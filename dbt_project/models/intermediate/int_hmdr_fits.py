@@ -29,6 +29,7 @@ def model(dbt, session):
             "fit_jobs": dbt.config.get("fit_jobs"),
             "hmdr_n_bootstrap": dbt.config.get("hmdr_n_bootstrap"),
             "max_abs_lift_pct": dbt.config.get("max_abs_lift_pct"),
+            "hmdr_solver": dbt.config.get("hmdr_solver"),
         }
     )
     features = {

@@ -1,10 +1,12 @@
 """A self-contained HTML page of one quality run (the equivalent of GE data docs, without a ``gx/`` folder).
 
-GE's data docs need a file-backed data context; the suites run in an ephemeral one, so the page is
-rendered here from the :class:`~pipelines.build.quality.runner.QualityReport`: a header with the verdict,
-then one section per suite (failing suites first and open) listing every expectation with its status,
-expected and observed values, plus the thresholds in effect. No scripts, no external assets: the file
-can be mailed, archived or served as is. It is written atomically (temporary file + ``os.replace``).
+GE's data docs need a file-backed data context, and they would not show the dbt tests; so the page is rendered
+here from the :class:`~pipelines.build.quality.results.QualityReport`, every result alike: the data tests of the
+build's ``dbt build`` (invariants), the gates (dbt singular tests) and the publication contract (Great
+Expectations). A header with the verdict, then one section per suite (a model, a gate; failing suites first and
+open) listing every check with what ran it, its status, expected and observed values (for a dbt test: its failing
+rows and the ``audit`` table that holds them), plus the thresholds in effect. No scripts, no external assets: the
+file can be mailed, archived or served as is. It is written atomically (temporary file + ``os.replace``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pipelines.build.quality.runner import QualityReport, QualityResult
+from pipelines.build.quality.results import DBT, QualityReport, QualityResult
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1f2328;background:#fff}
@@ -44,9 +46,13 @@ def _esc(v: Any) -> str:
 
 def _suites(report: QualityReport) -> dict[str, list[QualityResult]]:
     out: dict[str, list[QualityResult]] = {}
-    for r in report.results:
+    for r in report.all_results:
         out.setdefault(r.suite, []).append(r)
     return out
+
+
+def _engine(r: QualityResult) -> str:
+    return "dbt test" if r.engine == DBT else "Great Expectations"
 
 
 def _row(r: QualityResult) -> str:
@@ -58,6 +64,7 @@ def _row(r: QualityResult) -> str:
         f'<tr class="{"failed" if cls == "fail" else "ok"}">'
         f'<td class="status"><span class="verdict {cls}">{label}</span></td>'
         f"<td><code>{_esc(r.expectation_type)}</code></td>"
+        f"<td>{_esc(_engine(r))}</td>"
         f"<td>{_esc(r.column)}</td>"
         f"<td><code>{_esc(r.expected)}</code></td>"
         f"<td><code>{_esc(observed)}</code></td>"
@@ -69,20 +76,22 @@ def render_quality_report(
     report: QualityReport,
     *,
     build_id: str | None = None,
-    title: str = "preflens quality gates",
+    title: str = "preflens quality checks",
     generated_at: dt.datetime | None = None,
     thresholds: Mapping[str, Any] | None = None,
 ) -> str:
     """The HTML text of the page for ``report`` (see module docstring)."""
     when = (generated_at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
     suites = _suites(report)
-    n_checked = sum(not r.skipped for r in report.results)
+    everything = report.all_results
+    n_checked = sum(not r.skipped for r in everything)
     n_failed = len(report.failures())
+    n_warned = len(report.warnings())
     verdict = (
-        '<span class="verdict pass">all gates passed: publishable</span>'
+        '<span class="verdict pass">all blocking checks passed: publishable</span>'
         if report.success
-        else f'<span class="verdict fail">{n_failed} of {n_checked} expectations failed: not published</span>'
-    )
+        else f'<span class="verdict fail">{n_failed} of {n_checked} checks failed: not published</span>'
+    ) + (f' <span class="verdict skip">{n_warned} recorded warnings</span>' if n_warned else "")
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -91,7 +100,8 @@ def render_quality_report(
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{_esc(title)}</h1>",
         f'<div class="meta">build <code>{_esc(build_id or "-")}</code> &middot; generated {_esc(when)} &middot; '
-        f"{len(suites)} suites, {n_checked} expectations, {len(report.skipped)} skipped</div>",
+        f"{len(suites)} suites, {n_checked} checks, {len(report.skipped)} skipped &middot; "
+        "failing rows of a dbt test: table <code>audit.&lt;test&gt;</code> of the build file</div>",
         f"<p>{verdict}</p>",
     ]
     # failing suites first (open), then passing/skipped ones in run order (closed)
@@ -107,11 +117,11 @@ def render_quality_report(
         parts.append(
             f'<details id="suite-{_esc(name)}"{" open" if fails else ""}><summary>'
             f'<h2>{_esc(name)}</h2> <span class="verdict {cls}">{badge}</span>'
-            f'<span class="counts">{_esc(tables)} &middot; {sum(not r.skipped for r in rows)} expectations'
+            f'<span class="counts">{_esc(tables)} &middot; {sum(not r.skipped for r in rows)} checks'
             f"{' &middot; ' + _esc(reason) if reason else ''}</span></summary>"
         )
         parts.append(
-            "<table><thead><tr><th>status</th><th>expectation</th><th>column</th><th>expected</th>"
+            "<table><thead><tr><th>status</th><th>check</th><th>run by</th><th>column</th><th>expected</th>"
             "<th>observed</th><th>error</th></tr></thead><tbody>"
         )
         # failures first within a suite too
@@ -131,7 +141,7 @@ def write_quality_report(
     path: Path | str,
     *,
     build_id: str | None = None,
-    title: str = "preflens quality gates",
+    title: str = "preflens quality checks",
 ) -> Path:
     """Render ``report`` and write it to ``path`` atomically (parent folders created). Returns the path.
 

@@ -1,9 +1,13 @@
-"""The tunable bounds and switches of the quality gates (:class:`QualityThresholds`).
+"""The thresholds of the quality gates (:class:`QualityThresholds`), passed to dbt as vars (:meth:`gate_vars`).
 
-Bounds that dbt also uses (``max_abs_lift_pct``, ``min_domain_pairs``, ``top_k``) are dbt vars with one owner,
-``dbt_project/dbt_project.yml``: the defaults here are read from it, and a build that overrides one of them
-(``preflens run --var top_k=5``) passes the same value to the gates through :func:`thresholds_from_dbt_vars`.
-Every other threshold exists only here.
+The gates are dbt singular tests (``dbt_project/data-tests/gates/``) that read their threshold from a dbt var of
+the same name; this module owns the values. A threshold of ``None`` disables its gate (dbt leaves it out, and the
+run records it as skipped). ``min_domain_pairs`` is also a fit setting: its default is the dbt var in
+``dbt_project/dbt_project.yml`` (the fit's owner), and a build that sets it (``preflens run --var
+min_domain_pairs=10``) checks against the same value through :func:`thresholds_from_dbt_vars`.
+
+The bounds of the invariants that ``dbt build`` tests (the lift bound ``max_abs_lift_pct``, the report's ``top_k``)
+are dbt vars of the build itself, never set here.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from typing import Any
 
 from pipelines.core.config import dbt_project_vars
 
-#: dbt vars that are also quality thresholds (same name), with the type the gate uses
-SHARED_DBT_VARS: dict[str, type] = {"max_abs_lift_pct": float, "min_domain_pairs": int, "top_k": int}
+#: dbt vars of a build that are also gate thresholds (same name), with the type the gate uses
+SHARED_DBT_VARS: dict[str, type] = {"min_domain_pairs": int}
+
+#: the var that makes the gates exist at all (dbt_project/macros/test_helpers.sql gate_enabled)
+GATES_SWITCH = "quality_gates"
 
 
 def _dbt_default(name: str) -> Any:
@@ -25,34 +32,21 @@ def _dbt_default(name: str) -> Any:
 
 @dataclass(frozen=True)
 class QualityThresholds:
-    """Tunable bounds and switches of the suites.
+    """The gates' thresholds and the annotator they check.
 
-    ``max_abs_lift_pct`` bounds ``|shared/deviation/global_lift_pct|`` of ``fct_concept_effects``. Global
-    lift is ``50 * weight`` (py_models/lift.py), so the default (dbt var ``max_abs_lift_pct``, 500) means
-    ``|weight| <= 10``. Real
-    strong concepts reach weights of 2-4 on the sample (lift 100-200%); 10 on a ternary feature means
-    near-perfect separation or a numerical blow-up, which must not be published. ``max_local_lift_pct``
-    is the upper bound of ``local_lift_pct`` (``None``: none; it is a relative change in P(a), so it is
-    >= -100 always but unbounded above).
-    ``annotator``/``annotator_version`` name the active annotator; when ``None`` it is taken from the
-    ``(annotator, annotator_version)`` pairs present in ``marts.fct_pair_concepts``.
+    ``annotator``/``annotator_version`` name the active annotator (dbt vars of the same name; the build passes
+    its own); when ``None`` they are taken from ``marts.fct_pair_concepts`` when it holds one annotator version,
+    else dbt's defaults apply (``macros/active_annotator.sql``).
     """
 
-    max_abs_lift_pct: float | None = _dbt_default("max_abs_lift_pct")
-    max_local_lift_pct: float | None = None
     annotator: str | None = None
     annotator_version: str | None = None
-    single_annotator: bool = True
-    feature_nulls_allowed: bool = False
-    feature_columns_match_concepts: bool = True
-    #: py_models/fit_job.py predicts 'tie' when prob_a == 0.5 exactly (scored as 0.5 accuracy credit)
-    predicted_winner_values: tuple[str, ...] = ("a", "b", "tie")
-    #: decisive raw.labels rows (winner a/b) allowed to have no annotation of the active annotator
-    #: (so no row in the feature tables); ``None`` disables the gate
+    #: decisive raw.labels rows (winner a/b) allowed to have no annotation of the active annotator (so no row in
+    #: the feature tables)
     max_labels_without_features: int | None = 0
     #: a domain needs this many decisive pairs to receive domain-specific weights (dbt var ``min_domain_pairs``)
     min_domain_pairs: int | None = _dbt_default("min_domain_pairs")
-    #: per annotator version in use: share of swap-checked cells (``is_consistent`` not null) that were inconsistent
+    #: share of the active annotator's swap-checked cells (``is_consistent`` not null) that were inconsistent
     max_swap_inconsistency_rate: float | None = 0.35
     #: per LLM model in use: share of annotation calls in ``raw.llm_cache`` that failed to parse
     max_parse_failure_rate: float | None = 0.05
@@ -62,16 +56,25 @@ class QualityThresholds:
     llm_annotation_stages: tuple[str, ...] | None = ("relevance", "comp_ab", "comp_ba", "score", "score_a", "score_b")
     #: annotator names whose versions are LLM annotators (version ``llm-<prompt>:<model>``)
     llm_annotators: tuple[str, ...] = ("llm",)
-    #: models whose calls count; ``None``: inferred from the LLM annotator versions in use
+    #: models whose calls count; ``None``: the model of the active LLM annotator version
     llm_models: tuple[str, ...] | None = None
-    #: ``rpt_top_concepts`` keeps at most this many ranks per group (dbt var ``top_k``); ``None``: no upper bound
-    top_k: int | None = _dbt_default("top_k")
-    #: ``dim_concepts.definition`` must match this (Python ``re.match`` semantics); ``None`` disables
-    definition_regex: str | None = r"^A high score indicates \S.*; A low score indicates \S.*$"
+
+    def gate_vars(self) -> dict[str, Any]:
+        """The dbt ``--vars`` of the checks stage: the gates switched on, every threshold (``None`` stays null, which
+        disables its gate), and the annotator when one is named."""
+        out: dict[str, Any] = {GATES_SWITCH: True}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("annotator", "annotator_version"):
+                if value:
+                    out[f.name] = value
+                continue
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
 
 
 def thresholds_from_dbt_vars(dbt_vars: Mapping[str, object]) -> dict[str, Any]:
-    """The thresholds a build's dbt vars set: ``{"top_k": 5}`` for ``{"top_k": "5", "cv_folds": "3"}``."""
+    """The thresholds a build's dbt vars set: ``{"min_domain_pairs": 8}`` for ``{"min_domain_pairs": "8", ...}``."""
     return {
         name: cast(dbt_vars[name])
         for name, cast in SHARED_DBT_VARS.items()

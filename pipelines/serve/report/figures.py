@@ -1,7 +1,8 @@
 """matplotlib figures of the visual report (Agg backend), each returned as a base64 PNG for inline embedding.
 
 Text drawn by matplotlib comes from the data (concept, mechanism and domain names): ``_t`` escapes the ``$``
-that would otherwise switch matplotlib into math mode, so a hostile name is drawn literally.
+that would otherwise switch matplotlib into math mode, so a hostile name is drawn literally, and keeps only the
+characters the report's fonts can draw (``glyphs``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from pipelines.serve.report import glyphs  # noqa: E402
 from pipelines.serve.report.data import SHARED, top_concepts  # noqa: E402
 
 LIGHT = "#9ecae1"  # shared contribution 50·b
@@ -34,12 +36,13 @@ DPI = 90
 
 
 def _t(text: object, width: int | None = None) -> str:
-    """Data text safe for matplotlib (no math mode), optionally shortened in the middle."""
+    """Data text safe for matplotlib: no math mode, only characters the report's fonts can draw (the others
+    become ``glyphs.REPLACEMENT``, recorded once), optionally shortened in the middle."""
     s = str(text)
     if width and len(s) > width:
         keep = width - 1
         s = s[: keep - keep // 3] + "…" + s[-(keep // 3) :]
-    return s.replace("$", r"\$")
+    return glyphs.current().text(s).replace("$", r"\$")
 
 
 def to_png_base64(fig: Figure) -> str:

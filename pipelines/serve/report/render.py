@@ -24,6 +24,7 @@ from pipelines.serve.report.data import (
     largest_domains,
     lift_matrix,
 )
+from pipelines.serve.report.glyphs import fonts_for
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0 auto; max-width: 1360px;
@@ -450,6 +451,13 @@ protocol.</p><table><thead><tr><th>mechanism</th>{head}</tr></thead><tbody>{"".j
 # ------------------------------------------------------------------------------------------------- page
 
 
+def _names(d: ReportData) -> set[str]:
+    """Every text value of the report's frames: the names its figures may draw."""
+    frames = [v for v in vars(d).values() if isinstance(v, pd.DataFrame)]
+    columns = [f[c] for f in frames for c in f.columns if not pd.api.types.is_numeric_dtype(f[c])]
+    return {v for col in columns for v in col.dropna().unique() if isinstance(v, str)}
+
+
 def render_report(
     d: ReportData,
     *,
@@ -476,16 +484,20 @@ def render_report(
         ),
         ("model", "Model quality", [("accuracy", "Held-out accuracy"), ("comparison", "Model comparison")]),
     ]
-    step("figure 1 per mechanism")
-    body = [_figure1_section(d, max_domains, top_k, order, anchors)]
-    body.append(_length_control_section(d, order, min(top_k, 5)))
-    step("mechanism contrast")
-    body.append(_contrast_section(d, order, contrast_domains_n))
-    step("data and quality")
-    body.append(_data_section(d, order))
-    step("model quality")
-    body.append(_model_section(d, order))
-    notes = "".join(f'<p class="note">{esc(n)}</p>' for n in d.notes)
+    with fonts_for(_names(d)) as glyphs:
+        step("figure 1 per mechanism")
+        body = [_figure1_section(d, max_domains, top_k, order, anchors)]
+        body.append(_length_control_section(d, order, min(top_k, 5)))
+        step("mechanism contrast")
+        body.append(_contrast_section(d, order, contrast_domains_n))
+        step("data and quality")
+        body.append(_data_section(d, order))
+        step("model quality")
+        body.append(_model_section(d, order))
+    glyph_note = glyphs.note()
+    if glyph_note:
+        step(f"note: {glyph_note}")
+    notes = "".join(f'<p class="note">{esc(n)}</p>' for n in [*d.notes, *([glyph_note] if glyph_note else [])])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

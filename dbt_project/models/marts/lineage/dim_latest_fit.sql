@@ -1,4 +1,7 @@
--- The latest fit: the one owner of "latest" for every rpt_ model and every reader of the served copy.
+{{ config(materialized='view') }}
+-- The latest fit: the one owner of "latest" for every rpt_ model and every reader of the served copy. Of the fits
+-- fct_fit_configs shows (published, or the build in progress), so a failed build never becomes "latest"; a view,
+-- so that holds as soon as the build is recorded failed.
 -- Ordered by the time the fit ran (fitted_at), never by the text of its id (a fit id such as 'manual' sorts
 -- above every timestamped one).
 with configs as (
