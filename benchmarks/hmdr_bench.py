@@ -368,22 +368,52 @@ def _annotator_vars(db: Path) -> dict[str, str]:
     return {"annotator": str(row[0]), "annotator_version": str(row[1])}
 
 
-def _fit_stage(warehouse: Path, solver: str) -> dict[str, Any]:
+def _fit_stage(warehouse: Path, solver: str, extra: dict[str, str]) -> dict[str, Any]:
     """The fit stage of `preflens run` (dbt build --selector fit, default settings) on a copy of the build DB."""
     from pipelines.build.dbt_runner import run_dbt
     from pipelines.core.config import Paths
 
     src = Paths(warehouse=warehouse).build_db
-    vars_ = {**_annotator_vars(src), "hmdr_solver": solver}
+    vars_ = {**_annotator_vars(src), **extra, "hmdr_solver": solver}
     with tempfile.TemporaryDirectory(prefix="hmdr_bench_") as tmp:
         paths = Paths(warehouse=Path(tmp))
         shutil.copy2(src, paths.build_db)
         inline = "{" + ", ".join(f"{k}: '{v}'" for k, v in vars_.items()) + "}"
+        done: dict[str, float] = {}
         t = time.perf_counter()
-        res = run_dbt(["build", "--selector", "fit", "--vars", inline], paths, f"bench-{solver}")
+
+        def on_node(name: str, status: str, total: int) -> None:
+            done.setdefault(name, time.perf_counter() - t)
+
+        run_dbt(["build", "--selector", "fit", "--vars", inline], paths, f"bench-{solver}", on_node=on_node)
         sec = time.perf_counter() - t
-    counts = getattr(res, "counts", {})
-    return {"seconds": sec, "counts": counts, "load": _load()}
+    return {"seconds": sec, "fit_model_done": done.get("int_hmdr_fits", float("nan")), "load": _load()}
+
+
+def _sample_fit_build(warehouse: str, solver: str) -> dict[str, Any]:
+    """The body of int_hmdr_fits (fit_build on the build DB's tables, default settings but fit_jobs 1) in this
+    process, one BLAS thread as in the fit's worker processes: the solver's share of the fit stage without dbt,
+    worker start-up or the marts."""
+    import duckdb
+
+    from pipelines.build.fit_runner import fit_settings
+    from pipelines.core.config import Paths
+    from py_models.fit_build import fit_build
+    from py_models.representations import representation_settings
+
+    con = duckdb.connect(str(Paths(warehouse=Path(warehouse)).build_db), read_only=True)
+    try:
+        settings = fit_settings("bench", {"hmdr_solver": solver, "fit_jobs": 1})
+        feats = {
+            r: con.execute(f'select * from intermediate."{representation_settings(r).feature_table}"').df()
+            for r in settings.representations
+        }
+        texts = con.execute('select * from intermediate."int_item_texts"').df()
+    finally:
+        con.close()
+    t, c = time.perf_counter(), time.process_time()
+    fit_build(feats, texts, settings)
+    return {"seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - c}
 
 
 def _sample_objectives(warehouse: Path) -> dict[str, Any]:
@@ -418,8 +448,8 @@ def _sample_objectives(warehouse: Path) -> dict[str, Any]:
                     s: HMDRClassifierCV(min_domain_samples=20, solver=s).fit(X, y, domains=dom)
                     for s in ("liblinear", "cd")
                 }
-                same_config += int(sel["liblinear"].selected_config_ == sel["cd"].selected_config_)
                 cfg = {k: sel["liblinear"].selected_config_[k] for k in ("alpha", "lambda_shared", "lambda_domain")}
+                same_config += int(all(np.isclose(sel["cd"].selected_config_[k], v, rtol=1e-9) for k, v in cfg.items()))
                 obj = {
                     s: HMDRClassifier(**cfg, min_domain_samples=20, solver=s).fit(X, y, domains=dom).objective_
                     for s in ("liblinear", "cd")
@@ -438,7 +468,21 @@ def _sample_objectives(warehouse: Path) -> dict[str, Any]:
     }
 
 
+def _warm_kernels() -> None:
+    """Compile (or load) the solver's kernels for every input kind once, so that the timed fit stages' worker
+    processes load them from numba's cache instead of compiling them (a one-off after each install or change)."""
+    from py_models.hmdr import HMDRClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(-1, 2, size=(60, 4)).astype(float)
+    y = np.where(rng.random(60) < 0.5, "a", "b")
+    dom = np.where(rng.random(60) < 0.5, "x", "y")
+    for data in (X, X * 0.3, X * 0.5):
+        HMDRClassifier(lambda_shared=0.01, lambda_domain=0.01, min_domain_samples=1).fit(data, y, domains=dom)
+
+
 def sample_report(args) -> None:
+    _warm_kernels()
     tmp = None
     if args.sample_warehouse:
         warehouse = Path(args.sample_warehouse).resolve()
@@ -448,16 +492,48 @@ def sample_report(args) -> None:
         print(f"sample: building the bundled sample into {warehouse} (load {_load()}) ...", flush=True)
         _build_sample(warehouse)
     try:
+        extra = dict(kv.split("=", 1) for kv in args.sample_var)
         stages: dict[str, list[float]] = {"liblinear": [], "cd": []}
         for _ in range(args.sample_repeats):
             for solver in ("liblinear", "cd"):
-                r = _fit_stage(warehouse, solver)
+                r = _fit_stage(warehouse, solver, extra)
                 stages[solver].append(r["seconds"])
-                print(f"sample fit stage, solver {solver:<9}: {r['seconds']:.1f}s (load {r['load']})", flush=True)
+                print(
+                    f"sample fit stage, solver {solver:<9}: {r['seconds']:.1f}s, of which dbt start + int_hmdr_fits "
+                    f"{r['fit_model_done']:.1f}s and the marts and tests after it "
+                    f"{r['seconds'] - r['fit_model_done']:.1f}s (load {r['load']})",
+                    flush=True,
+                )
+        alone = {}
+        for solver in ("liblinear", "cd"):
+            p = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "sample_fit_build",
+                    "--sample-warehouse",
+                    str(warehouse),
+                    "--solver",
+                    solver,
+                ],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+            )
+            line = next((ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            alone[solver] = json.loads(line[7:]) if line else {"error": p.stderr.strip().splitlines()[-1:]}
+            print(
+                f"sample fit_build alone, solver {solver:<9}: {json.dumps(alone[solver])} (load {_load()})", flush=True
+            )
+        if "cpu_seconds" in alone["cd"] and "cpu_seconds" in alone["liblinear"]:
+            print(
+                f"   fit_build alone cd / liblinear: {alone['cd']['cpu_seconds'] / alone['liblinear']['cpu_seconds']:.1%} CPU"
+            )
         old, new = min(stages["liblinear"]), min(stages["cd"])
         print(
             f"   fit stage cd / liblinear: {new / old:.1%} (target <= 25%: {_verdict(new <= 0.25 * old)}); "
-            f"best of {args.sample_repeats}"
+            f"best of {args.sample_repeats}; vars {extra or 'the defaults'}"
         )
         obj = _sample_objectives(warehouse)
         print(
@@ -481,10 +557,15 @@ def main() -> None:
     ap.add_argument("--sample", action="store_true", help="also time the fit stage on the bundled sample")
     ap.add_argument("--sample-warehouse", help="a warehouse where `preflens run` has built the sample")
     ap.add_argument("--sample-repeats", type=int, default=1)
+    ap.add_argument("--sample-var", action="append", default=[], help="KEY=VALUE: a dbt var for both fit stages")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--target", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--solver", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child == "sample_fit_build":
+        print("RESULT " + json.dumps(_sample_fit_build(args.sample_warehouse, args.solver)))
+        return
     if args.child:
         args.task = args.child
         child(args)

@@ -13,8 +13,9 @@ The coefficient vector ``beta`` has the layout of the augmented design, ``[b[sha
 
 Solver (glmnet, newGLMNET): at beta, the smooth loss is replaced by its second-order model in the two logits of
 each instance, z_f = (b + s_d)'x and z_s = b'x (weights w_i / N and alpha w_i / N); the model plus the L1 penalty
-is minimised by cyclic coordinate descent with soft-thresholding on the working set, then an Armijo line search on
-the true objective accepts the step. Working set: the non-zeros plus the coordinates that violate the optimality
+is minimised by cyclic coordinate descent with soft-thresholding on the working set (passes over the coordinates'
+entries, or, for a small working set, over its Gram matrix: then each update costs O(working set), not a pass over
+the coordinate's pairs), then an Armijo line search on the true objective accepts the step. Working set: the non-zeros plus the coordinates that violate the optimality
 conditions most (at most doubling per round), or, from a warm start, the sequential strong rule's set. Each round
 ends with the full gradient, which certifies the result: the KKT violation and the duality gap of the dual point of
 ``AugmentedDesign.diagnostics`` (residuals scaled into the dual feasible set). The solve stops when the gap is at
@@ -22,8 +23,8 @@ most ``tol`` x objective x ``GAP_FACTOR``.
 
 Threads: every kernel releases the GIL (``nogil``); :func:`map_threads` runs independent solves (CV folds,
 bootstrap resamples) on ``solver_threads()`` threads: ``PREFLENS_HMDR_THREADS`` if set (1 = off), else numba's
-thread count (the machine's cores; 1 inside joblib workers, which set ``NUMBA_NUM_THREADS`` per worker). Results do
-not depend on it.
+thread count (the machine's cores; 1 inside joblib workers, which set ``NUMBA_NUM_THREADS`` per worker), when the
+design has at least ``THREAD_MIN_ENTRIES`` stored entries. Results do not depend on it.
 """
 
 from __future__ import annotations
@@ -39,17 +40,22 @@ import scipy.sparse as sp
 from numba import njit
 from numpy.typing import NDArray
 
-__all__ = ["DomainDesign", "GAP_FACTOR", "map_threads", "solver_threads", "threads"]
+__all__ = ["DomainDesign", "GAP_FACTOR", "THREAD_MIN_ENTRIES", "map_threads", "solver_threads", "threads"]
 
 #: the solve stops when duality gap <= tol * objective * GAP_FACTOR (tol = 1e-6: the objective is certified to
 #: 1e-7 relative; the Newton steps converge quadratically, so the factor 10 costs less than one step)
 GAP_FACTOR = 1e-1
 THREADS_ENV = "PREFLENS_HMDR_THREADS"
+#: designs with fewer stored entries solve in the calling thread (see ``map_threads``)
+THREAD_MIN_ENTRIES = 50_000
 _MIN_WS = 32  # first working set of a cold start (then at most doubling per round)
 _INNER_MAX = 200  # coordinate-descent passes per Newton step
 _INNER_REL = 1e-3  # a Newton step's passes stop when the largest curv * change^2 falls below this x the first pass'
 _MAX_ROUNDS = 200
 _ARMIJO = 1e-2
+_GRAM_PASSES = 16  # the inner problem on its Gram matrix when that costs less than this many passes over the entries
+_GRAM_MAX = 96  # ... and the working set has at most this many coordinates
+_GRAM_REL = 1e-6  # passes on the Gram matrix are cheap: they stop at this x the first pass' largest change
 
 R = TypeVar("R")
 
@@ -88,10 +94,15 @@ def threads(n: int) -> Iterator[None]:
         _THREADS_OVERRIDE.pop()
 
 
-def map_threads(func: Callable[..., R], args: Sequence[Any], n_threads: int | None = None) -> list[R]:
-    """``[func(a) for a in args]`` on ``n_threads`` threads (default ``solver_threads()``), results in order."""
+def map_threads(
+    func: Callable[..., R], args: Sequence[Any], n_threads: int | None = None, *, work: int | None = None
+) -> list[R]:
+    """``[func(a) for a in args]`` on ``n_threads`` threads (default ``solver_threads()``), results in order.
+
+    ``work``: the stored entries of the design each call solves on; below ``THREAD_MIN_ENTRIES`` the calls run in
+    this thread (a solve of a few hundred pairs takes about a millisecond, less than handing it to a thread)."""
     n = solver_threads() if n_threads is None else int(n_threads)
-    if n <= 1 or len(args) < 2:
+    if n <= 1 or len(args) < 2 or (work is not None and work < THREAD_MIN_ENTRIES):
         return [func(a) for a in args]
     with ThreadPoolExecutor(max_workers=min(n, len(args))) as pool:
         return list(pool.map(func, args))
@@ -356,6 +367,148 @@ def _coordinate(
 
 
 @njit(cache=True, nogil=True)
+def _cd_inner(
+    idx: Any,
+    val: Any,
+    lo: Any,
+    hi: Any,
+    nb: int,
+    ws: Any,
+    lam: Any,
+    beta: Any,
+    hf: Any,
+    hs: Any,
+    u: Any,
+    v: Any,
+    delta: Any,
+    curv: Any,
+    act: Any,
+) -> None:
+    """The working set's quadratic model by cyclic passes over the coordinates' entries (u, v: the model's
+    derivatives per row, kept up to date); between full passes, over its non-zeros only (glmnet's active set)."""
+    for q in range(ws.shape[0]):
+        c = ws[q]
+        acc = 0.0
+        if c < nb:
+            for k in range(lo[c], hi[c]):
+                i = idx[k]
+                x = val[k]
+                acc += x * x * (hf[i] + hs[i])
+        else:
+            for k in range(lo[c], hi[c]):
+                x = val[k]
+                acc += x * x * hf[idx[k]]
+        curv[q] = acc
+        delta[q] = 0.0
+    first = -1.0
+    full = True
+    n_act = 0
+    for _ in range(_INNER_MAX):
+        maxchg = 0.0
+        n_sweep = ws.shape[0] if full else n_act
+        for r in range(n_sweep):
+            q = r if full else act[r]
+            chg = _coordinate(idx, val, lo, hi, nb, ws[q], curv[q], lam, beta, delta, q, u, v, hf, hs)
+            if chg > maxchg:
+                maxchg = chg
+        if full:
+            n_act = 0
+            for q in range(ws.shape[0]):
+                if beta[ws[q]] + delta[q] != 0.0:
+                    act[n_act] = q
+                    n_act += 1
+        if first < 0.0:
+            first = maxchg
+        if maxchg <= _INNER_REL * first:
+            if full:
+                break
+            full = True
+        else:
+            full = False
+
+
+@njit(cache=True, nogil=True)
+def _gram_inner(
+    idx: Any,
+    val: Any,
+    lo: Any,
+    hi: Any,
+    nb: int,
+    ws: Any,
+    lam: Any,
+    beta: Any,
+    gf: Any,
+    gt: Any,
+    hf: Any,
+    hs: Any,
+    tmp_f: Any,
+    tmp_t: Any,
+    delta: Any,
+) -> None:
+    """The working set's quadratic model solved on its Gram matrix H (k x k): coordinate descent in O(k) per update
+    instead of a pass over the coordinate's entries. H[c, d] = sum_i x_ic x_id w_i with w = hf + hs between two
+    shared weights and w = hf otherwise (zero between two domains' deviations: no common rows)."""
+    k = ws.shape[0]
+    H = np.zeros((k, k))
+    g = np.zeros(k)
+    for q in range(k):
+        c = ws[q]
+        acc = 0.0
+        for e in range(lo[c], hi[c]):
+            i = idx[e]
+            x = val[e]
+            tmp_f[i] = x * hf[i]
+            tmp_t[i] = x * (hf[i] + hs[i]) if c < nb else tmp_f[i]
+            acc += x * (gt[i] if c < nb else gf[i])
+        g[q] = acc
+        for r in range(q, k):
+            d = ws[r]
+            tmp = tmp_t if (c < nb and d < nb) else tmp_f
+            h = 0.0
+            for e in range(lo[d], hi[d]):
+                h += val[e] * tmp[idx[e]]
+            H[q, r] = h
+            H[r, q] = h
+        for e in range(lo[c], hi[c]):
+            i = idx[e]
+            tmp_f[i] = 0.0
+            tmp_t[i] = 0.0
+    hd = np.zeros(k)  # H @ delta
+    for q in range(k):
+        delta[q] = 0.0
+    first = -1.0
+    for _ in range(20 * _INNER_MAX):
+        maxchg = 0.0
+        for q in range(k):
+            c = ws[q]
+            cv = H[q, q]
+            old = beta[c] + delta[q]
+            if cv <= 1e-300:
+                new = 0.0
+            else:
+                tmp = old - (g[q] + hd[q]) / cv
+                thr = lam[c] / cv
+                if tmp > thr:
+                    new = tmp - thr
+                elif tmp < -thr:
+                    new = tmp + thr
+                else:
+                    new = 0.0
+            d = new - old
+            if d != 0.0:
+                delta[q] += d
+                for r in range(k):
+                    hd[r] += H[r, q] * d
+                chg = cv * d * d
+                if chg > maxchg:
+                    maxchg = chg
+        if first < 0.0:
+            first = maxchg
+        if maxchg <= _GRAM_REL * first:
+            break
+
+
+@njit(cache=True, nogil=True)
 def _newton_step(
     idx: Any,
     val: Any,
@@ -392,58 +545,30 @@ def _newton_step(
     v = buf[3]
     dzf = buf[4]
     dzs = buf[5]
+    n_ws = ws.shape[0]
+    entries = 0
+    for q in range(n_ws):
+        entries += hi[ws[q]] - lo[ws[q]]
+    # the Gram matrix costs k scatters and k^2 / 2 gathers of a coordinate's entries, a pass two gathers of each
+    gram = n_ws <= _GRAM_MAX and (n_ws * (entries // 2 + n_ws) + 2 * entries) < _GRAM_PASSES * 2 * entries
     for i in range(n):
         ai = a[i]
         if ai == 0.0:
             hf[i] = 0.0
             hs[i] = 0.0
+        else:
+            hf[i] = ai * rf[i] * (1.0 - rf[i])
+            hs[i] = alpha * ai * rs[i] * (1.0 - rs[i])
+        if gram or ai == 0.0:  # scratch rows of the Gram build / the model's derivatives per row
             u[i] = 0.0
             v[i] = 0.0
-            continue
-        hf[i] = ai * rf[i] * (1.0 - rf[i])
-        hs[i] = alpha * ai * rs[i] * (1.0 - rs[i])
-        u[i] = gf[i]
-        v[i] = gt[i] - gf[i]
-    for q in range(ws.shape[0]):
-        c = ws[q]
-        acc = 0.0
-        if c < nb:
-            for k in range(lo[c], hi[c]):
-                i = idx[k]
-                x = val[k]
-                acc += x * x * (hf[i] + hs[i])
         else:
-            for k in range(lo[c], hi[c]):
-                x = val[k]
-                acc += x * x * hf[idx[k]]
-        curv[q] = acc
-        delta[q] = 0.0
-    # cyclic passes over the working set; between full passes, over its non-zeros only (glmnet's active set)
-    first = -1.0
-    full = True
-    n_act = 0
-    for _ in range(_INNER_MAX):
-        maxchg = 0.0
-        n_sweep = ws.shape[0] if full else n_act
-        for r in range(n_sweep):
-            q = r if full else act[r]
-            chg = _coordinate(idx, val, lo, hi, nb, ws[q], curv[q], lam, beta, delta, q, u, v, hf, hs)
-            if chg > maxchg:
-                maxchg = chg
-        if full:
-            n_act = 0
-            for q in range(ws.shape[0]):
-                if beta[ws[q]] + delta[q] != 0.0:
-                    act[n_act] = q
-                    n_act += 1
-        if first < 0.0:
-            first = maxchg
-        if maxchg <= _INNER_REL * first:
-            if full:
-                break
-            full = True
-        else:
-            full = False
+            u[i] = gf[i]
+            v[i] = gt[i] - gf[i]
+    if gram:
+        _gram_inner(idx, val, lo, hi, nb, ws, lam, beta, gf, gt, hf, hs, u, v, delta)
+    else:
+        _cd_inner(idx, val, lo, hi, nb, ws, lam, beta, hf, hs, u, v, delta, curv, act)
     dzf[:] = 0.0
     dzs[:] = 0.0
     dpen = 0.0
@@ -789,7 +914,8 @@ class DomainDesign:
         G = np.zeros(self.width)
         zf = np.zeros(self.n)
         zs = np.zeros(self.n)
-        if self.width == 0 or len(np.unique(self.y_sorted[pos])) < 2:  # as liblinear's route: all zero
+        y_pos = self.y_sorted[pos]
+        if self.width == 0 or not len(y_pos) or y_pos.min() == y_pos.max():  # one class: all zero, as liblinear's
             beta[:] = 0.0
             d = self.diagnostics_at(beta, w_inst, lambda_shared, lambda_domain)
             G[elig] = d["gradient"][elig]

@@ -92,11 +92,12 @@ def bootstrap_hmdr(
         return design.unpack(res["beta"], meta["n_domains"], meta["weighted_rows"])
 
     threads = (solver_threads() if n_threads is None else int(n_threads)) if cd else 1
+    work = int(design.indices.size) if isinstance(design, DomainDesign) else None
     chunk = 16 * max(threads, 1)
     for start in range(0, B, chunk):
         stop = min(B, start + chunk)
         weights = [draw() for _ in range(start, stop)]
-        for r, (b, S) in zip(range(start, stop), map_threads(replicate, weights, threads)):
+        for r, (b, S) in zip(range(start, stop), map_threads(replicate, weights, threads, work=work)):
             bs[r], Ss[r] = b, S
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     total = np.concatenate([bs[:, None, :], bs[:, None, :] + Ss], axis=1)  # (B, 1 + nd, p)

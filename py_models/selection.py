@@ -367,7 +367,10 @@ class HMDRClassifierCV(HMDRClassifier):
             def one(k: Any) -> tuple[NDArray[np.float64], NDArray[np.float64], list[dict[str, Any]]]:
                 return fold_path(design, k, configs, pooled, warm0[k])
 
-            done = map_threads(one, fold_list) if cd else [one(k) for k in fold_list]
+            if isinstance(design, DomainDesign):
+                done = map_threads(one, fold_list, work=int(design.indices.size))
+            else:
+                done = [one(k) for k in fold_list]
             for k, (z_te, wm, sols) in zip(fold_list, done):
                 probs[:, fold_ids == k] = sigmoid(z_te)
                 wmax = np.maximum(wmax, wm)

@@ -16,6 +16,7 @@ from sklearn.base import clone, is_classifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from py_models import _cd
 from py_models._augment import hmdr_objective, rowwise_dot, sigmoid
 from py_models._cd import GAP_FACTOR, DomainDesign, threads
 from py_models.baselines import (
@@ -668,23 +669,44 @@ def test_solver_parameter_is_validated_and_kept():
     assert m.fixed_estimator().solver == "liblinear"
 
 
-def test_threads_do_not_change_results(planted_sparse):
-    """Folds and bootstrap resamples run in threads; the thread count changes nothing (the resamples are drawn in
-    order in the calling thread)."""
+def test_threads_do_not_change_results(planted_sparse, monkeypatch):
+    """Folds and bootstrap resamples run in threads (here on any design size); the thread count changes nothing
+    (the resamples are drawn in order in the calling thread). Small designs stay in the calling thread."""
+    pools: list[int] = []
+
+    class CountingPool(_cd.ThreadPoolExecutor):
+        def __init__(self, max_workers: int) -> None:
+            pools.append(max_workers)
+            super().__init__(max_workers=max_workers)
+
+    monkeypatch.setattr(_cd, "ThreadPoolExecutor", CountingPool)
     D, m = planted_sparse
+    monkeypatch.setattr(_cd, "THREAD_MIN_ENTRIES", _design(D).indices.size + 1)
+    bootstrap_hmdr(m, D.X, D.y, D.domains, D.concept_names, n_bootstrap=4, seed=2, n_threads=2)
+    assert pools == []  # too small to pay for a thread
+    monkeypatch.setattr(_cd, "THREAD_MIN_ENTRIES", 0)
     a = bootstrap_hmdr(m, D.X, D.y, D.domains, D.concept_names, n_bootstrap=12, seed=2, n_threads=1)
+    assert pools == []
     b = bootstrap_hmdr(m, D.X, D.y, D.domains, D.concept_names, n_bootstrap=12, seed=2, n_threads=2)
+    assert pools and set(pools) == {2}
     pd.testing.assert_frame_equal(a, b)
     Dm = make_planted(2500, n_concepts=30, n_shared=10, n_domains=4, seed=5)
     fits = {}
     for n in (1, 2):
+        pools.clear()
         with threads(n):
             fits[n] = HMDRClassifierCV().fit(Dm.X, Dm.y, domains=Dm.domains)
+        assert bool(pools) == (n == 2)
     pd.testing.assert_frame_equal(fits[1].cv_results_, fits[2].cv_results_)
     np.testing.assert_array_equal(fits[1].coef_domain_, fits[2].coef_domain_)
     with pytest.raises(ValueError):
         with threads(0):
             pass
+    monkeypatch.setenv(_cd.THREADS_ENV, "1")
+    assert _cd.solver_threads() == 1
+    monkeypatch.setenv(_cd.THREADS_ENV, "two")
+    with pytest.raises(ValueError, match=_cd.THREADS_ENV):
+        _cd.solver_threads()
 
 
 def test_bootstrap_warm_started_matches_the_cold_liblinear_route(planted_sparse):
