@@ -121,7 +121,49 @@ def _binary_entropy(r: NDArray[np.float64]) -> NDArray[np.float64]:
     return -(r * np.log(r) + q * np.log(q))
 
 
-class AugmentedDesign:
+class BlockLayout:
+    """The column layout both designs share: ``[b-block | s-block of weighted domain 0 | ...]``.
+
+    ``starts`` holds the block offsets; ``shared_penalty_factor`` is per b-block column (1, or
+    ``UNPENALIZED_FACTOR`` for a control covariate such as length, which the L1 penalty must leave alone);
+    ``col_concept`` and ``col_block`` (-1 = b) describe every design column.
+    """
+
+    shared_cols: NDArray[np.intp]
+    domain_cols: list[NDArray[np.intp]]
+    starts: NDArray[np.intp]
+    width: int
+    n_shared_cols: int
+    shared_penalty_factor: NDArray[np.float64]
+    col_concept: NDArray[np.intp]
+    col_block: NDArray[np.intp]
+
+    def _set_layout(
+        self,
+        shared_cols: NDArray[np.intp],
+        domain_cols: Sequence[NDArray[np.intp]],
+        shared_penalty_factor: NDArray[np.float64] | None,
+    ) -> list[int]:
+        """Set the layout attributes; the block widths."""
+        self.shared_cols = np.asarray(shared_cols, dtype=np.intp)
+        self.domain_cols = [np.asarray(c, dtype=np.intp) for c in domain_cols]
+        widths = [len(self.shared_cols)] + [len(c) for c in self.domain_cols]
+        self.starts = np.concatenate([[0], np.cumsum(widths)]).astype(np.intp)
+        self.width = int(self.starts[-1])
+        self.n_shared_cols = widths[0]
+        self.shared_penalty_factor = (
+            np.ones(widths[0])
+            if shared_penalty_factor is None
+            else np.asarray(shared_penalty_factor, dtype=np.float64)[self.shared_cols]
+        )
+        self.col_concept = np.concatenate([self.shared_cols, *self.domain_cols]) if self.width else np.zeros(0, np.intp)
+        self.col_block = np.concatenate(
+            [np.full(widths[0], -1)] + [np.full(len(c), k) for k, c in enumerate(self.domain_cols)]
+        ).astype(np.intp)
+        return widths
+
+
+class AugmentedDesign(BlockLayout):
     """The §4.5 augmented design in *original* parameters, built once from a CSR matrix.
 
     Columns: ``[b-block (shared_cols) | s-block of weighted domain 0 | ...]``, unscaled, so ``A @ beta``
@@ -155,25 +197,8 @@ class AugmentedDesign:
         self.n, self.p, self.alpha = n, p, float(alpha)
         self.y_pm = np.asarray(y_pm, dtype=np.float64)
         self.dom_idx = np.asarray(dom_idx, dtype=np.intp)
-        self.shared_cols = np.asarray(shared_cols, dtype=np.intp)
-        self.domain_cols = [np.asarray(c, dtype=np.intp) for c in domain_cols]
+        widths = self._set_layout(shared_cols, domain_cols, shared_penalty_factor)
         K = len(self.domain_cols)
-        widths = [len(self.shared_cols)] + [len(c) for c in self.domain_cols]
-        self.starts = np.concatenate([[0], np.cumsum(widths)]).astype(np.intp)
-        self.width = int(self.starts[-1])
-        self.n_shared_cols = widths[0]
-        # per-column factor on lambda_shared for the b-block (1 = penalised as usual; UNPENALIZED_FACTOR = a control
-        # covariate such as length, which the L1 penalty must leave alone)
-        self.shared_penalty_factor = (
-            np.ones(widths[0])
-            if shared_penalty_factor is None
-            else np.asarray(shared_penalty_factor, dtype=np.float64)[self.shared_cols]
-        )
-        # column bookkeeping: concept index and block (-1 = b) of every design column
-        self.col_concept = np.concatenate([self.shared_cols, *self.domain_cols]) if self.width else np.zeros(0, np.intp)
-        self.col_block = np.concatenate(
-            [np.full(widths[0], -1)] + [np.full(len(c), k) for k, c in enumerate(self.domain_cols)]
-        ).astype(np.intp)
 
         # rows grouped by domain (stable), so each domain's entries are one contiguous CSR slice
         order = np.argsort(self.dom_idx, kind="stable")

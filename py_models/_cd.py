@@ -40,6 +40,8 @@ import scipy.sparse as sp
 from numba import njit
 from numpy.typing import NDArray
 
+from py_models._augment import BlockLayout
+
 __all__ = ["DomainDesign", "GAP_FACTOR", "THREAD_MIN_ENTRIES", "map_threads", "solver_threads", "threads"]
 
 #: the solve stops when duality gap <= tol * objective * GAP_FACTOR (tol = 1e-6: the objective is certified to
@@ -765,7 +767,7 @@ def _index_dtype(n: int) -> type[np.signedinteger[Any]]:
 _VALUE_DTYPES = (np.int8, np.float32, np.float64)
 
 
-class DomainDesign:
+class DomainDesign(BlockLayout):
     """X stored once by column and domain block, the solver of Eq. 1 on it (see the module docstring).
 
     Same interface as :class:`py_models._augment.AugmentedDesign` (``solve``, ``unpack``, ``penalties``, the column
@@ -787,22 +789,8 @@ class DomainDesign:
         self.n, self.p, self.alpha, self.pooled = int(n), int(p), float(alpha), False
         self.y_pm = np.asarray(y_pm, dtype=np.float64)
         self.dom_idx = np.asarray(dom_idx, dtype=np.intp)
-        self.shared_cols = np.asarray(shared_cols, dtype=np.intp)
-        self.domain_cols = [np.asarray(c, dtype=np.intp) for c in domain_cols]
+        widths = self._set_layout(shared_cols, domain_cols, shared_penalty_factor)
         K = len(self.domain_cols)
-        widths = [len(self.shared_cols)] + [len(c) for c in self.domain_cols]
-        self.starts = np.concatenate([[0], np.cumsum(widths)]).astype(np.intp)
-        self.width = int(self.starts[-1])
-        self.n_shared_cols = widths[0]
-        self.shared_penalty_factor = (
-            np.ones(widths[0])
-            if shared_penalty_factor is None
-            else np.asarray(shared_penalty_factor, dtype=np.float64)[self.shared_cols]
-        )
-        self.col_concept = np.concatenate([self.shared_cols, *self.domain_cols]) if self.width else np.zeros(0, np.intp)
-        self.col_block = np.concatenate(
-            [np.full(widths[0], -1)] + [np.full(len(c), k) for k, c in enumerate(self.domain_cols)]
-        ).astype(np.intp)
 
         # rows grouped by block (0: no weights of their own, k + 1: weighted domain k), stable
         tblk = (self.dom_idx + 1).astype(np.int64)
