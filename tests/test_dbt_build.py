@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.build.dbt_runner import DbtError, dbt_env, dbt_executable, run_dbt
+from pipelines.build.dbt_runner import DbtError, dbt_cwd, dbt_env, dbt_executable, run_dbt
 from pipelines.core.config import DBT_PROJECT_DIR, Paths
 from tests.conftest import QUICK_FIT, planted_concepts, write_planted_raw
 
@@ -210,6 +210,7 @@ def test_selectors_split_the_build_as_the_pipeline_runs_it(built: Paths) -> None
                 *VARS,
             ],  # the build's vars: dbt parses partially
             env=dbt_env(built, "ls"),
+            cwd=dbt_cwd(built),
             capture_output=True,
             text=True,
             timeout=300,

@@ -1,4 +1,10 @@
-"""Run dbt as a subprocess from the repo root with explicit, absolute project/profiles/target paths.
+"""Run dbt as a subprocess with explicit, absolute project/profiles/target paths, from the warehouse folder.
+
+dbt runs in the warehouse folder and opens the build file by its name there (``PREFLENS_BUILD_DB=preflens.duckdb``),
+so the profile dbt hashes is the same for every warehouse. A new warehouse then starts from the last parse of
+this project (``partial_parse.msgpack``, kept in the user's cache, :func:`parse_cache_dir`) and dbt re-parses
+only what differs (dbt checks every file's checksum, the vars, the profile and the env vars it read), instead of
+parsing the whole project again.
 
 dbt runs tied to this process (:mod:`pipelines.build.tied_process`): in its own process group, killed with its
 fit workers when this process dies, even by ``kill -9``, so it never outlives the build that started it.
@@ -6,8 +12,10 @@ fit workers when this process dies, even by ``kill -9``, so it never outlives th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -46,11 +54,11 @@ def dbt_executable() -> str:
 
 
 def dbt_env(paths: Paths, build_id: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for dbt: absolute DB path, build id, no anonymous usage tracking."""
+    """Environment for dbt (run in :func:`dbt_cwd`): the build file's name, build id, no usage tracking."""
     env = dict(os.environ)
     env.update(
         {
-            "PREFLENS_BUILD_DB": str(paths.build_db),
+            "PREFLENS_BUILD_DB": paths.build_db.name,
             "PREFLENS_BUILD_ID": build_id,
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             "DO_NOT_TRACK": "1",
@@ -58,6 +66,59 @@ def dbt_env(paths: Paths, build_id: str, extra: dict[str, str] | None = None) ->
     )
     env.update(extra or {})
     return env
+
+
+def dbt_cwd(paths: Paths) -> str:
+    """The folder dbt runs in: the warehouse, where ``PREFLENS_BUILD_DB`` (a bare file name) points."""
+    return str(paths.build_db.parent)
+
+
+#: the partial-parse state dbt keeps in its target folder
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+
+
+def parse_cache_dir() -> Path | None:
+    """Where the last parse of this project is kept for new warehouses; ``None`` when turned off.
+
+    ``$PREFLENS_DBT_PARSE_CACHE`` (a folder, or ``off``), else ``$XDG_CACHE_HOME/preflens/dbt-parse`` (default
+    ``~/.cache``), one sub-folder per dbt version and project location.
+    """
+    setting = os.environ.get("PREFLENS_DBT_PARSE_CACHE", "")
+    if setting.lower() in {"off", "0", "false", "no"}:
+        return None
+    if setting:
+        root = Path(setting)
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "preflens" / "dbt-parse"
+    from importlib.metadata import version
+
+    key = hashlib.sha256(f"{version('dbt-core')}\0{DBT_PROJECT_DIR.resolve()}".encode()).hexdigest()[:16]
+    return root / key
+
+
+def _seed_parse(target_dir: Path) -> None:
+    """A target folder without a parse starts from the cached one (dbt validates it, and re-parses what differs)."""
+    cache = parse_cache_dir()
+    if cache is None or (target_dir / PARTIAL_PARSE_FILE).exists() or not (cache / PARTIAL_PARSE_FILE).exists():
+        return
+    try:
+        shutil.copyfile(cache / PARTIAL_PARSE_FILE, target_dir / PARTIAL_PARSE_FILE)
+    except OSError:
+        pass  # only a speed-up: dbt parses everything instead
+
+
+def _keep_parse(target_dir: Path) -> None:
+    """Keep this run's parse for the next new warehouse (written aside, then renamed: readers never see half)."""
+    cache, parsed = parse_cache_dir(), target_dir / PARTIAL_PARSE_FILE
+    if cache is None or not parsed.exists():
+        return
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = cache / f".{PARTIAL_PARSE_FILE}.{os.getpid()}"
+        shutil.copyfile(parsed, tmp)
+        os.replace(tmp, cache / PARTIAL_PARSE_FILE)
+    except OSError:
+        pass
 
 
 def run_dbt(
@@ -73,6 +134,7 @@ def run_dbt(
     Call it from the main thread: dbt is killed when the thread that started it ends (``PR_SET_PDEATHSIG``).
     """
     paths.dbt_target_dir.mkdir(parents=True, exist_ok=True)
+    _seed_parse(paths.dbt_target_dir)
     cmd = [
         dbt_executable(),
         "--log-format",
@@ -91,7 +153,7 @@ def run_dbt(
     result = DbtResult(command=cmd, returncode=-1)
     proc = start_tied(
         cmd,
-        cwd=str(DBT_PROJECT_DIR.parent),
+        cwd=dbt_cwd(paths),
         env=dbt_env(paths, build_id, extra_env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -104,6 +166,8 @@ def run_dbt(
         for line in proc.stdout:
             _handle_line(line, result, errors, on_node)
         result.returncode = proc.wait()
+        if result.returncode == 0:
+            _keep_parse(paths.dbt_target_dir)
     finally:  # an exception or Ctrl-C here: dbt and its workers go too (a no-op once dbt has exited)
         stop_tied(proc)
         proc.stdout.close()
