@@ -2,7 +2,8 @@
 
 dbt runs in the warehouse folder and opens the build file by its name there (``PREFLENS_BUILD_DB=preflens.duckdb``),
 so the profile dbt hashes is the same for every warehouse. A new warehouse then starts from the last parse of
-this project (``partial_parse.msgpack``, kept in the user's cache, :func:`parse_cache_dir`) and dbt re-parses
+this project with the same vars (``partial_parse.msgpack``, kept in the user's cache per vars, :func:`parse_cache_dir`),
+and every command starts from the last parse with its vars, and dbt re-parses
 only what differs (dbt checks every file's checksum, the vars, the profile and the env vars it read), instead of
 parsing the whole project again.
 
@@ -81,7 +82,7 @@ def parse_cache_dir() -> Path | None:
     """Where the last parse of this project is kept for new warehouses; ``None`` when turned off.
 
     ``$PREFLENS_DBT_PARSE_CACHE`` (a folder, or ``off``), else ``$XDG_CACHE_HOME/preflens/dbt-parse`` (default
-    ``~/.cache``), one sub-folder per dbt version and project location.
+    ``~/.cache``), one sub-folder per dbt version and project location, one file per set of ``--vars``.
     """
     setting = os.environ.get("PREFLENS_DBT_PARSE_CACHE", "")
     if setting.lower() in {"off", "0", "false", "no"}:
@@ -96,27 +97,42 @@ def parse_cache_dir() -> Path | None:
     return root / key
 
 
-def _seed_parse(target_dir: Path) -> None:
-    """A target folder without a parse starts from the cached one (dbt validates it, and re-parses what differs)."""
+def _vars_text(args: list[str]) -> str:
+    """The ``--vars`` of a dbt command line ('' without)."""
+    return next((args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--vars"), "")
+
+
+def _cached_parse(args: list[str]) -> Path | None:
+    """The cached parse for this command's vars: dbt parses anew when the vars differ, so each set keeps its own."""
     cache = parse_cache_dir()
-    if cache is None or (target_dir / PARTIAL_PARSE_FILE).exists() or not (cache / PARTIAL_PARSE_FILE).exists():
+    if cache is None:
+        return None
+    return cache / f"{hashlib.sha256(_vars_text(args).encode()).hexdigest()[:16]}.msgpack"
+
+
+def _seed_parse(target_dir: Path, args: list[str]) -> None:
+    """Start from the last parse made with these vars (in any warehouse): a build's dbt commands alternate between
+    the build's vars and the gates' vars, and dbt keeps only the last parse. dbt validates the file and re-parses
+    what differs."""
+    cached = _cached_parse(args)
+    if cached is None or not cached.exists():
         return
     try:
-        shutil.copyfile(cache / PARTIAL_PARSE_FILE, target_dir / PARTIAL_PARSE_FILE)
+        shutil.copyfile(cached, target_dir / PARTIAL_PARSE_FILE)
     except OSError:
         pass  # only a speed-up: dbt parses everything instead
 
 
-def _keep_parse(target_dir: Path) -> None:
-    """Keep this run's parse for the next new warehouse (written aside, then renamed: readers never see half)."""
-    cache, parsed = parse_cache_dir(), target_dir / PARTIAL_PARSE_FILE
-    if cache is None or not parsed.exists():
+def _keep_parse(target_dir: Path, args: list[str]) -> None:
+    """Keep this run's parse for the next command with these vars (written aside, then renamed: never half)."""
+    cached, parsed = _cached_parse(args), target_dir / PARTIAL_PARSE_FILE
+    if cached is None or not parsed.exists():
         return
     try:
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = cache / f".{PARTIAL_PARSE_FILE}.{os.getpid()}"
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
         shutil.copyfile(parsed, tmp)
-        os.replace(tmp, cache / PARTIAL_PARSE_FILE)
+        os.replace(tmp, cached)
     except OSError:
         pass
 
@@ -134,7 +150,7 @@ def run_dbt(
     Call it from the main thread: dbt is killed when the thread that started it ends (``PR_SET_PDEATHSIG``).
     """
     paths.dbt_target_dir.mkdir(parents=True, exist_ok=True)
-    _seed_parse(paths.dbt_target_dir)
+    _seed_parse(paths.dbt_target_dir, args)
     cmd = [
         dbt_executable(),
         "--log-format",
@@ -167,7 +183,7 @@ def run_dbt(
             _handle_line(line, result, errors, on_node)
         result.returncode = proc.wait()
         if result.returncode == 0:
-            _keep_parse(paths.dbt_target_dir)
+            _keep_parse(paths.dbt_target_dir, args)
     finally:  # an exception or Ctrl-C here: dbt and its workers go too (a no-op once dbt has exited)
         stop_tied(proc)
         proc.stdout.close()
