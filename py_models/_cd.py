@@ -878,6 +878,7 @@ class DomainDesign(BlockLayout):
         max_iter: int = 1000,
         kkt_tol: float = 1e-3,
         sub: Any = None,
+        eligible: NDArray[np.bool_] | None = None,
     ) -> dict[str, Any]:
         """Minimise mean-normalised Eq. 1 on the instances with positive weight (``w_inst``, original row order).
 
@@ -887,11 +888,15 @@ class DomainDesign(BlockLayout):
         KKT conditions, so the optimum is that of a cold solve. ``kkt_tol`` and ``sub`` are accepted for the
         interface of ``AugmentedDesign.solve`` and unused. The result also holds ``z``: every row's logit
         (b + s_d)'x (b'x for a domain without weights or the pooled model), rows with zero weight included.
+        ``eligible`` (bool per coordinate): only these may be non-zero, the others are fixed at 0 (the baselines'
+        per-domain fits leave a domain whose training rows have one class at zero, as liblinear's wrapper does).
         """
         del kkt_tol, sub
         lam = self.penalties(lambda_shared, lambda_domain)
         a, _ = self._weights(w_inst)
         elig = self.eligible()
+        if eligible is not None:
+            elig &= np.asarray(eligible, dtype=bool)
         beta = np.zeros(self.width)
         ws = np.zeros(self.width, dtype=bool)
         if warm is not None and len(warm.get("beta", ())) == self.width:

@@ -3,7 +3,7 @@
 * ``stratified_folds`` -- the one fold assignment: stratified by domain and, within a domain, by label.
 * ``pair_credit`` / ``pair_log_loss`` / ``score`` -- the one scorer of a predicted P(a wins): accuracy credit
   1 right, 0 wrong and 0.5 at P = 0.5 exactly (a tie prediction scores chance level), and the log-loss with P
-  clipped to [1e-15, 1 - 1e-15].
+  clipped to [1e-15, 1 - 1e-15]; ``score_rows`` the same for several predictions of the same pairs at once.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["stratified_folds", "pair_credit", "pair_log_loss", "score"]
+__all__ = ["stratified_folds", "pair_credit", "pair_log_loss", "score", "score_rows"]
 
 
 def stratified_folds(
@@ -61,3 +61,14 @@ def pair_log_loss(y_pos: NDArray[np.bool_], prob: NDArray[np.float64]) -> NDArra
 def score(y_pos: NDArray[np.bool_], prob: NDArray[np.float64]) -> tuple[float, float]:
     """(mean accuracy credit, mean log-loss) of ``prob`` against ``y_pos``."""
     return float(pair_credit(y_pos, prob).mean()), float(pair_log_loss(y_pos, prob).mean())
+
+
+def score_rows(y_pos: NDArray[np.bool_], probs: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``score`` of every row of ``probs`` (predictions x pairs) against ``y_pos``: (accuracy credits, log-losses),
+    one per row, equal to ``score(y_pos, probs[r])`` (same terms, each row summed alone)."""
+    P = np.ascontiguousarray(np.atleast_2d(np.asarray(probs, dtype=np.float64)))
+    y = np.asarray(y_pos, dtype=bool)[None, :]
+    credit = np.where(P == 0.5, 0.5, ((P > 0.5) == y).astype(float))
+    p = np.clip(P, 1e-15, 1 - 1e-15)
+    loss = -np.where(y, np.log(p), np.log1p(-p))
+    return np.array([row.mean() for row in credit]), np.array([row.mean() for row in loss])

@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 
 from py_models._jobs import map_jobs
 from py_models.baselines import (
+    L1_SOLVERS,
     FlatPooledClassifier,
     PeerElasticNetClassifier,
     SharedOnlyClassifier,
@@ -77,7 +78,7 @@ PROTOCOLS = ("in_domain", "ood")
 TIE_POLICY = "ties_dropped;p=0.5_scores_0.5"
 #: bump when a change to this module or to the estimators changes any result: an interrupted evaluation of another
 #: version is not resumed (its settings key differs)
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: the L1 baselines on the cd kernel (equal to liblinear's fits within solver tolerance)
 ALL = "__all__"
 EVAL_COLUMNS = [
     "mechanism",
@@ -96,16 +97,16 @@ EVAL_COLUMNS = [
     "tie_policy",
     "n_ties_dropped",
 ]
-#: relative CPU cost of one unit per training pair (measured on the sample with the liblinear HMDR solver: the
-#: per-domain fits of specific_only dominate); it only orders the work
+#: relative CPU cost of one unit per training pair (measured on the sample by benchmarks/eval_bench.py, the L1
+#: baselines on the cd kernel: the per-domain fits of specific_only still cost most); it only orders the work
 _COST = {
     "hmdr": 1.5,
-    "hmdr_paper": 1.1,
-    "dirty": 1.1,
+    "hmdr_paper": 1.0,
+    "dirty": 0.95,
     "shared_only": 1.0,
     "flat_pooled": 1.0,
-    "specific_only": 5.0,
-    "peer_enet": 0.3,
+    "specific_only": 2.4,
+    "peer_enet": 1.3,
 }
 
 
@@ -126,6 +127,8 @@ class ProtocolSettings:
     min_domain_samples: int = 20
     shared_mask: NDArray[np.bool_] | None = field(default=None, compare=False)
     domain_masks: Mapping[Any, NDArray[np.bool_]] | None = field(default=None, compare=False)
+    #: solver of the L1 baselines (``cd``, or ``liblinear``: scikit-learn's wrapper, the benchmark's reference)
+    baseline_solver: str = "cd"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "protocols", tuple(self.protocols))
@@ -135,6 +138,8 @@ class ProtocolSettings:
             raise ValueError(
                 f"unknown variant(s) or protocol(s) {unknown}; variants: {VARIANTS}, protocols: {PROTOCOLS}"
             )
+        if self.baseline_solver not in L1_SOLVERS:
+            raise ValueError(f"baseline_solver must be one of {L1_SOLVERS}, got {self.baseline_solver!r}")
 
     def fit_kw(self) -> dict[str, Any]:
         """The keyword arguments of :func:`fit_variant` (besides the seed)."""
@@ -144,6 +149,7 @@ class ProtocolSettings:
             "min_domain_samples": self.min_domain_samples,
             "shared_mask": self.shared_mask,
             "domain_masks": self.domain_masks,
+            "baseline_solver": self.baseline_solver,
         }
 
     def key(self) -> dict[str, Any]:
@@ -283,13 +289,15 @@ def fit_variant(
     min_domain_samples: int = 20,
     shared_mask: NDArray[np.bool_] | None = None,
     domain_masks: Mapping[Any, NDArray[np.bool_]] | None = None,
+    baseline_solver: str = "cd",
 ) -> Any:
     """Fit one variant with its model selection (peer_enet: fixed C = 1, as the peers do).
 
     ``hmdr``: the main job's selection (``HMDRClassifierCV``, pooling grid, its default rule);
     ``hmdr_paper``: the paper's 9-configuration grid by fold-averaged CV accuracy (``max_fold_accuracy``, no
     weight bound); ``dirty``: that grid with alpha = 0; the L1 baselines: ``C_GRID`` by the same rule
-    (``DomainGridSearchCV``).
+    (``DomainGridSearchCV``), solved by ``baseline_solver`` (``cd``: every fold's C path on one stored design,
+    and peer_enet's saga called directly; ``liblinear``: scikit-learn's estimators per fit, the previous route).
     """
     if variant == "hmdr":
         return HMDRClassifierCV(
@@ -313,12 +321,13 @@ def fit_variant(
             domain_masks=domain_masks,
         ).fit(X, y, domains=dom)
     baselines: dict[str, Any] = {
-        "shared_only": SharedOnlyClassifier(shared_mask=shared_mask),
-        "specific_only": SpecificOnlyClassifier(),
-        "flat_pooled": FlatPooledClassifier(),
+        "shared_only": SharedOnlyClassifier(shared_mask=shared_mask, solver=baseline_solver),
+        "specific_only": SpecificOnlyClassifier(solver=baseline_solver),
+        "flat_pooled": FlatPooledClassifier(solver=baseline_solver),
     }
     if variant == "peer_enet":
-        m = PeerElasticNetClassifier(C=1.0).fit(X, y, domains=dom)
+        backend = "estimator" if baseline_solver == "liblinear" else "sag_solver"
+        m = PeerElasticNetClassifier(C=1.0, backend=backend).fit(X, y, domains=dom)
         m.selected_config_ = {"C": 1.0}
         return m
     if variant not in baselines:

@@ -5,7 +5,8 @@
   grid path on it by instance weights (no rebuild, warm-started along the path; ``cd``: folds in threads).
   Grids: ``pooling`` (the default; can choose full pooling) or ``paper`` (App. C.2, ``paper_grid``).
 * ``DomainGridSearchCV`` -- the same selection for any member of the estimator family with a ``param_grid``
-  (the baselines: plain refits per configuration and fold, they are cheap).
+  (the L1 baselines with the cd solver: every fold's C path on one stored design, warm-started along C, through
+  their ``selection_path``; otherwise plain refits per configuration and fold).
 * ``choose_config`` -- the one owner of the selection rules (``SELECTION_RULES``).
 * Folds come from :func:`py_models.cv.stratified_folds` and every configuration is scored by
   :func:`py_models.cv.score` (accuracy credit 0.5 at P = 0.5, clipped log-loss), unless ``fit`` gets ``folds``.
@@ -35,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted
 from py_models._augment import AugmentedDesign, rowwise_dot, sigmoid
 from py_models._base import ONE_DOMAIN, DomainLinearClassifierMixin, check_sample_weight
 from py_models._cd import DomainDesign, map_threads
-from py_models.cv import pair_credit, pair_log_loss, score, stratified_folds
+from py_models.cv import pair_credit, pair_log_loss, score, score_rows, stratified_folds
 from py_models.hmdr import Design, HMDRClassifier, _set_model_params
 
 __all__ = [
@@ -376,15 +377,13 @@ class HMDRClassifierCV(HMDRClassifier):
                 wmax = np.maximum(wmax, wm)
                 if cd and pooled:
                     pooled_path[k] = sols
-            fold_rows = []
-            for k in fold_list:
-                te = fold_ids == k
-                for c in range(len(configs)):
-                    acc, ll = score(y_pos[te], probs[c, te])
-                    fold_rows.append({"config": c, "accuracy": acc, "log_loss": ll})
-            by_fold = _fold_means(fold_rows, len(configs))
+            fold_scores = [score_rows(y_pos[fold_ids == k], probs[:, fold_ids == k]) for k in fold_list]
+            # per configuration, the folds' scores in fold order, averaged (as _fold_means)
+            fold_acc = np.array([np.array([f[0][c] for f in fold_scores]).mean() for c in range(len(configs))])
+            fold_ll = np.array([np.array([f[1][c] for f in fold_scores]).mean() for c in range(len(configs))])
+            all_acc, all_ll = score_rows(y_pos, probs)
             for c, (lb, ls) in enumerate(configs):
-                acc, ll = score(y_pos, probs[c])
+                acc, ll = float(all_acc[c]), float(all_ll[c])
                 rows.append(
                     {
                         "stage": stage,
@@ -394,8 +393,8 @@ class HMDRClassifierCV(HMDRClassifier):
                         "pooling": POOLED if pooled else ls / lb,
                         "cv_log_loss": ll,
                         "cv_accuracy": acc,
-                        "cv_fold_log_loss": by_fold["cv_fold_log_loss"].iloc[c],
-                        "cv_fold_accuracy": by_fold["cv_fold_accuracy"].iloc[c],
+                        "cv_fold_log_loss": fold_ll[c],
+                        "cv_fold_accuracy": fold_acc[c],
                         "max_abs_weight": wmax[c],
                     }
                 )
@@ -529,7 +528,9 @@ class DomainGridSearchCV(DomainLinearClassifierMixin, BaseEstimator):
     Every configuration is fitted on each fold's training part (``clone(estimator).set_params(**config)``) and
     scored on its held-out part with ``py_models.cv.score``; the rule is ``max_fold_accuracy``
     (:func:`choose_config`). A fold whose training part has one class only is left out; with no fold left the
-    middle configuration of the grid is used.
+    middle configuration of the grid is used. An estimator with ``selection_path`` (the L1 baselines, cd solver)
+    runs the C grid of every fold on one stored design instead (held-out rows weight 0, warm starts along C):
+    the same fits within solver tolerance, without a refit per configuration and fold.
 
     Parameters
     ----------
@@ -583,35 +584,54 @@ class DomainGridSearchCV(DomainLinearClassifierMixin, BaseEstimator):
         """Select on CV folds (``folds``: one id per row, else stratified ``n_folds``), refit on all rows."""
         self._validate_params()
         grid = [dict(g) for g in self.param_grid]
-        X, _, dom = self._validate_training_data(X, y, domains)
+        X, y_pm, dom = self._validate_training_data(X, y, domains)
         y_arr = np.asarray(y).ravel()
         fold_ids = _fold_ids(folds, dom, y_arr, self.n_folds, self.seed)
         w = check_sample_weight(sample_weight, len(y_arr))
+        path = self._path(X, y_pm, dom, w, grid)
         fold_rows = []
-        for k in np.unique(fold_ids):
-            te = fold_ids == k
-            tr = ~te
-            if len(set(y_arr[tr].tolist())) < 2:
-                continue
-            for c, g in enumerate(grid):
-                m = (
-                    clone(self.estimator)
-                    .set_params(**g)
-                    .fit(X[tr], y_arr[tr], domains=dom[tr], sample_weight=None if w is None else w[tr])
-                )
-                acc, ll = score(y_arr[te] == m.classes_[1], m.predict_proba(X[te], dom[te])[:, 1])
-                fold_rows.append({"config": c, "accuracy": acc, "log_loss": ll})
+        if path is not None:
+            for _k, te, probs in path.fold_probabilities(fold_ids, [float(g["C"]) for g in grid]):
+                accs, lls = score_rows(path.y_pm[te] > 0, probs)
+                for c in range(len(grid)):
+                    fold_rows.append({"config": c, "accuracy": float(accs[c]), "log_loss": float(lls[c])})
+        else:
+            for k in np.unique(fold_ids):
+                te = fold_ids == k
+                tr = ~te
+                if len(set(y_arr[tr].tolist())) < 2:
+                    continue
+                for c, g in enumerate(grid):
+                    m = (
+                        clone(self.estimator)
+                        .set_params(**g)
+                        .fit(X[tr], y_arr[tr], domains=dom[tr], sample_weight=None if w is None else w[tr])
+                    )
+                    acc, ll = score(y_arr[te] == m.classes_[1], m.predict_proba(X[te], dom[te])[:, 1])
+                    fold_rows.append({"config": c, "accuracy": acc, "log_loss": ll})
         table = pd.concat([pd.DataFrame(grid), _fold_means(fold_rows, len(grid)).reset_index(drop=True)], axis=1)
         best = choose_config(table, np.zeros((0, 0)), "max_fold_accuracy") if fold_rows else len(grid) // 2
         table["chosen"] = np.arange(len(grid)) == best
         self.selected_config_ = {
             k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in grid[best].items()
         }
-        self.best_estimator_ = (
-            clone(self.estimator).set_params(**self.selected_config_).fit(X, y_arr, domains=dom, sample_weight=w)
-        )
+        if path is not None:
+            self.best_estimator_ = path.refit(float(self.selected_config_["C"]))
+        else:
+            self.best_estimator_ = (
+                clone(self.estimator).set_params(**self.selected_config_).fit(X, y_arr, domains=dom, sample_weight=w)
+            )
         self.cv_results_ = table
         return self
+
+    def _path(self, X: Any, y_pm: NDArray, dom: NDArray, w: NDArray[np.float64] | None, grid: list[dict]) -> Any:
+        """The estimator's ``selection_path`` (one stored design, folds by weights, warm starts along C) when it
+        has one for its solver and the grid varies C only; else None (a plain refit per configuration and fold).
+        X, ``y_pm`` (+-1) and ``dom`` as checked here (``classes_`` and ``n_features_in_`` are set)."""
+        make = getattr(self.estimator, "selection_path", None)
+        if make is None or not grid or any(set(g) != {"C"} for g in grid):
+            return None
+        return make(X, y_pm, dom, w, self.classes_)
 
     def decision_function(self, X: Any, domains: ArrayLike | None = None) -> NDArray[np.float64]:
         """The logit of ``best_estimator_``."""

@@ -123,12 +123,18 @@ def test_protocols_are_deterministic(results):
 
 #: variants whose numbers do not depend on the HMDR solver (py_models/hmdr.py, being replaced): pinned exactly
 SOLVER_FREE = ("shared_only", "specific_only", "flat_pooled", "peer_enet")
+#: of those, the L1 baselines: since PROTOCOL_VERSION 2 solved by the cd kernel instead of liblinear (the golden's
+#: solver). Their accuracies and selected configurations are still pinned exactly (on this fixture no CV choice
+#: changed); their log-losses moved by at most 1.2e-6 relative (liblinear stops at its own tolerance, cd at a
+#: certified duality gap; the objectives agree within 1e-6, tests/test_baselines.py), so they are pinned to 1e-5
+L1_BASELINES = ("shared_only", "specific_only", "flat_pooled")
 
 
 def test_results_equal_the_pinned_golden(results):
     """The protocols give today's rows: the golden was written by the per-split loop this module replaced (same
     seeds, same splits, every variant, both protocols). Every row's keys, sizes and tie fields are pinned, and the
-    numbers of the variants that do not use the HMDR solver; the HMDR variants' numbers are the solver's (pinned
+    numbers of the variants that do not use the HMDR solver (the L1 baselines' log-losses to their solver's
+    tolerance, see ``L1_BASELINES``); the HMDR variants' numbers are the solver's (pinned
     against the per-split loop below, whatever the solver). Regenerate it only for an intended change of the
     protocols, and bump ``PROTOCOL_VERSION`` then (an interrupted evaluation must not mix the two)."""
     _, res = results
@@ -146,7 +152,11 @@ def test_results_equal_the_pinned_golden(results):
         got.loc[free, ["accuracy", "selected_config"]].astype(str),
         gold.loc[free, ["accuracy", "selected_config"]].astype(str),
     )
-    np.testing.assert_allclose(got.log_loss[free].to_numpy(float), gold.log_loss[free].to_numpy(float), rtol=1e-12)
+    exact = got.variant.isin([v for v in SOLVER_FREE if v not in L1_BASELINES]).to_numpy()
+    l1 = got.variant.isin(L1_BASELINES).to_numpy()
+    assert exact.sum() > 0 and l1.sum() > 0
+    np.testing.assert_allclose(got.log_loss[exact].to_numpy(float), gold.log_loss[exact].to_numpy(float), rtol=1e-12)
+    np.testing.assert_allclose(got.log_loss[l1].to_numpy(float), gold.log_loss[l1].to_numpy(float), rtol=1e-5)
 
 
 def _reference_rows(df: pd.DataFrame, cols: list[str], variants: tuple[str, ...], **kw) -> pd.DataFrame:

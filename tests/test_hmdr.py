@@ -934,10 +934,6 @@ _SCORE_NEEDS_DOMAINS = (
     "score() requires domains= for a domain-aware model (py_models._base.DomainLinearClassifierMixin); the check "
     "calls score(X, y) and gets the ValueError that stops scoring with the shared weights only"
 )
-_SAMPLE_WEIGHT_TOL = (
-    "liblinear stops at tol=1e-6: a weighted fit and the fit on repeated rows agree to ~1e-4 in P (1e-9 at "
-    "tol=1e-10) but the check compares at rtol 1e-7; test_sample_weight_equals_duplication checks it at 1e-6"
-)
 _CD_SAMPLE_WEIGHT_TOL = (
     "the cd solver stops at a certified relative duality gap of tol x GAP_FACTOR = 1e-7: a weighted fit and the fit "
     "on repeated rows agree to ~1e-6 in P (both checks pass at tol=1e-8) but the check compares at rtol 1e-7; "
@@ -958,10 +954,6 @@ _DOMAIN_AWARE = {
     # it calls score(X, y) with the wrong number of features and expects that error first
     "check_n_features_in_after_fitting": _SCORE_NEEDS_DOMAINS,
 }
-_LIBLINEAR = {
-    "check_sample_weight_equivalence_on_dense_data": _SAMPLE_WEIGHT_TOL,
-    "check_sample_weight_equivalence_on_sparse_data": _SAMPLE_WEIGHT_TOL,
-}
 _SAMPLE_WEIGHT_CHECKS = (
     "check_sample_weight_equivalence_on_dense_data",
     "check_sample_weight_equivalence_on_sparse_data",
@@ -969,12 +961,13 @@ _SAMPLE_WEIGHT_CHECKS = (
 EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {
     "HMDRClassifier": {**_DOMAIN_AWARE, **dict.fromkeys(_SAMPLE_WEIGHT_CHECKS, _CD_SAMPLE_WEIGHT_TOL)},
     "HMDRClassifierCV": {**_DOMAIN_AWARE, **dict.fromkeys(_SAMPLE_WEIGHT_CHECKS, _CV_FOLDS)},
-    "SharedOnlyClassifier": _LIBLINEAR,
-    "FlatPooledClassifier": _LIBLINEAR,
+    # the cd solver (their default since the evaluate speed-up): a weighted fit equals the fit on repeated rows
+    "SharedOnlyClassifier": {},
+    "FlatPooledClassifier": {},
     "SpecificOnlyClassifier": {**_DOMAIN_AWARE, "check_classifiers_train": _CHANCE_WITHOUT_DOMAINS},
     "PeerElasticNetClassifier": {**_DOMAIN_AWARE, "check_classifiers_train": _CHANCE_WITHOUT_DOMAINS},
     "ReferenceLogit": {},
-    "DomainGridSearchCV": _LIBLINEAR,  # around SharedOnlyClassifier
+    "DomainGridSearchCV": dict.fromkeys(_SAMPLE_WEIGHT_CHECKS, _CV_FOLDS),  # around SharedOnlyClassifier
 }
 FAMILY = [
     HMDRClassifier(lambda_shared=0.01, lambda_domain=0.01),

@@ -32,6 +32,16 @@ class BuildAlreadyRunning(RuntimeError):
     """Another process holds the build lock, or has the build database open."""
 
 
+#: the lock files this process holds now (resolved paths), for :func:`held_by_this_process`
+_HELD: set[Path] = set()
+
+
+def held_by_this_process(path: Path) -> bool:
+    """Whether this process holds the build lock ``path`` now: then no other live process can (a row a writer left
+    ``running`` in the build file is one whose process died)."""
+    return Path(path).resolve() in _HELD
+
+
 class BuildLock:
     """``with BuildLock(path):`` holds an exclusive flock; released on exit or process death."""
 
@@ -54,12 +64,14 @@ class BuildLock:
         fh.write(str(os.getpid()))
         fh.flush()
         self._fh = fh
+        _HELD.add(self.path.resolve())
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._fh is not None:
+            _HELD.discard(self.path.resolve())
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None

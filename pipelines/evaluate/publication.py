@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipelines.core.config import Paths
-from pipelines.core.warehouse import connect
+from pipelines.core.lock import connect_build_db
 
 __all__ = ["Publication", "publish_evaluation"]
 
@@ -25,7 +25,7 @@ class Publication:
 
 
 def _latest_build(paths: Paths) -> tuple[str, str, bool] | None:
-    con = connect(paths.build_db, read_only=True)
+    con = connect_build_db(paths.build_db, read_only=True)  # under the caller's build lock
     try:
         row = con.execute(
             "select build_id, status, coalesce(published, false) from ops.builds order by started_at desc limit 1"

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.core.config import Paths
+from pipelines.core.lock import BuildLock, connect_build_db, held_by_this_process
 from pipelines.evaluate.checkpoint import (
     RUNNING,
     EvalRecord,
@@ -193,14 +195,16 @@ def run_evaluation(
     progress: Callable[[str], None] | None = stderr_line,
     flush_seconds: float = FLUSH_SECONDS,
 ) -> EvalRun:
-    """Run (or continue) the evaluation, build the evaluation marts and publish them. Caller holds the build lock.
+    """Run (or continue) the evaluation, build the evaluation marts and publish them, under the build lock.
+
+    The lock is the caller's when this process holds it already (``preflens evaluate``), else taken here; another
+    process holding it (or the build file) raises :class:`~pipelines.core.lock.BuildAlreadyRunning` before the
+    build file is opened (exit 3 in the CLI).
 
     ``n_jobs``: worker processes (1 = none, <= 0 = every core); ``fresh``: a new evaluation even if one with the
     same settings exists; ``progress``: where the progress lines go (None: nowhere); ``publish`` (with
     ``build_marts``): re-publish the served copy with the new marts when the evaluated build is the published one.
     """
-    from pipelines.core.warehouse import connect
-
     t0 = time.perf_counter()
     reps = list(dict.fromkeys(representations))
     settings = ProtocolSettings(
@@ -212,7 +216,36 @@ def run_evaluation(
         min_domain_samples=min_domain_pairs,
     )
     jobs = resolve_jobs(n_jobs)
-    con = connect(paths.build_db)
+    with _build_lock(paths):
+        return _evaluate_locked(
+            paths, reps, mechanisms, variants, settings, jobs, build_marts, publish, fresh, progress, flush_seconds, t0
+        )
+
+
+def _build_lock(paths: Paths) -> contextlib.AbstractContextManager[Any]:
+    """The build lock: none to take when this process holds it already, else ``BuildLock`` (raises
+    ``BuildAlreadyRunning`` when another process holds it)."""
+    if held_by_this_process(paths.lock_file):
+        return contextlib.nullcontext()
+    return BuildLock(paths.lock_file)
+
+
+def _evaluate_locked(
+    paths: Paths,
+    reps: list[str],
+    mechanisms: Sequence[str] | None,
+    variants: Sequence[str],
+    settings: ProtocolSettings,
+    jobs: int,
+    build_marts: bool,
+    publish: bool,
+    fresh: bool,
+    progress: Callable[[str], None] | None,
+    flush_seconds: float,
+    t0: float,
+) -> EvalRun:
+    """``run_evaluation``'s work, with the build lock held."""
+    con = connect_build_db(paths.build_db)
     try:
         build_id = last_build_id(con)
         designs, features = load_designs(con, reps, mechanisms)

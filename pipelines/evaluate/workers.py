@@ -74,8 +74,9 @@ def run_counted(design: MechanismDesign, unit: EvalUnit, settings: ProtocolSetti
 
     scikit-learn's per-call checks of its own parameters and of finite inputs are skipped
     (``skip_parameter_validation``, ``assume_finite``): the designs were checked once (``prepare_mechanism``)
-    and the variants' settings are fixed, while a unit makes up to ~800 small liblinear calls (``specific_only``:
-    27% less CPU per split on the sample). The results are the same (the checks only raise)."""
+    and the variants' settings are fixed, while a unit of the previous baseline route
+    (``baseline_solver="liblinear"``) makes up to ~800 small liblinear calls. The results are the same (the
+    checks only raise)."""
     import sklearn
     from sklearn.exceptions import ConvergenceWarning
 
