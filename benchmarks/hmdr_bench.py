@@ -20,7 +20,8 @@ resident set once the data were generated, from /proc, so the data themselves ar
 The baselines run up to --baseline-max-n pairs; "ours" at every size (the 1M row: time and peak MB per million
 pairs). With --sample, the fit stage of `preflens run` on the bundled sample (dbt build --selector fit: every
 representation, model selection, the length-controlled refit, 200 bootstrap resamples, fit_jobs 2) is timed
-with each solver on copies of one build DB, and the objectives of both solvers are compared per mechanism and
+with each solver on copies of one build DB (dbt's parse warm, as when `preflens run` reaches the stage;
+--sample-cold-parse: cold), split into dbt's start-up, int_hmdr_fits and the marts and tests after it, and the objectives of both solvers are compared per mechanism and
 representation at each mechanism's selected configuration. The machine's load average is printed with every row.
 
 Usage: python benchmarks/hmdr_bench.py [--sizes 10000,100000,1000000] [--adam-cap 300] [--sample]
@@ -368,8 +369,31 @@ def _annotator_vars(db: Path) -> dict[str, str]:
     return {"annotator": str(row[0]), "annotator_version": str(row[1])}
 
 
-def _fit_stage(warehouse: Path, solver: str, extra: dict[str, str]) -> dict[str, Any]:
-    """The fit stage of `preflens run` (dbt build --selector fit, default settings) on a copy of the build DB."""
+def _node_times(target: Path) -> dict[str, tuple[float, float]]:
+    """Each node's (start, end) of its execute phase, as epoch seconds, from dbt's run_results.json."""
+    from datetime import datetime
+
+    def epoch(stamp: str) -> float:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+    out: dict[str, tuple[float, float]] = {}
+    for r in json.loads((target / "run_results.json").read_text())["results"]:
+        phases = {t["name"]: t for t in r.get("timing", [])}
+        t = phases.get("execute") or phases.get("compile")
+        if t and t.get("started_at") and t.get("completed_at"):
+            parts = r["unique_id"].split(".")
+            out[parts[-2] if parts[0] == "test" else parts[-1]] = (epoch(t["started_at"]), epoch(t["completed_at"]))
+    return out
+
+
+def _fit_stage(warehouse: Path, solver: str, extra: dict[str, str], cold_parse: bool = False) -> dict[str, Any]:
+    """The fit stage of `preflens run` (dbt build --selector fit, default settings) on a copy of the build DB.
+
+    As in `preflens run`, where the fit stage follows the prefit stage in the same dbt target directory with the
+    same vars, dbt's parse is warm: `dbt parse` with the same vars runs first, untimed (``cold_parse``: not,
+    so the stage also pays a full parse of the project). The stage is split by dbt's run_results.json into
+    dbt's start-up (until int_hmdr_fits starts), int_hmdr_fits itself and everything after it (the marts,
+    the history stores, the reports and every test)."""
     from pipelines.build.dbt_runner import run_dbt
     from pipelines.core.config import Paths
 
@@ -379,15 +403,21 @@ def _fit_stage(warehouse: Path, solver: str, extra: dict[str, str]) -> dict[str,
         paths = Paths(warehouse=Path(tmp))
         shutil.copy2(src, paths.build_db)
         inline = "{" + ", ".join(f"{k}: '{v}'" for k, v in vars_.items()) + "}"
-        done: dict[str, float] = {}
+        if not cold_parse:
+            run_dbt(["parse", "--vars", inline], paths, f"bench-{solver}")
+        started = time.time()
         t = time.perf_counter()
-
-        def on_node(name: str, status: str, total: int) -> None:
-            done.setdefault(name, time.perf_counter() - t)
-
-        run_dbt(["build", "--selector", "fit", "--vars", inline], paths, f"bench-{solver}", on_node=on_node)
+        run_dbt(["build", "--selector", "fit", "--vars", inline], paths, f"bench-{solver}")
         sec = time.perf_counter() - t
-    return {"seconds": sec, "fit_model_done": done.get("int_hmdr_fits", float("nan")), "load": _load()}
+        nodes = _node_times(paths.dbt_target_dir)
+    fit = nodes.get("int_hmdr_fits", (float("nan"), float("nan")))
+    return {
+        "seconds": sec,
+        "start_up": fit[0] - started,
+        "fit_model": fit[1] - fit[0],
+        "after": sec - (fit[1] - started),
+        "load": _load(),
+    }
 
 
 def _sample_fit_build(warehouse: str, solver: str) -> dict[str, Any]:
@@ -496,12 +526,12 @@ def sample_report(args) -> None:
         stages: dict[str, list[float]] = {"liblinear": [], "cd": []}
         for _ in range(args.sample_repeats):
             for solver in ("liblinear", "cd"):
-                r = _fit_stage(warehouse, solver, extra)
+                r = _fit_stage(warehouse, solver, extra, cold_parse=args.sample_cold_parse)
                 stages[solver].append(r["seconds"])
                 print(
-                    f"sample fit stage, solver {solver:<9}: {r['seconds']:.1f}s, of which dbt start + int_hmdr_fits "
-                    f"{r['fit_model_done']:.1f}s and the marts and tests after it "
-                    f"{r['seconds'] - r['fit_model_done']:.1f}s (load {r['load']})",
+                    f"sample fit stage, solver {solver:<9}: {r['seconds']:.1f}s = dbt start-up {r['start_up']:.1f}s "
+                    f"({'cold' if args.sample_cold_parse else 'warm'} parse) + int_hmdr_fits {r['fit_model']:.1f}s "
+                    f"+ the marts and tests after it {r['after']:.1f}s (load {r['load']})",
                     flush=True,
                 )
         alone = {}
@@ -557,6 +587,11 @@ def main() -> None:
     ap.add_argument("--sample", action="store_true", help="also time the fit stage on the bundled sample")
     ap.add_argument("--sample-warehouse", help="a warehouse where `preflens run` has built the sample")
     ap.add_argument("--sample-repeats", type=int, default=1)
+    ap.add_argument(
+        "--sample-cold-parse",
+        action="store_true",
+        help="time the fit stages with a full dbt parse (default: warm, as in `preflens run`)",
+    )
     ap.add_argument("--sample-var", action="append", default=[], help="KEY=VALUE: a dbt var for both fit stages")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)

@@ -44,12 +44,13 @@ Conventions (see method.md §4, §5, §14):
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from py_models._jobs import map_jobs
+from py_models._jobs import WorkerPool, map_jobs
 from py_models.bootstrap import BOOTSTRAP_COLUMNS, bootstrap_hmdr
 from py_models.cv import pair_credit, pair_log_loss, stratified_folds
 from py_models.hmdr import HMDRClassifier, default_hyperparameters
@@ -57,7 +58,7 @@ from py_models.lift import concept_contributions
 from py_models.selection import MAX_ABS_WEIGHT, PAPER_GRID_DOMAINS, HMDRClassifierCV
 from py_models.style_baseline import LENGTH_FEATURE, REFERENCE_MODELS, fit_reference_oof
 
-__all__ = ["fit_mechanisms", "FRAME_COLUMNS", "rms_scale"]
+__all__ = ["fit_mechanisms", "plan_fit", "run_plans", "FitPlan", "FRAME_COLUMNS", "rms_scale"]
 
 REQUIRED_COLUMNS = ("label_id", "item_id", "mechanism", "mechanism_type", "domain", "winner")
 SHARED_DOMAIN = "__shared__"
@@ -216,6 +217,31 @@ def _cross_fit(
     return prob, used
 
 
+def _reference_oof(
+    ref: pd.DataFrame, y: np.ndarray, folds: np.ndarray, memo: dict[bytes, dict[str, np.ndarray]] | None
+) -> dict[str, np.ndarray]:
+    """Out-of-fold P(a wins) of each reference model (``REFERENCE_MODELS``) on ``folds``.
+
+    They depend on the style differences, labels and folds only, not on the representation: with ``memo`` they
+    are fitted once per distinct (differences, labels, folds), keyed by their exact contents, and reused."""
+    used = list(dict.fromkeys(c for cs in REFERENCE_MODELS.values() for c in cs))
+    values = ref[used].to_numpy(dtype=np.float64)
+    key = b"\0".join(
+        [
+            "\0".join(used).encode(),
+            np.ascontiguousarray(values).tobytes(),
+            "\0".join(map(str, y.tolist())).encode(),
+            np.ascontiguousarray(folds, dtype=np.int64).tobytes(),
+        ]
+    )
+    if memo is not None and key in memo:
+        return memo[key]
+    out = {variant: fit_reference_oof(ref, y, folds, cols) for variant, cols in REFERENCE_MODELS.items()}
+    if memo is not None:
+        memo[key] = out
+    return out
+
+
 def _empty(name: str) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in FRAME_COLUMNS[name]})
 
@@ -290,8 +316,13 @@ def _fit_one(
     control: str,
     max_abs_weight: float,
     hmdr_params: dict[str, Any],
+    reference_memo: dict[bytes, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, list[Any]]:
-    """Everything fitted for one mechanism: frames (lists of parts) keyed like FRAME_COLUMNS."""
+    """Everything fitted for one mechanism: frames (lists of parts) keyed like FRAME_COLUMNS.
+
+    ``reference_memo``: the reference models' out-of-fold probabilities already fitted for this mechanism by
+    another representation's fit (same pairs, labels and folds give the same models; see :func:`_reference_oof`).
+    """
     names = np.asarray(concept_cols, dtype=object)
     cv_keys = ("shared_mask", "domain_masks", "min_domain_samples", "symmetrize", "tol", "max_iter", "solver")
     out: dict[str, list[Any]] = {k: [] for k in FRAME_COLUMNS}
@@ -373,8 +404,8 @@ def _fit_one(
         ref = reference.reindex(dec["item_id"].to_numpy())
         if ref.isna().any().any():
             raise ValueError(f"reference style differences missing for some items of {mech!r}")
-        for variant, cols in REFERENCE_MODELS.items():
-            mrows += _metric_rows(base, variant, y, fit_reference_oof(ref, y, folds, cols), dom)
+        for variant, prob_ref in _reference_oof(ref, y, folds, reference_memo).items():
+            mrows += _metric_rows(base, variant, y, prob_ref, dom)
     out["metrics"].append(pd.DataFrame(mrows))
 
     # ---- full refit (done above) for coefficients and local explanations
@@ -447,6 +478,108 @@ def _fit_one(
     return out
 
 
+@dataclass(frozen=True)
+class FitPlan:
+    """One representation's fit, validated and ready to run (:func:`plan_fit`, :func:`run_plans`)."""
+
+    representation: str
+    data: pd.DataFrame
+    settings: dict[str, Any]
+
+    @property
+    def mechanisms(self) -> list[str]:
+        return sorted(self.data["mechanism"].unique().tolist(), key=str)
+
+
+def plan_fit(
+    df: pd.DataFrame,
+    concept_cols: list[str],
+    *,
+    representation: str,
+    n_folds: int = 5,
+    seed: int = 0,
+    min_pairs: int = 20,
+    select: bool = True,
+    grid: str = "pooling",
+    rule: str = "log_loss_within_accuracy_se",
+    grid_domains: int | None = PAPER_GRID_DOMAINS,
+    n_bootstrap: int = 0,
+    standardize: bool = False,
+    reference: pd.DataFrame | None = None,
+    control: str = NO_CONTROL,
+    max_abs_weight: float = MAX_ABS_WEIGHT,
+    **hmdr_params: Any,
+) -> FitPlan:
+    """Check the inputs of one representation's fit (the arguments of :func:`fit_mechanisms`, which see) and
+    return its plan; errors are raised here, before anything is fitted."""
+    concept_cols = list(concept_cols)
+    data = _validate(df, concept_cols, n_folds)
+    if control not in CONTROLS:
+        raise ValueError(f"control must be one of {CONTROLS}, got {control!r}")
+    if control != NO_CONTROL and reference is None:
+        raise ValueError("control='length' needs the reference style differences (reference=...)")
+    if reference is not None:
+        missing = sorted({c for cols in REFERENCE_MODELS.values() for c in cols} - set(reference.columns))
+        if missing:
+            raise ValueError(f"reference frame lacks columns {missing}")
+    HMDRClassifier(**hmdr_params)  # fail fast on unknown parameter names
+    settings = {
+        "concept_cols": concept_cols,
+        "representation": representation,
+        "n_folds": n_folds,
+        "seed": seed,
+        "min_pairs": min_pairs,
+        "select": select,
+        "grid": grid,
+        "rule": rule,
+        "grid_domains": grid_domains,
+        "n_bootstrap": n_bootstrap,
+        "standardize": standardize,
+        "reference": reference,
+        "control": control,
+        "max_abs_weight": max_abs_weight,
+        "hmdr_params": hmdr_params,
+    }
+    return FitPlan(representation, data, settings)
+
+
+def _fit_mechanism(
+    mech: str, parts: list[tuple[dict[str, Any], pd.DataFrame | None]]
+) -> list[dict[str, list[Any]] | None]:
+    """One mechanism in every plan (``parts``: each plan's settings and this mechanism's rows, None where the
+    plan lacks it), in one call so that the reference models are fitted once for all of them."""
+    memo: dict[bytes, dict[str, np.ndarray]] = {}
+    return [None if sub is None else _fit_one(mech, sub, **settings, reference_memo=memo) for settings, sub in parts]
+
+
+def run_plans(plans: list[FitPlan], n_jobs: int = 1, pool: WorkerPool | None = None) -> list[dict[str, pd.DataFrame]]:
+    """Fit every plan: one call per mechanism covering all plans, on ``n_jobs`` processes (or ``pool``), the
+    largest mechanisms first. Returns each plan's frames (FRAME_COLUMNS), in the order of ``plans``; results do
+    not depend on ``n_jobs``."""
+    mechs = sorted({m for plan in plans for m in plan.mechanisms}, key=str)
+    by_plan = [{m: plan.data[plan.data["mechanism"] == m] for m in plan.mechanisms} for plan in plans]
+    tasks = [(m, [(plan.settings, groups.get(m)) for plan, groups in zip(plans, by_plan)]) for m in mechs]
+    costs = [sum(len(sub) for _, sub in parts if sub is not None) for _, parts in tasks]
+    done = map_jobs(_fit_mechanism, tasks, n_jobs, costs=costs, pool=pool)
+    return [_assemble([p for parts in done if (p := parts[k]) is not None]) for k in range(len(plans))]
+
+
+def _assemble(parts: list[dict[str, list[Any]]]) -> dict[str, pd.DataFrame]:
+    """One plan's frames from its mechanisms' parts (in mechanism order)."""
+    out: dict[str, list[Any]] = {k: [] for k in FRAME_COLUMNS}
+    for part in parts:
+        for k, v in part.items():
+            out[k].extend(v)
+    skipped, params_rows = out["skipped"], out["params"]
+    result: dict[str, pd.DataFrame] = {}
+    for name in ("coefficients", "predictions", "metrics", "local_explanations"):
+        frames = out[name]
+        result[name] = pd.concat(frames, ignore_index=True)[FRAME_COLUMNS[name]] if frames else _empty(name)
+    result["skipped"] = pd.DataFrame(skipped, columns=FRAME_COLUMNS["skipped"]) if skipped else _empty("skipped")
+    result["params"] = pd.DataFrame(params_rows, columns=FRAME_COLUMNS["params"]) if params_rows else _empty("params")
+    return result
+
+
 def fit_mechanisms(
     df: pd.DataFrame,
     concept_cols: list[str],
@@ -482,54 +615,30 @@ def fit_mechanisms(
     ``n_bootstrap > 0``: within-domain bootstrap CIs and selection frequencies on the refit's configuration
     (``bootstrap.bootstrap_hmdr``), merged into ``coefficients``.
     ``standardize``, ``reference`` and ``control``: see the module docstring. ``n_jobs`` > 1 fits mechanisms in
-    parallel processes (joblib); results do not depend on it. ``max_abs_weight``: the selection's weight bound
-    (the dbt model passes max_abs_lift_pct / 50, the publication bound).
+    parallel processes (:mod:`py_models._jobs`); results do not depend on it. ``max_abs_weight``: the
+    selection's weight bound (the dbt model passes max_abs_lift_pct / 50, the publication bound). Several
+    representations at once, sharing the reference models and the processes: :func:`plan_fit` and
+    :func:`run_plans`.
     """
-    concept_cols = list(concept_cols)
-    data = _validate(df, concept_cols, n_folds)
-    if control not in CONTROLS:
-        raise ValueError(f"control must be one of {CONTROLS}, got {control!r}")
-    if control != NO_CONTROL and reference is None:
-        raise ValueError("control='length' needs the reference style differences (reference=...)")
-    if reference is not None:
-        missing = sorted({c for cols in REFERENCE_MODELS.values() for c in cols} - set(reference.columns))
-        if missing:
-            raise ValueError(f"reference frame lacks columns {missing}")
-    HMDRClassifier(**hmdr_params)  # fail fast on unknown parameter names
-
-    settings = {
-        "concept_cols": concept_cols,
-        "representation": representation,
-        "n_folds": n_folds,
-        "seed": seed,
-        "min_pairs": min_pairs,
-        "select": select,
-        "grid": grid,
-        "rule": rule,
-        "grid_domains": grid_domains,
-        "n_bootstrap": n_bootstrap,
-        "standardize": standardize,
-        "reference": reference,
-        "control": control,
-        "max_abs_weight": max_abs_weight,
-        "hmdr_params": hmdr_params,
-    }
-    mechs = sorted(data["mechanism"].unique().tolist(), key=str)
-    subs = [data[data["mechanism"] == m] for m in mechs]
-    parts = map_jobs(_fit_one, list(zip(mechs, subs)), n_jobs, costs=[len(s) for s in subs], **settings)
-    out: dict[str, list[Any]] = {k: [] for k in FRAME_COLUMNS}
-    for part in parts:
-        for k, v in part.items():
-            out[k].extend(v)
-    skipped, params_rows = out["skipped"], out["params"]
-
-    result: dict[str, pd.DataFrame] = {}
-    for name in ("coefficients", "predictions", "metrics", "local_explanations"):
-        frames = out[name]
-        result[name] = pd.concat(frames, ignore_index=True)[FRAME_COLUMNS[name]] if frames else _empty(name)
-    result["skipped"] = pd.DataFrame(skipped, columns=FRAME_COLUMNS["skipped"]) if skipped else _empty("skipped")
-    result["params"] = pd.DataFrame(params_rows, columns=FRAME_COLUMNS["params"]) if params_rows else _empty("params")
-    return result
+    plan = plan_fit(
+        df,
+        concept_cols,
+        representation=representation,
+        n_folds=n_folds,
+        seed=seed,
+        min_pairs=min_pairs,
+        select=select,
+        grid=grid,
+        rule=rule,
+        grid_domains=grid_domains,
+        n_bootstrap=n_bootstrap,
+        standardize=standardize,
+        reference=reference,
+        control=control,
+        max_abs_weight=max_abs_weight,
+        **hmdr_params,
+    )
+    return run_plans([plan], n_jobs)[0]
 
 
 def _extend_masks(params: dict[str, Any]) -> dict[str, Any]:

@@ -89,8 +89,8 @@ def to_tall(
     tall["fitted_at"] = fitted_at if fitted_at is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
     tall["row_id"] = range(len(tall))
     for col, dtype in TALL_SCHEMA.items():
-        if col not in tall.columns:
-            tall[col] = pd.Series(pd.NA, index=tall.index, dtype=dtype)
+        if col not in tall.columns:  # no frame has it (e.g. no local explanations): all missing, in its dtype
+            tall[col] = pd.Series(index=tall.index, dtype=cast(Any, dtype))  # NaN / <NA> / NaT as the dtype has
         else:
             tall[col] = tall[col].astype(cast(Any, dtype))  # a dtype name from TALL_SCHEMA
     return tall[list(TALL_SCHEMA)]

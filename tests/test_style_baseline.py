@@ -341,3 +341,71 @@ def test_a_member_of_the_estimator_family_that_ignores_domains() -> None:
     assert est.score(D, y) == est.score(D, y, domains=dom) == np.mean(est.predict(D) == y) > 0.7
     with pytest.raises(ValueError):
         ReferenceLogit(C=0.0).fit(D, y)
+
+
+# --- in a build: fitted once per mechanism, whatever the number of representations ------------------------------
+
+
+def _three_representations(n: int = 120, seed: int = 3) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Wide feature tables of two mechanisms for measure, comp and score (same pairs), and their item texts."""
+    rng = np.random.default_rng(seed)
+    words = ["alpha", "beta", "gamma", "delta", "may", "sorry", "for example", "- item", "**bold**", "?"]
+
+    def text() -> str:
+        return " ".join(rng.choice(words, size=int(rng.integers(1, 30))))
+
+    items = [f"it{i}" for i in range(n)]
+    texts = pd.DataFrame(
+        {"item_id": items, "prompt": [text() for _ in items], "response_a": [text() for _ in items]}
+    ).assign(response_b=[text() for _ in items])
+    keys = pd.DataFrame(
+        {
+            "label_id": [f"l{i}" for i in range(2 * n)],
+            "item_id": items + items,
+            "mechanism": ["human:x"] * n + ["judge:y"] * n,
+            "mechanism_type": ["human"] * n + ["judge"] * n,
+            "domain": rng.choice(["d1", "d2"], size=2 * n),
+            "winner": rng.choice(["a", "b"], size=2 * n),
+        }
+    )
+    values = {
+        "measure": rng.normal(size=(2 * n, 3)),
+        "comp": rng.integers(-1, 2, size=(2 * n, 3)).astype(float),
+        "score": rng.integers(-4, 5, size=(2 * n, 3)) / 4.0,
+    }
+    return {r: keys.join(pd.DataFrame(v, columns=["c1", "c2", "c3"])) for r, v in values.items()}, texts
+
+
+def test_a_build_fits_the_reference_models_once_per_mechanism(monkeypatch: pytest.MonkeyPatch) -> None:
+    """They depend on the pairs, labels and folds only: three representations of the same pairs share them, and
+    their metric rows are the same for every representation."""
+    import py_models.fit_job as fit_job
+    from pipelines.core.config import dbt_project_vars
+    from py_models.fit_build import fit_build
+    from py_models.fit_settings import FitSettings
+
+    calls: list[tuple[str, ...]] = []
+    real = fit_job.fit_reference_oof
+
+    def counted(diffs, y, folds, columns=STYLE_FEATURES, C=1.0):  # the real fit, counted
+        calls.append(tuple(columns))
+        return real(diffs, y, folds, columns, C)
+
+    monkeypatch.setattr(fit_job, "fit_reference_oof", counted)
+    features, texts = _three_representations()
+    settings = FitSettings.from_vars(
+        {**dbt_project_vars(), "build_id": "b", "fit_jobs": 1, "hmdr_n_bootstrap": 0, "hmdr_select": False}
+    )
+    assert settings.representations == ("measure", "comp", "score")
+    tall = fit_build(features, texts, settings)
+    assert sorted(calls) == sorted([REFERENCE_MODELS["length_only"], REFERENCE_MODELS["style"]] * 2)  # 2 mechanisms
+    ref = tall[(tall["record_type"] == "metrics") & tall["variant"].isin(list(REFERENCE_MODELS))]
+    by_rep = {
+        r: g.drop(columns=["row_id", "representation"])
+        .sort_values(["mechanism", "variant", "domain"])
+        .reset_index(drop=True)
+        for r, g in ref.groupby("representation")
+    }
+    assert set(by_rep) == {"measure", "comp", "score"} and len(by_rep["comp"]) > 0
+    pd.testing.assert_frame_equal(by_rep["measure"], by_rep["comp"])
+    pd.testing.assert_frame_equal(by_rep["score"], by_rep["comp"])

@@ -4,10 +4,15 @@ All logic lives in py_models (fit_settings.FitSettings, fit_build.fit_build). Th
 tables dbt pivots (int_pair_features_*) and the item texts. Returns one tall table; the fct_* marts split it by
 ``record_type``. The ``dbt.config.get`` calls are spelled out because dbt finds the keys it passes to a Python
 model by parsing the file; they are FitSettings.VARS (tests/test_fit_runner.py checks it).
+
+The fit's worker processes start first, so that they import the fitting code while this process does the same
+(fit_build is imported after them, not at the top) and reads the inputs.
 """
 
-from py_models.fit_build import fit_build
+from py_models._jobs import WorkerPool
 from py_models.fit_settings import FitSettings
+
+FIT_MODULE = "py_models.fit_job"
 
 
 def model(dbt, session):
@@ -32,10 +37,17 @@ def model(dbt, session):
             "hmdr_solver": dbt.config.get("hmdr_solver"),
         }
     )
-    features = {
-        "measure": dbt.ref("int_pair_features_measure"),
-        "comp": dbt.ref("int_pair_features_comp"),
-        "score": dbt.ref("int_pair_features_score"),
-    }
-    texts = dbt.ref("int_item_texts").df()
-    return fit_build({r: features[r].df() for r in settings.representations}, texts, settings)
+    pool = WorkerPool(settings.n_jobs, preload=(FIT_MODULE,))  # its workers import the fitting code meanwhile
+    try:
+        from py_models.fit_build import fit_build
+
+        features = {
+            "measure": dbt.ref("int_pair_features_measure"),
+            "comp": dbt.ref("int_pair_features_comp"),
+            "score": dbt.ref("int_pair_features_score"),
+        }
+        texts = dbt.ref("int_item_texts").df()
+        tall = fit_build({r: features[r].df() for r in settings.representations}, texts, settings, pool=pool)
+    finally:
+        pool.close()
+    return tall
