@@ -26,7 +26,7 @@ $(DUCK1):
 	.venv-duckdb1/bin/python -m pip install --quiet --disable-pip-version-check 'duckdb>=1.4,<1.5'
 
 test: $(STAMP) $(DUCK1)
-	PREFLENS_DUCKDB1_PYTHON=$(CURDIR)/$(DUCK1) $(BIN)/python -m pytest -n 2 --dist loadfile
+	PREFLENS_DUCKDB1_PYTHON=$(CURDIR)/$(DUCK1) $(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
@@ -48,10 +48,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/hmdr_bench.py
 	$(BIN)/python benchmarks/faithfulness.py
 
+# dbt docs of the build file ($PREFLENS_WAREHOUSE, else ./warehouse), generated under the build lock (exit 3 while a
+# build runs: pipelines/build/locked_dbt.py); serving them reads the generated files only.
 docs: $(STAMP)
-	PREFLENS_BUILD_DB=$(CURDIR)/warehouse/preflens.duckdb $(BIN)/dbt docs generate \
-	  --project-dir dbt_project --profiles-dir dbt_project --target-path $(CURDIR)/warehouse/dbt_target
-	@echo "open: PREFLENS_BUILD_DB=$(CURDIR)/warehouse/preflens.duckdb $(BIN)/dbt docs serve --project-dir dbt_project --profiles-dir dbt_project --target-path $(CURDIR)/warehouse/dbt_target"
+	$(BIN)/python -m pipelines.build.locked_dbt docs generate
+	@wh=$${PREFLENS_WAREHOUSE:-$(CURDIR)/warehouse}; echo "open: PREFLENS_BUILD_DB=$$wh/preflens.duckdb $(BIN)/dbt docs serve --project-dir dbt_project --profiles-dir dbt_project --target-path $$wh/dbt_target"
 
 clean-warehouse:
 	rm -rf warehouse/preflens.duckdb warehouse/preflens.duckdb.wal warehouse/serve warehouse/dbt_target warehouse/.build.lock

@@ -167,3 +167,102 @@ def test_a_build_with_vars_and_flags_reaches_dbt_the_fit_and_the_gates(tmp_path:
         ).fetchone() == (0,)
     finally:
         con.close()
+
+
+# ------------------------------------------------------------------ `preflens run` takes the same settings (issue 11)
+
+
+def run_settings(*argv: str) -> dict[str, str]:
+    return build_settings(build_parser().parse_args(["run", *argv]))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--vars", "{hmdr_n_bootstrap: 0, hmdr_select: false, representations: [measure, comp]}"),
+        ("--var", "hmdr_n_bootstrap=0", "--var", "top_k=5"),
+        ("--n-bootstrap", "0", "--no-model-selection", "--representations", "comp", "--fit-jobs", "1", "--top-k", "5"),
+        ("--vars", "{hmdr_n_bootstrap: 0}", "--var", "top_k=5", "--n-bootstrap", "0", "--min-domain-pairs", "10"),
+    ],
+)
+def test_run_takes_every_form_of_build_setting_as_build_does(argv: tuple[str, ...]) -> None:
+    assert run_settings("some.jsonl", *argv) == settings(*argv)
+
+
+def test_run_rejects_a_conflict_and_a_bad_value_as_build_does() -> None:
+    with pytest.raises(ValueError, match="hmdr_n_bootstrap given twice"):
+        run_settings("--vars", "{hmdr_n_bootstrap: 0}", "--n-bootstrap", "5")
+    with pytest.raises(ValueError, match="invalid fit setting"):
+        run_settings("--vars", "{cv_folds: many}")
+
+
+def test_run_help_lists_every_build_setting(tmp_path: Path) -> None:
+    from pipelines.build.build_vars import NAMED_SETTINGS
+
+    proc = preflens(tmp_path / "warehouse", "run", "--help")
+    assert proc.returncode == 0, proc.stderr
+    flags = ["--vars", "--var"] + [f"--{s.flag}" for s in NAMED_SETTINGS]
+    missing = [flag for flag in flags if flag not in proc.stdout]
+    assert not missing, proc.stdout
+    assert "build settings" in proc.stdout
+
+
+def test_a_bad_run_setting_fails_before_anything_is_written(tmp_path: Path) -> None:
+    wh = tmp_path / "warehouse"
+    proc = preflens(wh, "run", "--vars", "{cv_folds: many}")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "invalid fit setting" in proc.stderr and "unrecognized arguments" not in proc.stderr
+    assert not (wh / "preflens.duckdb").exists()
+
+
+def test_commands_md_documents_the_run_settings() -> None:
+    text = (REPO / "docs" / "commands.md").read_text()
+    (row,) = [line for line in text.splitlines() if line.startswith("| `preflens run ")]
+    assert "--vars" in row and "--n-bootstrap" in row, row
+
+
+def test_every_documented_run_command_parses() -> None:
+    """Every `preflens run ...` command in README.md and docs/*.md with settings parses and validates."""
+    found = []
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for line in page.read_text().splitlines():
+            found += re.findall(r"`((?:\.venv/bin/)?preflens run(?: [^`]*)?)`", line)
+            code = re.match(r"^\s*(?:\S*/)?(?:\.venv/bin/)?(preflens run(?: .*)?)$", line.split("#")[0].rstrip())
+            if code and "`" not in line:
+                found.append(code.group(1))
+    with_settings = [c for c in found if "--var" in c or "--n-bootstrap" in c]
+    assert any("--vars" in c for c in with_settings), found
+    for cmd in with_settings:
+        argv = shlex.split(cmd.split("preflens", 1)[1])
+        if "--help" in argv or any(_placeholder(a) for a in argv):
+            continue
+        if "--warehouse" in argv:
+            i = argv.index("--warehouse")
+            del argv[i : i + 2]
+        run_settings(*argv[1:])
+
+
+@pytest.mark.slow
+def test_a_run_with_settings_reaches_dbt_and_shows_the_ingest_warning(tmp_path: Path) -> None:
+    """`preflens run` with `--vars` and named flags, on a gzip file cut short: the settings reach dbt and the fit (as
+    for `preflens build`), and the run prints the truncated-stream warning `preflens ingest` prints."""
+    import gzip
+
+    pairs = tmp_path / "pairs.jsonl"
+    write_sample_subset(pairs)
+    packed = gzip.compress(pairs.read_bytes())
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(packed[: int(len(packed) * 0.6)])
+    wh = tmp_path / "warehouse"
+    run = preflens(
+        wh, "run", str(cut), "--vars", "{hmdr_n_bootstrap: 0, top_k: 3}", "--no-model-selection", "--fit-jobs", "1"
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert f"warning: {cut.resolve()}: the gzip stream ends early: the file is truncated" in run.stdout, run.stdout
+    con = duckdb.connect(str(wh / "serve" / "preflens.duckdb"), read_only=True)
+    try:
+        assert con.execute("select distinct selection from marts.fct_fit_configs").fetchall() == [("fixed",)]
+        assert con.execute("select distinct n_bootstrap from marts.fct_fit_configs").fetchall() == [(0,)]
+        assert con.execute("select max(concept_rank) from marts.rpt_top_concepts").fetchone() == (3,)
+    finally:
+        con.close()

@@ -360,3 +360,45 @@ def test_directory_is_reported_as_a_directory(con, tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="input file not found: .*nope.jsonl"):
         ingest_paths(con, [folder / "nope.jsonl"])
     assert q(con, "select count(*) from raw.ingest_runs") == [(0,)]  # nothing started
+
+
+# ------------------------------------------------------------------ `preflens run` reports a truncated stream too
+
+
+def _no_llm_env(**kw: str) -> dict[str, str]:
+    """This environment without any LLM configuration (the run then annotates offline unless told otherwise)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLENS_LLM")}
+    env.update(COLUMNS="200", **kw)
+    return env
+
+
+def test_run_shows_the_truncated_gzip_warning_that_ingest_shows(tmp_path: Path) -> None:
+    """The ingest stage of `preflens run` prints the warning `preflens ingest` prints. The run is stopped right after
+    it, in the annotate stage (`--annotator llm` with no LLM configured), so no dbt build is needed to see it."""
+    import subprocess
+
+    from tests.conftest import venv_bin
+
+    data = "".join(json.dumps(rec(i)) + "\n" for i in range(40)).encode()
+    packed = gzip.compress(data)
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(packed[: int(len(packed) * 0.6)])
+    ingest = preflens(tmp_path / "wh_ingest", "ingest", str(cut))
+    assert ingest.returncode == 0, ingest.stderr
+    (warning,) = [line.strip() for line in ingest.stdout.splitlines() if "warning:" in line]
+    assert "the gzip stream ends early" in warning
+
+    run = subprocess.run(
+        [venv_bin("preflens"), "run", str(cut), "--annotator", "llm"],
+        env=_no_llm_env(PREFLENS_WAREHOUSE=str(tmp_path / "wh_run")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1 and "annotate failed" in run.stderr, run.stdout + run.stderr
+    shown = warning.removeprefix("warning: ")  # the same words, the file named
+    assert shown in run.stdout, run.stdout
+    ingest_row = next(line for line in run.stdout.splitlines() if "ingest" in line and "loaded" in line)
+    assert "1 warning" in ingest_row, ingest_row

@@ -341,3 +341,43 @@ def test_a_build_s_dbt_vars_set_the_shared_thresholds() -> None:
     assert th.min_domain_pairs == 8 and th.gate_vars()["min_domain_pairs"] == 8
     with pytest.raises(ValueError, match="bogus"):
         coerce_thresholds({"bogus": 1})
+
+
+# ------------------------------------------------------------------ a failing gate states what it measured (issue 11)
+
+
+def test_a_failing_rate_gate_states_the_rate_it_measured_against_its_threshold(broken: Runs) -> None:
+    """Not "1 failing rows": the swap-inconsistency rate it measured (9 of the 15 swap-checked cells), the threshold
+    it was held to, and whose rate it is, in the result and in the message that stops the build."""
+    from pipelines.build.quality import QualityReport
+
+    run, _ = broken["default"]
+    swap = _gate(run, "swap_consistency")
+    assert swap.observed == (
+        "swap_inconsistency_rate 60.0% (9 of 15) > 35.0% (max_swap_inconsistency_rate) for offline v1; "
+        "1 failing row in audit.swap_consistency"
+    ), swap.observed
+    assert swap.unexpected_count == 1
+    message = QualityReport(results=run.results).format_failures()
+    assert "swap_inconsistency_rate 60.0% (9 of 15) > 35.0% (max_swap_inconsistency_rate)" in message, message
+    # a count gate states its count against the allowance
+    labels = _gate(run, "labelled_pairs_have_features")
+    assert labels.observed.startswith("1 decisive label without features > 0 allowed (max_labels_without_features)"), (
+        labels.observed
+    )
+    # a gate that passed within its allowance keeps the plain count (nothing failed)
+    relaxed = _gate(broken["relaxed"][0], "labelled_pairs_have_features")
+    assert relaxed.success and relaxed.observed == "1 failing rows in audit.labelled_pairs_have_features"
+
+
+def test_a_failing_parse_failure_gate_states_the_rate_per_model(llm: Runs) -> None:
+    run, _ = llm["inferred"]
+    gate = _gate(run, "llm_parse_failures")
+    assert gate.observed.startswith("parse_failure_rate 9.5% (2 of 21) > 5.0% (max_parse_failure_rate) for gpt 4o; "), (
+        gate.observed
+    )
+    two = _gate(llm["explicit"][0], "llm_parse_failures")  # two models over the rate, worst first
+    assert two.observed.startswith(
+        "parse_failure_rate 75.0% (3 of 4) > 5.0% (max_parse_failure_rate) for old-model; "
+        "parse_failure_rate 14.3% (3 of 21) > 5.0% (max_parse_failure_rate) for gpt 4o; "
+    ), two.observed

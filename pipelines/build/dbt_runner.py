@@ -19,7 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +67,23 @@ def dbt_env(paths: Paths, build_id: str, extra: dict[str, str] | None = None) ->
     )
     env.update(extra or {})
     return env
+
+
+def dbt_command(args: Sequence[str], paths: Paths) -> list[str]:
+    """``dbt <args>`` with the project and profiles of this install and the target of ``paths`` (all absolute); run
+    it in :func:`dbt_cwd` with :func:`dbt_env`."""
+    return [
+        dbt_executable(),
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        "--target-path",
+        str(paths.dbt_target_dir),
+        "--log-path",
+        str(paths.dbt_target_dir / "logs"),
+    ]
 
 
 def dbt_cwd(paths: Paths) -> str:
@@ -151,21 +168,7 @@ def run_dbt(
     """
     paths.dbt_target_dir.mkdir(parents=True, exist_ok=True)
     _seed_parse(paths.dbt_target_dir, args)
-    cmd = [
-        dbt_executable(),
-        "--log-format",
-        "json",
-        "--no-use-colors",
-        *args,
-        "--project-dir",
-        str(DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(DBT_PROJECT_DIR),
-        "--target-path",
-        str(paths.dbt_target_dir),
-        "--log-path",
-        str(paths.dbt_target_dir / "logs"),
-    ]
+    cmd = dbt_command(["--log-format", "json", "--no-use-colors", *args], paths)
     result = DbtResult(command=cmd, returncode=-1)
     proc = start_tied(
         cmd,

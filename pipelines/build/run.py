@@ -18,6 +18,7 @@ from pipelines.core.lock import BuildLock
 
 if TYPE_CHECKING:  # pragma: no cover
     from pipelines.build.quality import QualityReport, QualityResult
+    from pipelines.ingest import IngestSummary
 
 __all__ = ["STAGES", "TUNABLE_VARS", "RunResult", "StageFailed", "check_dbt_vars", "resolve_annotator", "run_pipeline"]
 
@@ -103,8 +104,11 @@ def _run_stages(
         ctx.done("ingest", "skipped")
     else:
         with ctx.stage("ingest", total=len(inputs)):
-            result.ingest = ingest_paths(ctx.con, [Path(p) for p in inputs], **ingest_options)
-            ctx.done("ingest", _ingest_note(result.ingest))
+            ingested = ingest_paths(ctx.con, [Path(p) for p in inputs], **ingest_options)
+            result.ingest = ingested
+            for warning in ingested.warnings():  # as `preflens ingest` prints them (a truncated gzip stream)
+                _say(ctx, f"warning: {warning}")
+            ctx.done("ingest", _ingest_note(ingested))
 
     with ctx.stage("annotate") as update:
         ctx.done("annotate", _annotate_stage(ctx, update, llm_options))
@@ -190,8 +194,10 @@ def resolve_annotator(annotator: str | None, paths: Paths) -> str:
         from pipelines.llm.config import llm_configured
 
         return "llm" if llm_configured(paths.warehouse) else "offline"
-    if annotator not in ("offline", "llm"):
-        raise StageFailed("annotate", f"unknown annotator {annotator!r} (offline or llm)")
+    from pipelines.ingest.concepts import IMPORTED_ANNOTATOR
+
+    if annotator not in ("offline", "llm", IMPORTED_ANNOTATOR):
+        raise StageFailed("annotate", f"unknown annotator {annotator!r} (offline, llm or {IMPORTED_ANNOTATOR})")
     return annotator
 
 
@@ -219,6 +225,20 @@ def _annotate_stage(ctx: BuildContext, update: Callable[[int, int | None], None]
             f"{report.items_completed} items, {s.calls} calls, {s.cache_hits} cached, "
             f"{s.failed} failed, ${s.cost_usd:.4f}"
         )
+    from pipelines.ingest.concepts import IMPORTED_ANNOTATOR, active_version
+
+    if result.annotator == IMPORTED_ANNOTATOR:  # concept annotations imported by `preflens ingest`: nothing to score
+        import os
+
+        try:
+            result.annotator_version = active_version(con, os.environ.get("PREFLENS_ANNOTATOR_VERSION") or None)
+        except LookupError as exc:
+            raise StageFailed("annotate", str(exc)) from None
+        n = con.execute(
+            "select count(distinct item_id) from raw.annotations where annotator = ? and annotator_version = ?",
+            [IMPORTED_ANNOTATOR, result.annotator_version],
+        ).fetchall()[0][0]
+        return f"imported {result.annotator_version}: {n} items"
     from pipelines.annotate.offline import OFFLINE_ANNOTATOR_VERSION, annotate_pending
 
     result.annotated_items = annotate_pending(con, progress=update)
@@ -242,9 +262,18 @@ def _yaml_inline(mapping: dict[str, str]) -> str:
     return "{" + ", ".join(f"{k}: '{v}'" for k, v in mapping.items()) + "}"
 
 
-def _ingest_note(summary: object) -> str:
-    s = summary  # IngestSummary
-    return f"{s.loaded} loaded, {s.duplicates} duplicate, {s.quarantined} quarantined"  # type: ignore[attr-defined]
+def _say(ctx: BuildContext, line: str) -> None:
+    """Print one line above the progress display (literally: the run's console parses no markup)."""
+    if ctx.progress is not None:
+        ctx.progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _ingest_note(summary: IngestSummary) -> str:
+    """The ingest stage's note: the counts, and how many warnings were printed above it."""
+    s = summary
+    note = f"{s.loaded} loaded, {s.duplicates} duplicate, {s.quarantined} quarantined"
+    n = len(s.warnings())
+    return note + (f", {n} warning{'s' if n != 1 else ''} (printed above)" if n else "")
 
 
 def _dbt_note(counts: dict[str, int]) -> str:

@@ -12,6 +12,9 @@ The fit runs in its own process: the local Derby metastore admits one JVM at a t
 
     python -m pipelines.build.spark_flow [--warehouse DIR] [--spark-dir DIR]   # exports raw.* of the build DB first
 
+The export reads the build file under the build lock (exit 3 while a build runs); the Spark steps read the
+landing zone only.
+
 Needs ``pip install -e '.[spark]'`` and Java 17+. See docs/scaling.md.
 """
 
@@ -24,32 +27,43 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
+
 from pipelines.build.dbt_runner import DbtResult, run_dbt
 from pipelines.core.config import REPO_ROOT, Paths, default_paths
+from pipelines.core.lock import BuildAlreadyRunning, BuildLock, connect_build_db
 
 FIT_SOURCE = "source:hmdr+"
 
 
 def export_raw_parquet(build_db: Path, landing: Path) -> dict[str, int]:
     """Copy every table of schemas ``raw`` and ``ops`` of a DuckDB build file to ``landing/<table>.parquet`` (the
-    two schemas share no table name); row counts by table."""
-    import duckdb
+    two schemas share no table name); row counts by table.
 
-    landing.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(build_db), read_only=True)
-    try:
-        tables = con.execute(
-            "select schema_name, table_name from duckdb_tables() where schema_name in ('raw', 'ops') order by 2"
-        ).fetchall()
-        counts = {}
-        for schema, table in tables:
-            target = str(landing / f"{table}.parquet").replace("'", "''")
-            con.execute(f"copy {schema}.\"{table}\" to '{target}' (format parquet)")
-            row = con.execute(f'select count(*) from {schema}."{table}"').fetchone()
-            counts[table] = int(row[0]) if row else 0
-        return counts
-    finally:
-        con.close()
+    Under the build lock of the file's folder, as every reader of the build file: while a build runs (or another
+    process holds the file) it raises :class:`~pipelines.core.lock.BuildAlreadyRunning` before anything is written.
+    """
+    with BuildLock(Paths(warehouse=build_db.parent).lock_file):
+        con = connect_build_db(build_db, read_only=True)
+        try:
+            landing.mkdir(parents=True, exist_ok=True)
+            return _export(con, landing)
+        finally:
+            con.close()
+
+
+def _export(con: duckdb.DuckDBPyConnection, landing: Path) -> dict[str, int]:
+    """Write every table of schemas ``raw`` and ``ops`` that ``con`` sees to ``landing``; row counts by table."""
+    tables = con.execute(
+        "select schema_name, table_name from duckdb_tables() where schema_name in ('raw', 'ops') order by 2"
+    ).fetchall()
+    counts = {}
+    for schema, table in tables:
+        target = str(landing / f"{table}.parquet").replace("'", "''")
+        con.execute(f"copy {schema}.\"{table}\" to '{target}' (format parquet)")
+        row = con.execute(f'select count(*) from {schema}."{table}"').fetchone()
+        counts[table] = int(row[0]) if row else 0
+    return counts
 
 
 def spark_env(spark_dir: Path, landing: Path) -> dict[str, str]:
@@ -167,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if landing is None:
         landing = spark_dir / "raw_parquet"
-        counts = export_raw_parquet(paths.build_db, landing)
+        try:
+            counts = export_raw_parquet(paths.build_db, landing)
+        except BuildAlreadyRunning as exc:  # exit 3, as every command that meets a build
+            print(f"preflens: {exc}", file=sys.stderr)
+            return 3
         print(f"exported raw tables to {landing}: " + ", ".join(f"{t}={n}" for t, n in counts.items()))
     timings = build_on_spark(spark_dir, landing.resolve(), args.build_id, args.vars)
     timings["wall_with_export"] = time.perf_counter() - started

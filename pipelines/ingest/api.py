@@ -24,6 +24,7 @@ from pipelines.ingest.model import (
     IngestSummary,
 )
 from pipelines.ingest.readers import R_TRUNCATED, RawTable, read_path
+from pipelines.ingest.runs import settle_interrupted_runs
 
 Progress = Callable[[str], None]
 TRUNCATED = "the gzip stream ends early: the file is truncated"
@@ -41,6 +42,7 @@ def ingest_paths(
     domain: str | None = None,
     mechanism: str | None = None,
     mechanism_type: str | None = None,
+    mechanism_type_default: str | None = None,
     progress: Progress | None = None,
 ) -> IngestSummary:
     """Ingest files into ``raw.items/labels/domains/quarantine`` and record one ``raw.ingest_runs`` row.
@@ -51,6 +53,8 @@ def ingest_paths(
     summary of all files. The ``raw.ingest_runs`` row is always closed: ``finished_at``, ``status`` (``completed``,
     ``completed_with_warnings``, ``failed``, ``interrupted``) and ``reason``. A missing file, a directory, an
     unknown format or bad arguments raise before anything is written. ``progress`` receives one message per step.
+    ``mechanism_type_default`` is the type of verdicts whose file names none (AnnotatedPairs ``unknown`` annotators,
+    the ICAI CSV's ``preferred_text``).
     """
     say = progress or (lambda _msg: None)
     files = [Path(p) for p in paths]
@@ -59,13 +63,20 @@ def ingest_paths(
     _check_paths(files)
     if fmt is not None and fmt not in FORMATS:
         raise IngestError(f"unknown format {fmt!r} (expected {'|'.join(FORMATS)})")
-    if mechanism_type is not None and mechanism_type not in MECHANISM_TYPES:
-        raise IngestError(f"unknown mechanism type {mechanism_type!r} (expected {'|'.join(MECHANISM_TYPES)})")
-    opts = Options(domain=domain, mechanism=mechanism, mechanism_type=mechanism_type)
+    for flag, value in (("", mechanism_type), (" default", mechanism_type_default)):
+        if value is not None and value not in MECHANISM_TYPES:
+            raise IngestError(f"unknown mechanism type{flag} {value!r} (expected {'|'.join(MECHANISM_TYPES)})")
+    opts = Options(
+        domain=domain,
+        mechanism=mechanism,
+        mechanism_type=mechanism_type,
+        mechanism_type_default=mechanism_type_default,
+    )
 
     ensure_schemas(con)
     started = _now()
     summary = IngestSummary(ingest_id=new_id(now=started, stamp="%Y%m%dT%H%M%S", suffix_len=8))
+    settle_interrupted_runs(con, found_by=summary.ingest_id, now=started)  # rows a killed ingest left running
     con.execute(
         "insert into raw.ingest_runs (ingest_id, started_at, files, status) values (?, ?, ?, ?)",
         [summary.ingest_id, started, [str(p.resolve()) for p in files], RUN_RUNNING],

@@ -4,7 +4,10 @@
 {{
     config(
         enabled=gate_enabled('max_labels_without_features'),
-        meta={'threshold': 'max_labels_without_features'},
+        meta={
+            'threshold': 'max_labels_without_features',
+            'counted': ['decisive label without features', 'decisive labels without features']
+        },
         warn_if='>' ~ var('max_labels_without_features', 0),
         error_if='>' ~ var('max_labels_without_features', 0)
     )

@@ -4,7 +4,18 @@
 -- replaced: pipelines/annotate/llm.py). Annotation calls: stages in var llm_annotation_stages (null: every stage).
 -- Parse failures: status 'failed' with an error outcome in var parse_failure_outcomes (null: every failed call).
 -- No LLM annotator in use: nothing is checked. A failing row per model over the rate.
-{{ config(enabled=gate_enabled('max_parse_failure_rate'), meta={'threshold': 'max_parse_failure_rate'}) }}
+{{
+    config(
+        enabled=gate_enabled('max_parse_failure_rate'),
+        meta={
+            'threshold': 'max_parse_failure_rate',
+            'measure': 'parse_failure_rate',
+            'percent': true,
+            'out_of': ['n_parse_failures', 'n_calls'],
+            'of': ['model']
+        }
+    )
+}}
 
 {%- set llm_models = var('llm_models', none) %}
 {%- set stages = var('llm_annotation_stages', none) %}

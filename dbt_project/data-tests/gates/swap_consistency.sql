@@ -1,7 +1,18 @@
 -- Gate: the swap-inconsistency rate of the active annotator (macros/active_annotator.sql): the share of its
 -- swap-checked cells (is_consistent not null) that were inconsistent is at most var max_swap_inconsistency_rate.
 -- The offline annotator checks no swaps: then nothing is checked. A failing row per annotator version over the rate.
-{{ config(enabled=gate_enabled('max_swap_inconsistency_rate'), meta={'threshold': 'max_swap_inconsistency_rate'}) }}
+{{
+    config(
+        enabled=gate_enabled('max_swap_inconsistency_rate'),
+        meta={
+            'threshold': 'max_swap_inconsistency_rate',
+            'measure': 'swap_inconsistency_rate',
+            'percent': true,
+            'out_of': ['n_inconsistent', 'n_swap_checked'],
+            'of': ['annotator', 'annotator_version']
+        }
+    )
+}}
 
 with active_annotations as (
     select * from {{ source('raw', 'annotations') }}

@@ -1,4 +1,4 @@
-"""Quality checks of a build: dbt data tests for the rules, Great Expectations for the publication report.
+"""Quality checks of a build: dbt data tests for the rules, Great Expectations for the publication contract.
 
 One owner per rule:
 

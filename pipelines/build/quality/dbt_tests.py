@@ -23,7 +23,7 @@ import duckdb
 
 from pipelines.build.dbt_runner import DbtError, run_dbt
 from pipelines.build.quality.results import DBT, QualityResult
-from pipelines.build.quality.specs import qualified, table_columns
+from pipelines.build.quality.specs import qualified, quote_ident, table_columns
 from pipelines.build.quality.thresholds import QualityThresholds
 from pipelines.core.config import Paths
 
@@ -96,10 +96,13 @@ def result_of_test(
     manifest: Mapping[str, Any],
     dbt_vars: Mapping[str, Any],
     stored: int | None = None,
+    measured: str | None = None,
 ) -> QualityResult:
     """One test of a run as a result: a generic test belongs to the model it is attached to, a singular one (a gate)
     is its own suite over the relations it reads. ``stored``: the rows its audit table holds (dbt reports 0 for a
-    test that passed within an allowance, e.g. ``max_labels_without_features``), else dbt's failure count."""
+    test that passed within an allowance, e.g. ``max_labels_without_features``), else dbt's failure count.
+    ``measured``: what a failing gate measured against its threshold (:func:`measured_against_threshold`), put
+    before the failing-row count in ``observed``."""
     meta_name = (node.get("test_metadata") or {}).get("name")
     attached = manifest.get("nodes", {}).get(node.get("attached_node") or "") or manifest.get("sources", {}).get(
         node.get("attached_node") or ""
@@ -130,6 +133,8 @@ def result_of_test(
         message = str(outcome.get("message") or "error").strip().splitlines()
         return QualityResult(**common, success=False, error=" ".join(m.strip() for m in message)[:1000], blocking=True)
     observed = f"{n_failing if n_failing is not None else '?'} failing rows in {where}"
+    if measured and status in ("fail", "warn"):
+        observed = f"{measured}; {_rows(n_failing)} in {where}"
     return QualityResult(
         **common,
         success=status == "pass",
@@ -137,6 +142,71 @@ def result_of_test(
         unexpected_count=n_failing,
         blocking=status == "fail" or (status == "pass" and severity == "error"),
     )
+
+
+def _rows(n: int | None) -> str:
+    return f"{n if n is not None else '?'} failing row{'' if n == 1 else 's'}"
+
+
+#: the failing rows of a gate that are shown in its message (the worst first); the others are counted
+MEASURED_ROWS_SHOWN = 3
+
+
+def _value(value: Any, percent: bool) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:.1%}" if percent else f"{value:g}"
+
+
+def measured_against_threshold(
+    con: duckdb.DuckDBPyConnection | None, node: Mapping[str, Any], dbt_vars: Mapping[str, Any], stored: int | None
+) -> str | None:
+    """What a gate measured, stated against its threshold, from its failing rows (``None`` for a test that does not
+    declare it). A gate declares it in its ``config(meta=...)`` beside ``threshold`` (the dbt var it is held to):
+
+    - ``measure``: the column of its failing rows holding the measured value, ``percent`` to show it as one, ``of``
+      the columns naming what was measured and ``out_of`` a ``[part, whole]`` pair of count columns. Read from the
+      audit table, worst first: ``swap_inconsistency_rate 60.0% (9 of 15) > 35.0% (max_swap_inconsistency_rate)
+      for offline v1``;
+    - ``counted``: ``[singular, plural]`` words for one failing row, when the measure is their number:
+      ``3 decisive labels without features > 0 allowed (max_labels_without_features)``.
+    """
+    meta = (node.get("config") or {}).get("meta") or {}
+    threshold_var = meta.get("threshold")
+    if not threshold_var or threshold_var not in dbt_vars:
+        return None
+    threshold = dbt_vars[threshold_var]
+    counted = meta.get("counted")
+    if counted and stored is not None:
+        words = counted[0] if stored == 1 else counted[-1]
+        return f"{stored} {words} > {_value(threshold, False)} allowed ({threshold_var})"
+    measure = meta.get("measure")
+    if not measure or con is None:
+        return None
+    schema, name = str(node.get("schema") or "audit"), str(node.get("alias") or node.get("name"))
+    columns = table_columns(con, schema, name) or []
+    of = [c for c in meta.get("of") or [] if c in columns]
+    out_of = [c for c in meta.get("out_of") or [] if c in columns]
+    if measure not in columns:
+        return None
+    selected = ", ".join(quote_ident(c) for c in [measure, *out_of, *of])
+    rows = con.execute(
+        f"select {selected} from {qualified(schema, name)} order by {quote_ident(measure)} desc nulls last"
+    ).fetchall()
+    if not rows:
+        return None
+    percent = bool(meta.get("percent"))
+    parts = []
+    for row in rows[:MEASURED_ROWS_SHOWN]:
+        text = f"{measure} {_value(row[0], percent)}"
+        if len(out_of) == 2:
+            text += f" ({row[1]} of {row[2]})"
+        text += f" > {_value(threshold, percent)} ({threshold_var})"
+        names = [str(v) for v in row[1 + len(out_of) :]]
+        parts.append(text + (f" for {' '.join(names)}" if names else ""))
+    if len(rows) > MEASURED_ROWS_SHOWN:
+        parts.append(f"and {len(rows) - MEASURED_ROWS_SHOWN} more")
+    return "; ".join(parts)
 
 
 def _generated_at(artifact: Mapping[str, Any]) -> float | None:
@@ -195,11 +265,14 @@ def read_test_results(
     if run_id != (manifest.get("metadata") or {}).get("invocation_id"):
         raise ValueError(f"{target_dir}: manifest.json is not from the dbt run that wrote run_results.json")
     nodes = manifest.get("nodes", {})
-    out = [
-        result_of_test(nodes[r["unique_id"]], r, manifest, dbt_vars or {}, _stored_rows(con, nodes[r["unique_id"]]))
-        for r in run_results.get("results", [])
-        if str(r.get("unique_id", "")).startswith("test.") and r.get("unique_id") in nodes
-    ]
+    out = []
+    for r in run_results.get("results", []):
+        node = nodes.get(r.get("unique_id"))
+        if node is None or not str(r.get("unique_id", "")).startswith("test."):
+            continue
+        stored = _stored_rows(con, node)
+        measured = measured_against_threshold(con, node, dbt_vars or {}, stored)
+        out.append(result_of_test(node, r, manifest, dbt_vars or {}, stored, measured))
     return sorted(out, key=lambda r: (r.suite, r.expectation_type, r.column or "", r.expected))
 
 

@@ -1,5 +1,6 @@
 {{ config(materialized='view') }}
--- Quality-gate results per build and expectation (what was checked before each publication).
+-- Quality results per build and check (what was checked before each publication): the dbt tests of the build's
+-- `dbt build` (invariants), the quality gates (dbt tests tagged gate) and the publication contract (Great Expectations).
 select
     build_id,
     suite,

@@ -1,0 +1,90 @@
+"""Ingest runs a dead process left ``running`` in ``raw.ingest_runs``: found and closed by the next ingest.
+
+An ingest killed outright (``kill -9``, power loss) cannot close its own row. The next ingest (``preflens ingest``,
+or the ingest stage of ``preflens run``) closes it, when no live process can still be writing it: only when this
+process holds the build lock of the warehouse the connection's file is in, as every command that writes the build
+file does. Then the row is ``interrupted``, with what the warehouse shows of it: the rows each of its files
+committed (each file is committed on its own; ``raw.labels.first_ingest_id``, ``raw.quarantine.ingest_id``), in
+``rows_loaded`` and ``rows_quarantined``, and the files in ``reason``. What it does not show stays NULL:
+``rows_read``, ``rows_duplicate`` (duplicates leave no row) and ``finished_at`` (when it died is not known).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from pipelines.core.config import Paths
+from pipelines.core.lock import held_by_this_process
+from pipelines.ingest.model import RUN_INTERRUPTED, RUN_RUNNING
+
+#: the start of the reason of a run closed this way
+DIED = "interrupted: the process died mid-ingest"
+
+
+def _build_db(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The file of the connection's current database (None in memory)."""
+    row = con.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()
+    return Path(row[0]) if row and row[0] else None
+
+
+def no_live_writer(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether this process holds the build lock of the connection's warehouse (so no other process writes it)."""
+    db = _build_db(con)
+    return db is not None and held_by_this_process(Paths(warehouse=db.parent).lock_file)
+
+
+def settle_interrupted_runs(con: duckdb.DuckDBPyConnection, *, found_by: str, now: datetime) -> list[str]:
+    """Close every ``running`` row of ``raw.ingest_runs`` as ``interrupted``, with what is known of it; the ids
+    closed. Does nothing unless :func:`no_live_writer` (a row may then be a live ingest's)."""
+    if not no_live_writer(con):
+        return []
+    stale = con.execute(
+        "select ingest_id, files from raw.ingest_runs where status = ? order by started_at", [RUN_RUNNING]
+    ).fetchall()
+    for ingest_id, files in stale:
+        committed = _committed_rows(con, ingest_id)
+        loaded = sum(n for n, _ in committed.values())
+        quarantined = sum(q for _, q in committed.values())
+        con.execute(
+            """update raw.ingest_runs set status = ?, rows_loaded = ?, rows_quarantined = ?, reason = ?
+               where ingest_id = ? and status = ?""",
+            [
+                RUN_INTERRUPTED,
+                loaded,
+                quarantined,
+                _reason(list(files or []), committed, found_by, now),
+                ingest_id,
+                RUN_RUNNING,
+            ],
+        )
+    return [row[0] for row in stale]
+
+
+def _committed_rows(con: duckdb.DuckDBPyConnection, ingest_id: str) -> dict[str, tuple[int, int]]:
+    """Per file: the labels it loaded and the rows it quarantined under ``ingest_id`` (files with any)."""
+    rows = con.execute(
+        """select source_file, sum(labels), sum(quarantined) from (
+               select source_file, count(*) as labels, 0 as quarantined from raw.labels
+               where first_ingest_id = $id group by source_file
+               union all
+               select source_file, 0, count(*) from raw.quarantine where ingest_id = $id group by source_file
+           ) group by source_file""",
+        {"id": ingest_id},
+    ).fetchall()
+    return {str(f): (int(n), int(q)) for f, n, q in rows}
+
+
+def _reason(files: list[str], committed: dict[str, tuple[int, int]], found_by: str, now: datetime) -> str:
+    done = [f"{f} ({n} loaded, {q} quarantined)" for f, (n, q) in committed.items()]
+    rest = [f for f in files if f not in committed]
+    parts = [
+        f"{DIED} (found by ingest {found_by} at {now:%Y-%m-%d %H:%M:%S} UTC, no live process holding the build lock)",
+        f"committed before it: {', '.join(done)}" if done else "no file had committed a row",
+    ]
+    if rest:
+        parts.append(f"no row committed from: {', '.join(rest)} (not reached, rolled back, or duplicates only)")
+    parts.append("rows read and duplicates are unknown")
+    return "; ".join(parts)
