@@ -53,6 +53,7 @@ def _paths(args: argparse.Namespace) -> Paths:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     """ingest -> annotate -> dbt build -> fit -> checks -> publish, then the summary."""
+    from pipelines.build.build_vars import build_settings
     from pipelines.build.run import run_pipeline
     from pipelines.serve.summary import load_summary, render_summary
 
@@ -61,7 +62,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     console.print(styled((f"preflens {__version__}", "bold"), " main job on ", ", ".join(str(p) for p in inputs)))
     t0 = time.perf_counter()
     result = run_pipeline(
-        paths, inputs, console=console, annotator=args.annotator, llm_options=_llm_options(args), dbt_vars=_vars(args)
+        paths,
+        inputs,
+        console=console,
+        annotator=args.annotator,
+        ingest_options={"mechanism_type_default": args.mechanism_type_default},
+        llm_options=_llm_options(args),
+        dbt_vars=build_settings(args),
     )
     _print_llm_report(result.llm_report, console)
     rep, summaries = load_summary(paths.serve_db)
@@ -72,26 +79,15 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _vars(args: argparse.Namespace) -> dict[str, str]:
-    """``--var KEY=VALUE`` options as a mapping (validated by run.check_dbt_vars)."""
-    from pipelines.build.run import check_dbt_vars
-
-    out: dict[str, object] = {}
-    for item in getattr(args, "var", None) or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--var expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = value
-    return check_dbt_vars(out)
-
-
 def cmd_build(args: argparse.Namespace, console: Console) -> int:
     """Everything after ingestion, on what the warehouse already holds (for cron)."""
     from pipelines.build.build_vars import build_settings
     from pipelines.build.run import run_pipeline
 
     paths = _paths(args)
-    result = run_pipeline(paths, [], console=console, skip_ingest=True, dbt_vars=build_settings(args))
+    result = run_pipeline(
+        paths, [], console=console, skip_ingest=True, annotator=args.annotator, dbt_vars=build_settings(args)
+    )
     console.print(f"build {result.build_id} published to {paths.serve_db}")
     return 0
 
@@ -107,6 +103,7 @@ def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
         "domain": args.domain,
         "mechanism": args.mechanism,
         "mechanism_type": args.mechanism_type,
+        "mechanism_type_default": args.mechanism_type_default,
     }
     with locked_build_db(paths) as con:
         try:
@@ -117,6 +114,33 @@ def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
             raise
     console.print("\n".join(summary.lines()))
     console.print(f"quarantined rows are in raw.quarantine of {paths.build_db}")
+    return 0
+
+
+def _add_mechanism_type_default(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mechanism-type-default",
+        choices=["human", "judge", "reward"],
+        help="type of verdicts whose file names none (AnnotatedPairs 'unknown' annotators, ICAI CSV preferred_text)",
+    )
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    """Write the served copy as Feedback Forensics / ICAI AnnotatedPairs v2 JSON (pairs, mechanisms, concepts)."""
+    from pipelines.serve.export import ExportError, export_annotated_pairs
+
+    paths = _paths(args)
+    try:
+        result = export_annotated_pairs(
+            paths.serve_db,
+            Path(args.path),
+            concepts=args.concepts,
+            mechanisms=args.mechanism,
+            default_mechanism=args.default_mechanism,
+        )
+    except ExportError as exc:
+        raise CommandFailed(str(exc)) from None
+    console.print("\n".join(result.lines()))
     return 0
 
 
@@ -200,7 +224,8 @@ def cmd_discover(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
-    """Run the Great Expectations suites on the build warehouse (under the build lock: exit 3 while a build runs)."""
+    """Run the quality gates (dbt tests) and the publication contract (Great Expectations) on the build warehouse
+    and write its quality page (under the build lock: exit 3 while a build runs)."""
     from pipelines.build.quality import run_quality_checks, write_quality_report
     from pipelines.core.lock import BuildLock, connect_build_db
 
@@ -212,7 +237,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
         report = run_quality_checks(paths.build_db)
         page = write_quality_report(report, paths.quality_report)
     if report.success:
-        console.print(f"all {len(report.results)} expectations passed; report: {page}")
+        console.print(f"quality gates and publication contract: {report.format_failures()}; report: {page}")
         return 0
     console.print(report.format_failures())
     console.print(f"report: {page}")
@@ -233,8 +258,7 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     """In-domain and out-of-domain protocols for HMDR and its baselines; results to ops.eval_results + marts."""
-    from pipelines.core.lock import BuildLock
-    from pipelines.core.warehouse import connect
+    from pipelines.core.lock import BuildLock, connect_build_db
     from pipelines.evaluate.runner import comparison_table, run_evaluation
 
     paths = _paths(args)
@@ -254,14 +278,14 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
             fresh=args.fresh,
             publish=not args.no_publish,
         )
-    con = connect(paths.build_db, read_only=True)
-    try:
-        for rep in reps:
-            table = comparison_table(con, ev.eval_id, rep)
-            console.print(styled((f"Mean accuracy % ({rep}-rep), eval {ev.eval_id}", "bold")))
-            console.print(table.to_string(), soft_wrap=True)
-    finally:
-        con.close()
+        con = connect_build_db(paths.build_db, read_only=True)  # still under the lock: never beside a build
+        try:
+            for rep in reps:
+                table = comparison_table(con, ev.eval_id, rep)
+                console.print(styled((f"Mean accuracy % ({rep}-rep), eval {ev.eval_id}", "bold")))
+                console.print(table.to_string(), soft_wrap=True)
+        finally:
+            con.close()
     console.print(
         f"{len(ev.results)} result rows in {ev.seconds:.1f}s -> ops.eval_results, marts.fct_eval_results, "
         f"marts.rpt_model_comparison of {paths.build_db}"
@@ -462,29 +486,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help=f"input files (default: the bundled sample {SAMPLE_PATH.name})")
     p.add_argument(
         "--annotator",
-        choices=["offline", "llm"],
+        choices=["offline", "llm", "annotated_pairs"],
         default=None,
-        help="default: llm when an LLM is configured (PREFLENS_LLM_* or preflens.toml), else offline",
+        help="default: llm when an LLM is configured (PREFLENS_LLM_* or preflens.toml), else offline; "
+        "annotated_pairs: the imported principle annotations (docs/commands.md)",
     )
+    _add_mechanism_type_default(p)
     p.add_argument("--budget", type=_usd, metavar="USD", help="llm: stop before spending more than this")
     p.add_argument("--concepts", metavar="YAML", help="llm: user concepts to add / reword / remove")
-    p.add_argument(
-        "--var",
-        action="append",
-        metavar="KEY=VALUE",
-        help="a fit setting for this build, e.g. --var hmdr_n_bootstrap=0 (repeatable; see docs)",
-    )
+    from pipelines.build.build_vars import add_build_settings
+
+    add_build_settings(p)  # the settings of `preflens build`: --vars YAML, --var KEY=VALUE, --n-bootstrap N, ...
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("ingest", help=cmd_ingest.__doc__, description=cmd_ingest.__doc__)
     p.add_argument("paths", nargs="+", help="JSONL / JSON / CSV / Parquet files, gzip allowed")
     p.add_argument(
-        "--format", choices=["canonical", "hf", "annotated_pairs", "arena"], help="default: inferred from the columns"
+        "--format",
+        choices=["canonical", "hf", "annotated_pairs", "icai_csv", "arena"],
+        help="default: inferred from the columns",
     )
     p.add_argument("--domain", help="domain for formats that carry none (default: general)")
     p.add_argument("--mechanism", help="mechanism '<type>:<who>' for formats that carry none, e.g. judge:my-judge")
     p.add_argument("--mechanism-type", choices=["human", "judge", "reward"], help="default: the prefix of --mechanism")
+    _add_mechanism_type_default(p)
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("export", help=cmd_export.__doc__, description=cmd_export.__doc__)
+    p.add_argument("path", metavar="PATH", help="the file to write (replaced atomically)")
+    p.add_argument("--format", choices=["annotated_pairs"], default="annotated_pairs", help="AnnotatedPairs v2 JSON")
+    p.add_argument("--concepts", action="store_true", help="also each concept of the served annotator as a principle")
+    p.add_argument("--mechanism", action="append", help="only this mechanism (repeatable; default all)")
+    p.add_argument("--default-mechanism", help="the file's default annotator (default: the largest human mechanism)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("annotate", help=cmd_annotate.__doc__, description=cmd_annotate.__doc__)
     p.add_argument(
@@ -512,8 +546,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_discover)
 
     p = sub.add_parser("build", help=cmd_build.__doc__, description=cmd_build.__doc__)
-    from pipelines.build.build_vars import add_build_settings
-
+    p.add_argument(
+        "--annotator",
+        choices=["offline", "llm", "annotated_pairs"],
+        default=None,
+        help="as for `preflens run` (annotated_pairs: the imported principle annotations)",
+    )
     add_build_settings(p)  # --vars YAML, --var KEY=VALUE, --n-bootstrap N, ...
     p.set_defaults(func=cmd_build)
 
@@ -631,6 +669,9 @@ def build_parser() -> argparse.ArgumentParser:
                 help="reference mechanism: 'human' (largest human mechanism) or a full name, e.g. human:experts",
             )
         q.set_defaults(func=cmd_apply)
+    from pipelines.score.command import add_score_parser
+
+    add_score_parser(sub, _paths)  # `preflens score`: new pairs scored with a frozen published fit, drift
     _warehouse_everywhere(parser)
     return parser
 

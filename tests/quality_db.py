@@ -195,9 +195,40 @@ select fit_id, mechanism, mechanism_type, representation, domain, concept, share
        global_lift_pct, case when sign(deviation_lift_pct) = sign(shared_lift_pct) then 'stronger here'
                              else 'weaker here' end as departure, n_pairs
 from preflens.marts.fct_concept_effects where deviation_lift_pct <> 0;
+create table marts.fct_mechanism_contrasts (
+    fit_id varchar, mechanism_a varchar, mechanism_type_a varchar, mechanism_b varchar, mechanism_type_b varchar,
+    representation varchar, domain varchar, concept varchar, weight_a double, weight_b double, estimate double,
+    ci_low double, ci_high double, contrast_lift_pct double, contrast_lift_ci_low double,
+    contrast_lift_ci_high double, standard_error double, selection_frequency double, p_value double,
+    p_adjusted double, distinguishable boolean, n_shared_items bigint, n_pairs_a bigint, n_pairs_b bigint,
+    n_bootstrap bigint, ci_level double, fdr double, feature_scale double, alpha double, lambda_shared double,
+    lambda_domain double, pooling double
+);
+create table marts.fct_scored_pairs (
+    score_id varchar, fit_id varchar, mechanism varchar, representation varchar, annotator_version varchar,
+    scored_at timestamp, item_id varchar, domain varchar, winner varchar, predicted_winner varchar, prob_a double,
+    logit double, used_domain_weights boolean, agrees boolean
+);
+create table marts.fct_scored_explanations (
+    score_id varchar, fit_id varchar, mechanism varchar, representation varchar, item_id varchar, concept varchar,
+    value double, weight double, contribution double, local_lift_pct double
+);
+create table marts.fct_score_agreement (
+    score_id varchar, fit_id varchar, mechanism varchar, representation varchar, scored_at timestamp, domain varchar,
+    n_pairs bigint, n_agree bigint, agreement double, agreement_ci_low double, agreement_ci_high double,
+    fit_n_pairs bigint, fit_accuracy double, fit_ci_low double, fit_ci_high double, drift boolean
+);
+create table marts.rpt_concept_drift (
+    fit_id varchar, built_at timestamp, build_number bigint, mechanism varchar, mechanism_type varchar,
+    representation varchar, control varchar, domain varchar, concept varchar, total_weight double,
+    total_weight_ci_low double, total_weight_ci_high double, global_lift_pct double, global_lift_ci_low double,
+    global_lift_ci_high double, selection_frequency double, previous_fit_id varchar, previous_total_weight double,
+    previous_global_lift_pct double, weight_change double, lift_change double, intervals_overlap boolean
+);
 create view marts.rpt_mechanism_contrast as
 select a.fit_id, a.representation, a.domain, a.concept, a.mechanism as mechanism_a, b.mechanism as mechanism_b,
-       a.global_lift_pct - b.global_lift_pct as lift_diff_pct
+       a.global_lift_pct - b.global_lift_pct as lift_diff_pct, null::double as lift_diff_ci_low,
+       null::double as lift_diff_ci_high, false as distinguishable, 'not distinguishable' as verdict
 from preflens.marts.fct_concept_effects a join preflens.marts.fct_concept_effects b
   on a.representation = b.representation and a.domain = b.domain and a.concept = b.concept
  and a.mechanism <> b.mechanism;

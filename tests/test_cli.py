@@ -22,8 +22,10 @@ COMMANDS = [
     "evaluate",
     "report",
     "explain",
+    "export",
     "judge",
     "apply",
+    "score",
 ]
 
 

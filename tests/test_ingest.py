@@ -15,6 +15,7 @@ import pytest
 
 from pipelines.core.warehouse import connect
 from pipelines.ingest import FORMATS, IngestError, IngestSummary, detect_format, ingest_paths
+from pipelines.ingest.adapters import untyped_reason
 from tests.conftest import SHARED_DATA
 
 DATA = SHARED_DATA / "pairs.jsonl.gz"
@@ -77,9 +78,11 @@ def q(con, sql: str, *params: Any) -> list[tuple]:
 
 
 def assert_reconciles(con, summary: IngestSummary) -> None:
-    """Per file: read == loaded + duplicates + quarantined + skipped, and the DB agrees with the summary."""
+    """Per file: read == loaded + duplicates + quarantined + skipped (+ concept annotations), and the DB agrees with
+    the summary."""
     for f in summary.files:
-        assert f.rows_read == f.loaded + f.duplicates + f.quarantined + f.skipped, f
+        concepts = f.annotations + f.annotation_duplicates
+        assert f.rows_read == f.loaded + f.duplicates + f.quarantined + f.skipped + concepts, f
         n_q = q(
             con,
             "select count(*) from raw.quarantine where ingest_id = ? and source_file = ?",
@@ -115,7 +118,7 @@ def quarantine(con, path: Path) -> list[tuple[int, str]]:
 
 
 def test_detect_format() -> None:
-    assert set(FORMATS) == {"canonical", "hf", "annotated_pairs", "arena"}
+    assert set(FORMATS) == {"canonical", "hf", "annotated_pairs", "icai_csv", "arena"}
     assert detect_format(["prompt", "response_a", "response_b", "winner", "mechanism"]) == "canonical"
     assert detect_format(["prompt", "response_a", "response_b"]) == "canonical"  # winner missing: quarantined later
     assert detect_format(["prompt", "chosen", "rejected"]) == "hf"
@@ -317,23 +320,24 @@ def test_annotated_pairs(con, tmp_path: Path) -> None:
     s = ingest_paths(con, [path], mechanism_type="human", domain="advice")
     f = s.files[0]
     assert f.format == "annotated_pairs"
-    # 4 + 1 + 2 annotation records: 3 loaded, 1 model_identity skipped, 3 quarantined
-    assert (f.rows_read, f.loaded, f.skipped, f.quarantined) == (7, 3, 1, 3)
+    # 4 + 1 + 2 annotation records: 3 verdicts loaded (one without a prompt), 1 principle vote as a concept
+    # annotation, 1 model_identity skipped, 2 quarantined
+    assert (f.rows_read, f.loaded, f.annotations, f.skipped, f.quarantined) == (7, 3, 1, 1, 2)
     assert f.skip_reasons == Counter({"model_identity annotator (not a preference)": 1})
-    assert quarantine(con, path) == [
-        (2, "missing required column 'prompt'"),
-        (3, "unknown annotator"),
-        (3, "unknown winner value"),
-    ]
+    assert quarantine(con, path) == [(3, "unknown annotator"), (3, "unknown winner value")]
+    assert q(con, "select count(*) from raw.items where prompt is null") == [(1,)]
     iid, ra, _, _ = canon("write", "alpha", "beta", "a")
     flip = ra != "alpha"
     got = dict(q(con, "select mechanism, winner from raw.labels where item_id = ?", iid))
     a, b = ("b", "a") if flip else ("a", "b")
-    assert got == {"human:preferred_text": a, "human:alice": b, "judge:principle/p1": "tie"}
-    assert q(con, "select protocol from raw.labels where mechanism = 'judge:principle/p1'") == [
-        ("Select the response that is more concise",)
+    assert got == {"human:preferred_text": a, "human:alice": b}  # the principle is a concept, not a mechanism
+    assert q(con, "select concept, comp_value, is_relevant from raw.annotations where item_id = ?", iid) == [
+        ("Is more concise", 0, False)
     ]
-    assert q(con, "select domain, source, source_item_id from raw.items") == [("creative_writing", "toy", "c1")]
+    assert q(con, "select domain, source, source_item_id from raw.items order by 3") == [
+        ("creative_writing", "toy", "c1"),
+        ("advice", "toy", "c2"),  # the comparison without a prompt
+    ]
     assert_reconciles(con, s)
 
 
@@ -343,10 +347,10 @@ def test_annotated_pairs_default_annotator_needs_type(con, tmp_path: Path) -> No
     doc["comparisons"] = doc["comparisons"][:1]
     path.write_text(json.dumps(doc))
     s = ingest_paths(con, [path], mechanism="human:crowd")  # --mechanism names the default annotator
-    assert s.files[0].loaded == 3
+    assert (s.files[0].loaded, s.files[0].annotations) == (2, 1)
     assert "human:crowd" in {m for (m,) in q(con, "select mechanism from raw.labels")}
     s = ingest_paths(con, [path], fmt="annotated_pairs")  # re-ingest without a type for 'unknown'
-    assert s.files[0].quarantine_reasons == Counter({"unknown mechanism_type": 1})
+    assert s.files[0].quarantine_reasons == Counter({untyped_reason("unknown"): 1})
 
 
 # --------------------------------------------------------------------------------------------- arena

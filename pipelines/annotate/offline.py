@@ -61,6 +61,24 @@ ANNOTATION_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+#: concepts whose measure reads the prompt: not relevant for a pair without one (``raw.items.prompt`` NULL, e.g. an
+#: AnnotatedPairs ``prompt: null``) instead of "equal". Such pairs could not be ingested before, so no stored
+#: annotation changes and the annotator version stays.
+PROMPT_READING: frozenset[str] = frozenset(
+    {
+        "lexical_overlap",
+        "restatement",
+        "prompt_copying",
+        "instruction_following",
+        "question_coverage",
+        "key_term_coverage",
+        "language_match",
+        "numeric_answer",
+        "explicit_answer",
+    }
+)
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -100,11 +118,14 @@ def annotate_items(
         pl.concat([prompts, prompts]), pl.concat([items["response_a"], items["response_b"]]), [c.key for c in concepts]
     )
     ma_frame, mb_frame = both.slice(0, n), both.slice(n, n)
+    has_prompt = prompts.is_not_null().to_numpy()
 
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("ma", "mb", "sa", "sb", "comp", "rel")}
     for c in concepts:
         ma, mb = ma_frame[c.key].to_numpy(), mb_frame[c.key].to_numpy()
         rel = relevance_mask(c, ma_frame, mb_frame)
+        if c.key in PROMPT_READING:  # nothing to compare with when the pair has no prompt (NULL): not relevant
+            rel = rel & has_prompt
         cols["ma"].append(ma)
         cols["mb"].append(mb)
         cols["sa"].append(np.where(rel, likert(c, ma), 0))

@@ -20,9 +20,14 @@ import yaml
 
 from py_models.fit_settings import FitSettings
 
+#: the mechanism-contrast fit's settings (int_mechanism_contrast_fits, docs/contrasts.md)
+CONTRAST_VARS: frozenset[str] = frozenset({"contrast_min_shared_items", "contrast_min_domain_items", "contrast_fdr"})
+
 #: dbt vars a caller may set per build: the fit settings (owned by ``FitSettings.VARS``; the build id is set by the
-#: build, the lift bound is a publication rule) and the report's top-k
-TUNABLE_VARS: frozenset[str] = (frozenset(FitSettings.VARS) - {"build_id", "max_abs_lift_pct"}) | {"top_k"}
+#: build, the lift bound is a publication rule), the contrast fit's and the report's top-k
+TUNABLE_VARS: frozenset[str] = (
+    (frozenset(FitSettings.VARS) - {"build_id", "max_abs_lift_pct"}) | CONTRAST_VARS | {"top_k"}
+)
 
 #: what a var's value may contain (it is rendered into dbt's ``--vars`` and into SQL comparisons)
 SAFE_VAR = re.compile(r"^[A-Za-z0-9_.:/+-]+$")

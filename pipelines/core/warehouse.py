@@ -21,7 +21,7 @@ RAW_DDL: dict[str, str] = {
     "items": """
         create table if not exists raw.items (
             item_id          varchar primary key,   -- sha256(prompt, response_a, response_b)[:16] in canonical order
-            prompt           varchar not null,
+            prompt           varchar,              -- NULL: the input had no prompt (AnnotatedPairs prompt: null)
             response_a       varchar not null,
             response_b       varchar not null,
             domain           varchar not null,
@@ -245,7 +245,8 @@ OPS_DDL: dict[str, str] = {
             quality_success  boolean,
             published        boolean
         )""",
-    # One row per expectation per build: the Great Expectations results behind each publication decision.
+    # One row per quality check per build (dbt tests, gates, the Great Expectations publication contract): what was
+    # checked behind each publication decision.
     "quality_results": """
         create table if not exists ops.quality_results (
             build_id         varchar not null,
@@ -322,6 +323,67 @@ OPS_DDL: dict[str, str] = {
         run_id varchar, source varchar, item_id varchar, domain varchar, concepts varchar[], verdict_ab varchar,
         verdict_ba varchar, resolved_winner varchar, reference_winner varchar, score double,
         primary key (run_id, source, item_id))""",
+    # `preflens score` (pipelines/score): new pairs scored with a frozen published fit. One row per run ...
+    "score_runs": """
+        create table if not exists ops.score_runs (
+            score_id         varchar primary key,
+            fit_id           varchar not null,      -- the published fit whose weights were applied
+            mechanism        varchar not null,
+            representation   varchar not null,
+            annotator        varchar not null,      -- the fit's annotator and version, used on the new pairs
+            annotator_version varchar not null,
+            files            varchar[] not null,
+            input_db         varchar not null,      -- the run's own ingest file (its raw.quarantine)
+            n_pairs          bigint not null,       -- pairs scored
+            n_decisive       bigint not null,       -- of them with an a/b verdict of the mechanism
+            agreement        double,                -- overall agreement with those verdicts (null: none)
+            fit_accuracy     double,                -- the fit's overall held-out accuracy
+            drift            boolean,               -- overall drift signal (null: nothing to compare)
+            scored_at        timestamp not null
+        )""",
+    # ... one per scored pair (winner: the mechanism's verdict in the new file, null when it carried none) ...
+    "scored_pairs": """
+        create table if not exists ops.scored_pairs (
+            score_id         varchar not null,
+            item_id          varchar not null,
+            domain           varchar not null,
+            winner           varchar,               -- a | b | tie | null (no verdict of the mechanism)
+            predicted_winner varchar not null,      -- a | b
+            prob_a           double not null,
+            logit            double not null,
+            used_domain_weights boolean not null,   -- false: unseen or weightless domain, scored with b alone
+            agrees           boolean,               -- predicted_winner = winner (null unless decisive)
+            primary key (score_id, item_id)
+        )""",
+    # ... one per scored pair x concept with a non-zero value and weight (py_models/lift.py) ...
+    "scored_explanations": """
+        create table if not exists ops.scored_explanations (
+            score_id         varchar not null,
+            item_id          varchar not null,
+            concept          varchar not null,
+            value            double not null,       -- the feature on the fit's scale (raw / feature_scale)
+            weight           double not null,       -- b + s_d (b alone for unseen domains)
+            contribution     double not null,       -- weight * value
+            local_lift_pct   double not null,
+            primary key (score_id, item_id, concept)
+        )""",
+    # ... and one per run x domain ('__all__' = overall): agreement against the fit's held-out accuracy.
+    "score_agreement": """
+        create table if not exists ops.score_agreement (
+            score_id         varchar not null,
+            domain           varchar not null,
+            n_pairs          bigint not null,
+            n_agree          bigint not null,
+            agreement        double,
+            agreement_ci_low double,
+            agreement_ci_high double,
+            fit_n_pairs      bigint,
+            fit_accuracy     double,
+            fit_ci_low       double,
+            fit_ci_high      double,
+            drift            boolean,
+            primary key (score_id, domain)
+        )""",
 }
 
 
@@ -333,6 +395,21 @@ MIGRATIONS: tuple[tuple[str, str, str, str], ...] = (
     (RAW_SCHEMA, "ingest_runs", "status", "varchar"),
     (RAW_SCHEMA, "ingest_runs", "reason", "varchar"),
 )
+
+
+# Columns that became nullable after a table first shipped: (schema, table, column).
+NULLABLE_MIGRATIONS: tuple[tuple[str, str, str], ...] = ((RAW_SCHEMA, "items", "prompt"),)
+
+
+def _drop_not_null(con: duckdb.DuckDBPyConnection, schema: str, table: str, column: str) -> None:
+    """Drop a NOT NULL constraint an older warehouse still has (idempotent; no-op once dropped)."""
+    rows = con.execute(
+        "select is_nullable from information_schema.columns where table_catalog = current_database() "
+        "and table_schema = ? and table_name = ? and column_name = ?",
+        [schema, table, column],
+    ).fetchall()  # fetchall: a half-read result would block the connection's next statement
+    if rows and rows[0][0] == "NO":
+        con.execute(f"alter table {schema}.{table} alter column {column} drop not null")
 
 
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
@@ -362,6 +439,8 @@ def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
         _move_legacy_raw_table(con, table)
     for schema, table, column, dtype in MIGRATIONS:
         con.execute(f"alter table {schema}.{table} add column if not exists {column} {dtype}")
+    for schema, table, column in NULLABLE_MIGRATIONS:
+        _drop_not_null(con, schema, table, column)
 
 
 def _move_legacy_raw_table(con: duckdb.DuckDBPyConnection, table: str) -> None:

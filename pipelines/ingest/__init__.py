@@ -1,8 +1,11 @@
-"""Ingestion: preference files (canonical, HF chosen/rejected, AnnotatedPairs, Chatbot Arena) -> raw.* tables.
+"""Ingestion: preference files (canonical, HF chosen/rejected, AnnotatedPairs, ICAI CSV, Chatbot Arena) -> raw.*.
 
 Public API::
 
-    summary = ingest_paths(con, ["pairs.jsonl.gz"], fmt=None, domain=None, mechanism=None, mechanism_type=None)
+    summary = ingest_paths(con, ["pairs.jsonl.gz"], fmt=None, domain=None, mechanism=None, mechanism_type=None,
+                           mechanism_type_default=None)
+
+AnnotatedPairs ``principle`` annotators are loaded as concept annotations (:mod:`pipelines.ingest.concepts`).
 
 Each file is committed on its own. A missing file, a directory, an unknown format or bad arguments raise
 :class:`IngestError` before anything is written; a file that cannot be read (not text, damaged, a CSV header that is

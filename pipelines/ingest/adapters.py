@@ -6,11 +6,18 @@ Formats:
 * ``hf``: ``prompt, chosen, rejected`` (chosen wins). ``chosen``/``rejected`` may also be message lists
   ``[{role, content}, ...]``: the response is the last message and, without a ``prompt`` column, the prompt is the
   transcript before it. Mechanism comes from the arguments.
-* ``annotated_pairs``: Feedback Forensics / ICAI AnnotatedPairs v2 JSON. Every annotator is its own mechanism:
-  type ``human`` -> ``human:<name or id>``, ``principle`` -> ``judge:principle/<id>`` (protocol = the principle text),
-  ``judge``/``reward`` kept; ``unknown`` (ICAI's default annotator taken from ``preferred_text``) needs
-  ``--mechanism-type``. ``--mechanism`` renames the default annotator. ``model_identity`` annotators are not
-  preferences: they are skipped and counted. ``pref: null`` -> ``tie``.
+* ``annotated_pairs``: Feedback Forensics / ICAI AnnotatedPairs v2 JSON. ``prompt: null`` is a pair without a prompt
+  (stored as NULL). Annotator types map to mechanism types (:data:`AP_MECHANISM_TYPES`): ``human`` ->
+  ``human:<name or id>``, ``judge``/``reward`` kept; any other type (``unknown``, ICAI's default annotator taken from
+  ``preferred_text``, or none) takes ``--mechanism-type-default`` (or ``--mechanism-type``); without one its verdicts
+  are quarantined, naming the flag. ``--mechanism`` names the default annotator. ``principle`` annotators are not
+  mechanisms: their votes become concept annotations (:mod:`pipelines.ingest.concepts`). ``model_identity``
+  annotators are not preferences: they are skipped and counted. ``pref: null`` -> ``tie``.
+* ``icai_csv``: the CSV input of ICAI and Feedback Forensics: ``text_a, text_b, preferred_text`` (``text_a`` |
+  ``text_b``; ``tie`` allowed), optional ``prompt`` (or ICAI's ``input``), ``model_a``, ``model_b``, ``domain``, and an
+  index column (``index`` or unnamed) kept as the source item id. A blank prompt cell or no prompt column: no prompt.
+  The verdicts are the mechanism ``<type>:preferred_text`` (as the same data imported as AnnotatedPairs), with the
+  type from ``--mechanism-type-default`` / ``--mechanism-type``, or ``--mechanism``.
 * ``arena``: Chatbot Arena battles (``model_a, model_b, winner, conversation_a, conversation_b``).
 
 Adapters never drop a record: each one becomes a row of the output frame (``_reason`` set when it must be
@@ -30,6 +37,13 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from pipelines.ingest.concepts import (
+    CONCEPT_ROW_SCHEMA,
+    catalog_frame,
+    imported_version,
+    name_principles,
+    vote_value,
+)
 from pipelines.ingest.model import (
     CANONICAL_COLUMNS,
     DEFAULT_DOMAIN,
@@ -53,12 +67,15 @@ from pipelines.ingest.readers import (
 if TYPE_CHECKING:
     from polars.expr.whenthen import ChainedThen, Then
 
-FORMATS: tuple[str, ...] = ("canonical", "hf", "annotated_pairs", "arena")
+FORMATS: tuple[str, ...] = ("canonical", "hf", "annotated_pairs", "icai_csv", "arena")
 
 ARENA_MECHANISM = "human:chatbot-arena"
 ARENA_PROTOCOL = "Chatbot Arena: a user chats with two anonymous models and votes"
 ARENA_WINNERS = {"model_a": "a", "model_b": "b", "tie": "tie", "tie (bothbad)": "tie"}
 SKIP_MODEL_IDENTITY = "model_identity annotator (not a preference)"
+#: the mechanism name of the ``preferred_text`` verdicts (ICAI CSV, and ICAI's default AnnotatedPairs annotator)
+PREFERRED_TEXT = "preferred_text"
+ICAI_WINNERS = {"text_a": "a", "text_b": "b", "a": "a", "b": "b", "tie": "tie"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,13 @@ class Options:
     domain: str | None = None
     mechanism: str | None = None
     mechanism_type: str | None = None
+    #: the mechanism type of verdicts whose type the file does not name or names in no known way
+    mechanism_type_default: str | None = None
+
+    @property
+    def fallback_type(self) -> str | None:
+        """The type for untyped verdicts: ``--mechanism-type-default``, else ``--mechanism-type``."""
+        return self.mechanism_type_default or self.mechanism_type
 
 
 @dataclass
@@ -78,10 +102,14 @@ class Adapted:
     issues: list[Issue] = field(default_factory=list)
     skips: Counter[str] = field(default_factory=Counter)
     names: dict[str, str] = field(default_factory=dict)  # canonical column -> input column, for reasons
+    #: imported concept annotations (AnnotatedPairs principle votes), :data:`~pipelines.ingest.concepts.CONCEPT_ROW_SCHEMA`
+    concepts: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=CONCEPT_ROW_SCHEMA))
+    catalog: pl.DataFrame | None = None  # their raw.concepts rows
+    concept_version: str | None = None  # their annotator version
 
     @property
     def rows_read(self) -> int:
-        return self.frame.height + len(self.issues) + sum(self.skips.values())
+        return self.frame.height + len(self.issues) + sum(self.skips.values()) + self.concepts.height
 
 
 # --------------------------------------------------------------------------------------------- detection
@@ -92,6 +120,8 @@ def detect_format(columns: Iterable[str]) -> str:
     cols = {c.strip().lower() for c in columns}
     if "comparisons" in cols and ("annotators" in cols or "metadata" in cols):
         return "annotated_pairs"
+    if {"text_a", "text_b", "preferred_text"} <= cols:
+        return "icai_csv"
     if {"conversation_a", "conversation_b"} <= cols:
         return "arena"
     if {"chosen", "rejected"} <= cols:
@@ -128,6 +158,7 @@ def adapt(raw: RawTable | RawDocument, fmt: str, opts: Options) -> Adapted:
         "canonical": adapt_canonical,
         "hf": adapt_hf,
         "annotated_pairs": adapt_annotated_pairs,
+        "icai_csv": adapt_icai_csv,
         "arena": adapt_arena,
     }
     if fmt not in adapters:
@@ -416,40 +447,74 @@ def adapt_arena(raw: RawTable, opts: Options) -> Adapted:
 
 # --------------------------------------------------------------------------------------------- annotated pairs
 
-_AP_TYPES = {"human": "human", "principle": "judge", "judge": "judge", "reward": "reward"}
+#: AnnotatedPairs annotator type -> mechanism type (``principle`` and ``model_identity`` are not mechanisms)
+AP_MECHANISM_TYPES: dict[str, str] = {"human": "human", "judge": "judge", "reward": "reward"}
+AP_PRINCIPLE = "principle"
+AP_MODEL_IDENTITY = "model_identity"
+
+
+def untyped_reason(kind: str) -> str:
+    """The quarantine reason of verdicts whose annotator type names no mechanism type."""
+    return (
+        f"annotator type '{kind}' is not a mechanism type: pass --mechanism-type-default "
+        f"({'|'.join(MECHANISM_TYPES)}), or --mechanism for the default annotator"
+    )
+
+
+def _ap_kind(spec: dict[str, Any]) -> str:
+    kind = spec.get("type")
+    return str(kind).strip().lower() if isinstance(kind, str) and kind.strip() else "unknown"
 
 
 def _ap_mechanism(aid: str, spec: dict[str, Any], default_id: str | None, opts: Options) -> tuple[str, str] | str:
-    """``(mechanism, type)`` of one annotator, or the skip/quarantine reason as a plain string."""
-    kind = str(spec.get("type", "unknown")).lower()
-    if kind == "model_identity":
-        return SKIP_MODEL_IDENTITY
+    """``(mechanism, type)`` of one verdict annotator, or its quarantine reason as a plain string."""
+    kind = _ap_kind(spec)
+    mapped = AP_MECHANISM_TYPES.get(kind)
     if aid == default_id and opts.mechanism:
-        return resolve_mechanism(opts.mechanism, opts.mechanism_type or _AP_TYPES.get(kind))
-    mtype = _AP_TYPES.get(kind) or opts.mechanism_type
+        return resolve_mechanism(opts.mechanism, opts.mechanism_type or mapped or opts.mechanism_type_default)
+    mtype = mapped or opts.fallback_type
     if mtype not in MECHANISM_TYPES:
-        return "unknown mechanism_type"
-    who = str(spec.get("name") or (f"principle/{aid}" if kind == "principle" else aid))
-    return f"{mtype}:{who}", mtype
+        return untyped_reason(kind)
+    who = spec.get("name") if isinstance(spec.get("name"), str) and spec["name"].strip() else aid
+    return f"{mtype}:{str(who).strip()}", mtype
+
+
+def _principles(annotators: dict[str, Any]) -> dict[str, str]:
+    """Annotator id -> principle text of the ``principle`` annotators (the id when it has no description)."""
+    out = {}
+    for aid, spec in annotators.items():
+        if isinstance(spec, dict) and _ap_kind(spec) == AP_PRINCIPLE:
+            desc = spec.get("description")
+            out[aid] = desc.strip() if isinstance(desc, str) and desc.strip() else aid
+    return out
 
 
 def adapt_annotated_pairs(doc: RawDocument, opts: Options) -> Adapted:
-    """One row per (comparison, annotator); the line is the comparison's 1-based index."""
+    """One row per (comparison, annotator); the line is the comparison's 1-based index.
+
+    Verdict annotators give rows of the frame; principle annotators give rows of ``concepts`` (one per vote).
+    """
     data = doc.data
     comparisons = data.get("comparisons")
     if not isinstance(comparisons, list):
         raise IngestError("not an AnnotatedPairs file: 'comparisons' is missing or not a list")
     annotators = data.get("annotators") or {}
     meta = data.get("metadata") or {}
+    if not isinstance(annotators, dict) or not isinstance(meta, dict):
+        raise IngestError("not an AnnotatedPairs file: 'annotators' and 'metadata' must be JSON objects")
     if has_surrogate(annotators) or has_surrogate(meta):
         raise IngestError("its 'annotators' or 'metadata' section is not UTF-8; save the file as UTF-8")
     default_id = meta.get("default_annotator")
     dataset = meta.get("dataset_name")
+    principles = _principles(annotators)
+    concept_of = name_principles(principles)
     mechs = {
         aid: _ap_mechanism(aid, spec if isinstance(spec, dict) else {}, default_id, opts)
         for aid, spec in annotators.items()
+        if aid not in principles and _ap_kind(spec if isinstance(spec, dict) else {}) != AP_MODEL_IDENTITY
     }
     rows: list[dict[str, Any]] = []
+    concept_rows: list[dict[str, Any]] = []
     issues: list[Issue] = []
     skips: Counter[str] = Counter()
     for line, comp in enumerate(comparisons, start=1):
@@ -481,24 +546,37 @@ def adapt_annotated_pairs(doc: RawDocument, opts: Options) -> Adapted:
             ),
             None,
         )
+        texts = {"prompt": comp.get("prompt"), "response_a": ra.get("text"), "response_b": rb.get("text")}
         for aid, ann in anns.items():
             raw_text = clip(json.dumps({**comp, "annotations": {aid: ann}}, ensure_ascii=False))
-            mech = mechs.get(aid)
-            if mech is None:
+            pref = ann.get("pref") if isinstance(ann, dict) else ann
+            if aid in principles:
+                vote = vote_value(pref, ann.get("no_pref_reason") if isinstance(ann, dict) else None)
+                concept_rows.append(
+                    {
+                        "_line": line,
+                        "_raw": raw_text,
+                        **(texts if wrong is None else dict.fromkeys(texts)),
+                        "concept": concept_of[aid],
+                        "comp_value": vote[0] if vote else None,
+                        "is_relevant": vote[1] if vote else None,
+                        "_reason": wrong or (None if vote else "unknown principle vote value (expected a, b or null)"),
+                    }
+                )
+                continue
+            if aid not in annotators:
                 issues.append(Issue(line, "unknown annotator", raw_text))
                 continue
-            if mech == SKIP_MODEL_IDENTITY:
+            mech = mechs.get(aid)
+            if mech is None:
                 skips[SKIP_MODEL_IDENTITY] += 1
                 continue
-            pref = ann.get("pref") if isinstance(ann, dict) else ann
             reason = wrong or (mech if isinstance(mech, str) else None)
             rows.append(
                 {
                     "_line": line,
                     "_raw": raw_text,
-                    "prompt": comp.get("prompt"),
-                    "response_a": ra.get("text"),
-                    "response_b": rb.get("text"),
+                    **texts,
                     "winner": "tie" if pref is None else str(pref).strip().lower(),
                     "_domain": cdomain,
                     "mechanism": None if isinstance(mech, str) else mech[0],
@@ -519,7 +597,76 @@ def adapt_annotated_pairs(doc: RawDocument, opts: Options) -> Adapted:
                 r[k] = json.dumps(v, ensure_ascii=False)
     frame = pl.DataFrame(rows, schema={k: v for k, v in schema.items() if k not in ("domain", "domain_source")})
     frame = frame.with_columns(*_domain_exprs(pl.col("_domain"), _lit(None), opts)).drop("_domain")
-    return Adapted(_finish(frame), issues, skips)
+    adapted = Adapted(_finish(frame), issues, skips)
+    if principles:
+        concepts = {concept_of[aid]: desc for aid, desc in principles.items()}
+        adapted.concept_version = imported_version(concepts)
+        adapted.catalog = catalog_frame(concepts, adapted.concept_version)
+        adapted.concepts = validate_concepts(pl.DataFrame(concept_rows, schema=CONCEPT_ROW_SCHEMA))
+    return adapted
+
+
+def validate_concepts(frame: pl.DataFrame) -> pl.DataFrame:
+    """Set ``_reason`` on concept rows whose pair cannot be an item (the verdict rules for texts)."""
+    checks: list[tuple[pl.Expr, str]] = [
+        (pl.col("response_a").is_null(), "missing required column 'response_a'"),
+        (pl.col("response_b").is_null(), "missing required column 'response_b'"),
+        (pl.col("prompt").str.strip_chars() == "", "empty prompt"),
+        (pl.col("response_a").str.strip_chars() == "", "empty response_a"),
+        (pl.col("response_b").str.strip_chars() == "", "empty response_b"),
+        (pl.col("response_a").str.strip_chars() == pl.col("response_b").str.strip_chars(), "identical responses"),
+    ]
+    expr: Then | ChainedThen = pl.when(pl.col("_reason").is_not_null()).then(pl.col("_reason"))
+    for check, reason in checks:
+        expr = expr.when(check.fill_null(False)).then(_lit(reason))
+    return frame.with_columns(expr.otherwise(None).alias("_reason"))
+
+
+# --------------------------------------------------------------------------------------------- ICAI / FF CSV
+
+
+def adapt_icai_csv(raw: RawTable, opts: Options) -> Adapted:
+    """``text_a, text_b, preferred_text`` (+ optional prompt/input, model_a/b, domain, an index column)."""
+    if opts.mechanism:
+        mechanism, mtype = resolve_mechanism(opts.mechanism, opts.mechanism_type or opts.mechanism_type_default)
+    elif opts.fallback_type:
+        mechanism, mtype = resolve_mechanism(PREFERRED_TEXT, opts.fallback_type)
+    else:
+        raise IngestError(
+            "format icai_csv does not say who gave its preferred_text verdicts: pass --mechanism-type-default "
+            f"({'|'.join(MECHANISM_TYPES)}) for mechanism '<type>:{PREFERRED_TEXT}', or --mechanism '<type>:<who>'"
+        )
+    cols = raw.frame.columns
+    prompt_col = next((c for c in ("prompt", "input") if c in cols), None)
+    index_col = next((c for c in ("index", "") if c in cols), None)
+    winner = _col(raw, "preferred_text").str.strip_chars().str.to_lowercase()
+    text_fields = dict.fromkeys(
+        ("text_a", "text_b", "preferred_text", "model_a", "model_b", "domain"), frozenset[str]()
+    )
+    if prompt_col:
+        text_fields[prompt_col] = frozenset()
+    if index_col is not None:
+        text_fields[index_col] = _NUMBER_OK
+    frame = raw.frame.select(
+        "_line",
+        "_raw",
+        (_nonempty(pl.col(prompt_col)) if prompt_col else _lit(None)).alias("prompt"),
+        _col(raw, "text_a").alias("response_a"),
+        _col(raw, "text_b").alias("response_b"),
+        winner.replace_strict(ICAI_WINNERS, default=winner).alias("winner"),
+        *_domain_exprs(_col(raw, "domain"), _lit(None), opts),
+        _lit(mechanism).alias("mechanism"),
+        _lit(mtype).alias("mechanism_type"),
+        _lit(None).alias("source"),
+        (_nonempty(pl.col(index_col)) if index_col is not None else _lit(None)).alias("source_item_id"),
+        _lit(None).alias("source_pair_id"),
+        _nonempty(_col(raw, "model_a")).alias("model_a"),
+        _nonempty(_col(raw, "model_b")).alias("model_b"),
+        _lit(None).alias("protocol"),
+        _type_reason(raw, text_fields).alias("_reason"),
+    )
+    names = {"response_a": "text_a", "response_b": "text_b", "winner": "preferred_text"}
+    return Adapted(_finish(frame), list(raw.issues), names=names)
 
 
 # --------------------------------------------------------------------------------------------- validation

@@ -2,7 +2,8 @@
 
 Canonical orientation: ``response_a`` is the response whose sha256 hex digest is smaller; when the input's order is
 the reverse, ``model_a/model_b`` swap and the winner flips. ``item_id = sha256(prompt \\x1f ra \\x1f rb)[:16]``,
-``label_id = sha256(item_id \\x1f mechanism)[:16]``.
+``label_id = sha256(item_id \\x1f mechanism)[:16]``; a pair without a prompt (NULL) has
+``item_id = sha256(ra \\x1f rb)[:16]``.
 
 A label row is ``new`` (first time this (item, mechanism) is seen), ``duplicate`` (same winner as the label already
 stored, or as the first row for it earlier in this file) or ``conflict`` (different winner: quarantined as
@@ -18,6 +19,7 @@ import duckdb
 import polars as pl
 
 from pipelines.ingest.adapters import Adapted
+from pipelines.ingest.concepts import write_concepts
 from pipelines.ingest.model import RAW_TEXT_LIMIT, FileSummary, IngestError
 
 R_CONFLICT = "conflicting label"
@@ -35,7 +37,8 @@ with s as (
         case when _keep or winner = 'tie' then winner when winner = 'a' then 'b' else 'a' end as cw
     from s
 ), k as (
-    select *, left(sha256(prompt || chr(31) || ra || chr(31) || rb), 16) as item_id from o
+    -- a pair without a prompt (NULL) hashes its two responses only
+    select *, left(sha256(coalesce(prompt || chr(31), '') || ra || chr(31) || rb), 16) as item_id from o
 ), l as (
     select *, left(sha256(item_id || chr(31) || mechanism), 16) as label_id from k
 )
@@ -121,6 +124,15 @@ def write_file(
                from _ingest_stage where _status = 'new'""",
             params,
         )
+        # imported concept annotations (AnnotatedPairs principle annotators), once the file's items are in
+        c_new, c_dup, _, c_quarantine = write_concepts(
+            con, adapted.concepts, adapted.catalog, adapted.concept_version, params
+        )
+        if c_quarantine.height:
+            quarantine = pl.concat([quarantine, c_quarantine])
+            con.unregister("_ingest_quarantine")
+            con.register("_ingest_quarantine", quarantine.to_arrow())
+        summary.annotations, summary.annotation_duplicates = c_new, c_dup
         # A row already quarantined from the same file, line and reason (a re-run) is not recorded twice.
         con.execute(
             f"""insert into raw.quarantine

@@ -28,7 +28,9 @@ CANONICAL_COLUMNS: tuple[str, ...] = (
     "model_b",
     "protocol",
 )
-REQUIRED_COLUMNS: tuple[str, ...] = ("prompt", "response_a", "response_b", "winner", "mechanism", "mechanism_type")
+#: ``prompt`` is not required: a pair without one (AnnotatedPairs ``prompt: null``, a CSV without a prompt column) is
+#: stored with ``raw.items.prompt`` NULL, never as an invented text. A prompt that is present but blank is quarantined.
+REQUIRED_COLUMNS: tuple[str, ...] = ("response_a", "response_b", "winner", "mechanism", "mechanism_type")
 
 
 #: ``raw.ingest_runs.status``: ``running`` until the run ends (it stays so only if the process died)
@@ -62,7 +64,12 @@ class Issue:
 
 @dataclass
 class FileSummary:
-    """Counts for one ingested file. ``rows_read == loaded + duplicates + quarantined + skipped``.
+    """Counts for one ingested file. ``rows_read == loaded + duplicates + quarantined + skipped + annotations +
+    annotation_duplicates``.
+
+    A row is one verdict (loaded as a ``raw.labels`` row) or, for AnnotatedPairs ``principle`` annotators, one concept
+    annotation (``annotations``: new ``raw.annotations`` cells; ``annotation_duplicates``: the same value already
+    stored).
 
     ``error`` says why the file failed: either it could not be read (``committed`` is False and nothing of it was
     written), or it had no usable row (its quarantine rows are committed). ``warnings`` are problems that did not
@@ -79,6 +86,8 @@ class FileSummary:
     duplicates: int = 0
     quarantined: int = 0
     skipped: int = 0
+    annotations: int = 0
+    annotation_duplicates: int = 0
     new_items: int = 0
     new_domains: int = 0
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
@@ -86,11 +95,12 @@ class FileSummary:
 
     @property
     def usable(self) -> int:
-        """Rows that were loaded or were already present."""
-        return self.loaded + self.duplicates
+        """Rows that were loaded or were already present (verdicts and concept annotations)."""
+        return self.loaded + self.duplicates + self.annotations + self.annotation_duplicates
 
     def reconciles(self) -> bool:
-        return self.rows_read == self.loaded + self.duplicates + self.quarantined + self.skipped
+        done = self.loaded + self.duplicates + self.quarantined + self.skipped
+        return self.rows_read == done + self.annotations + self.annotation_duplicates
 
 
 @dataclass
@@ -124,6 +134,14 @@ class IngestSummary:
         return self._total("skipped")
 
     @property
+    def annotations(self) -> int:
+        return self._total("annotations")
+
+    @property
+    def annotation_duplicates(self) -> int:
+        return self._total("annotation_duplicates")
+
+    @property
     def new_items(self) -> int:
         return self._total("new_items")
 
@@ -147,7 +165,17 @@ class IngestSummary:
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view (for ``--json`` output or logs)."""
-        keys = ("rows_read", "loaded", "duplicates", "quarantined", "skipped", "new_items", "new_domains")
+        keys = (
+            "rows_read",
+            "loaded",
+            "duplicates",
+            "quarantined",
+            "skipped",
+            "annotations",
+            "annotation_duplicates",
+            "new_items",
+            "new_domains",
+        )
         return {
             "ingest_id": self.ingest_id,
             **{k: getattr(self, k) for k in keys},
@@ -187,6 +215,11 @@ class IngestSummary:
                 f"{f.path} [{f.format}]: read {f.rows_read}, loaded {f.loaded}, duplicates {f.duplicates}, "
                 f"quarantined {f.quarantined}, skipped {f.skipped}, new items {f.new_items}"
             )
+            if f.annotations or f.annotation_duplicates:
+                out.append(
+                    f"  concept annotations (principle annotators): loaded {f.annotations}, "
+                    f"already stored {f.annotation_duplicates}"
+                )
             if f.error:
                 out.append(f"  failed: {f.error}")
             out.extend(f"  warning: {w}" for w in f.warnings)

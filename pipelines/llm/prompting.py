@@ -36,8 +36,13 @@ def neutralise(text: str) -> str:
     return text.replace("<<<", "\u2039\u2039\u2039").replace(">>>", "\u203a\u203a\u203a")
 
 
-def block(name: str, text: str) -> str:
-    return f"<<<BEGIN {name}>>>\n{neutralise(text)}\n<<<END {name}>>>"
+#: what a data block says for a text the pair does not have (``raw.items.prompt`` NULL: imported without a prompt)
+NO_TEXT = "(none: this pair was imported without it)"
+
+
+def block(name: str, text: str | None) -> str:
+    """A data block; ``None`` (a pair without a prompt) is said to be missing, never rendered as an empty text."""
+    return f"<<<BEGIN {name}>>>\n{NO_TEXT if text is None else neutralise(text)}\n<<<END {name}>>>"
 
 
 def concepts_block(concepts: Sequence[tuple[str, str, str]]) -> str:

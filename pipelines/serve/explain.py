@@ -223,7 +223,7 @@ def render_explanation(exp: dict[str, Any], console: Console, width: int = 360, 
     if item.get("source"):
         head.append(f" · source {item['source']}")
     body = [head]
-    if item.get("prompt") is None:
+    if item.get("response_a") is None:  # a pair without a prompt has prompt None but its responses
         body.append(Text("(pair text not in this served copy: marts.dim_items is missing)", style="dim"))
     else:
         for label, key, model in (
@@ -236,7 +236,10 @@ def render_explanation(exp: dict[str, Any], console: Console, width: int = 360, 
             if model and item.get(model):
                 t.append(f" ({item[model]})", style="dim")
             t.append(": ")
-            t.append(_shorten(item.get(key), width))
+            if item.get(key) is None:  # the pair was imported without a prompt (raw.items.prompt NULL)
+                t.append("(none: this pair was imported without a prompt)", style="dim")
+            else:
+                t.append(_shorten(item.get(key), width))
             body.append(t)
     # a box of the console's width, its text wrapped inside it even in a log (soft wrap would crop it)
     console.print(Panel(Group(*body), title="pair", title_align="left"), soft_wrap=False)

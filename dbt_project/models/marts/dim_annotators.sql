@@ -1,4 +1,4 @@
--- Annotators (offline catalog or an LLM model + prompt version) and what they have annotated.
+-- Annotators (offline catalog, an LLM model + prompt version, or imported principles) and what they have annotated.
 with annotations as (
     select
         annotator,
@@ -24,7 +24,11 @@ concepts as (
 select
     annotations.annotator,
     annotations.annotator_version,
-    case when annotations.annotator = 'offline' then 'offline' else 'llm' end as annotator_kind,
+    case annotations.annotator
+        when 'offline' then 'offline'
+        when 'annotated_pairs' then 'imported'  -- AnnotatedPairs principle annotators (pipelines/ingest/concepts.py)
+        else 'llm'
+    end as annotator_kind,
     cast(coalesce(concepts.n_concepts, 0) as bigint) as n_concepts,
     cast(annotations.n_items as bigint) as n_items,
     cast(annotations.n_annotations as bigint) as n_annotations,
