@@ -32,14 +32,20 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 #: early: it is the first to read the shared sample run (``sample_run``) and builds it while the other worker runs
 #: ``test_dbt_build``; the other readers of the sample run come after it is built.
 LONGEST_FIRST = (
-    "test_dbt_build.py",
-    "test_pipeline_e2e.py",
     "test_crash_safety.py",
-    "test_fulldata.py",
-    "test_evaluate.py",
+    "test_dbt_build.py",
+    "test_score.py",
+    "test_pipeline_e2e.py",
     "test_llm_e2e.py",
+    "test_fulldata.py",
+    "test_build_vars.py",
+    "test_evaluate_resume.py",
+    "test_interop.py",
+    "test_evaluate.py",
     "test_quality.py",
     "test_build_concurrency.py",
+    "test_fit_history.py",
+    "test_summary.py",
     "test_report.py",
     "test_fit_runner.py",
 )
