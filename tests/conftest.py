@@ -28,9 +28,9 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # ------------------------------------------------------------------ running on two xdist workers (`make test`)
 
 #: The longest test files, longest first. `make test` hands whole files to two workers (``--dist loadfile``) in
-#: this order, then the rest in collection order, so the two workers finish together. ``test_pipeline_e2e`` comes
-#: early: it is the first to read the shared sample run (``sample_run``) and builds it while the other worker runs
-#: ``test_dbt_build``; the other readers of the sample run come after it is built.
+#: this order (from ``make test``'s ``--durations``), then the rest in collection order, so the two workers finish
+#: together. The first file that reads the shared sample run (``sample_run``: ``test_score``) builds it while the
+#: other worker runs a file of its own; the other readers of the sample run come after it is built.
 LONGEST_FIRST = (
     "test_crash_safety.py",
     "test_dbt_build.py",
