@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.preflens-installed
 # a separate venv with a DuckDB 1.x client, to prove BI tools on 1.x can open the served copy
 DUCK1  := .venv-duckdb1/bin/python
 
-.PHONY: run test test-fast lint bench docs clean-warehouse venv
+.PHONY: run test test-fast test-browser lint bench docs clean-warehouse venv
 
 venv: $(STAMP)
 
@@ -29,7 +29,12 @@ test: $(STAMP) $(DUCK1)
 	PREFLENS_DUCKDB1_PYTHON=$(CURDIR)/$(DUCK1) $(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow and not spark and not chromium"
+
+# Opt-in, kept out of `make test` (docs/report.md, "Browser check"): the report in a real headless Chromium
+# (Debian: apt-get install -y chromium). Fails, not skips, without it. The sample screenshot runs a whole build.
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -m chromium tests/test_report_browser.py tests/test_report.py
 
 # ruff (lint + format check) and mypy (pyproject.toml), sqlfluff with the dbt templater (.sqlfluff). The templater
 # compiles the dbt project, so the profile needs a build file: an empty one in a temp dir, removed afterwards with

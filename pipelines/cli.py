@@ -308,6 +308,8 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
             max_domains=args.max_domains,
             top_k=args.top,
             contrast_domains=args.contrast_domains,
+            contrast_pairs=args.contrast_pairs,
+            drift_top=args.drift_top,
             output=Path(args.output) if args.output else None,
             progress=lambda step: console.print(f"  {step}"),
         )
@@ -604,6 +606,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_at_least(0),
         default=3,
         help="domains with a concept x mechanism heat map besides the shared one (default 3)",
+    )
+    p.add_argument(
+        "--contrast-pairs",
+        type=_at_least(0),
+        default=6,
+        help="mechanism pairs with a fitted-contrast panel, most distinguishable first (default 6)",
+    )
+    p.add_argument(
+        "--drift-top", type=_at_least(1), default=4, help="concepts per mechanism in the drift panel (default 4)"
     )
     p.add_argument(
         "--output",

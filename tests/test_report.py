@@ -285,8 +285,9 @@ def test_report_options(sample_report: tuple[Path, Path], tmp_path: Path) -> Non
 @pytest.mark.slow
 @pytest.mark.chromium
 def test_report_screenshot_in_headless_chromium(sample_report: tuple[Path, Path], tmp_path: Path) -> None:
+    # selected only by `-m chromium` (make test-browser): a missing browser is a failure, not a skip
     if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
-        pytest.skip("headless Chromium not installed (apt-get install chromium)")
+        pytest.fail(f"headless Chromium not found at {CHROMIUM}: apt-get install -y chromium (make test-browser)")
     from PIL import Image
 
     _, out = sample_report

@@ -31,6 +31,8 @@ def build_report(
     max_domains: int = 5,
     top_k: int = 8,
     contrast_domains: int = 3,
+    contrast_pairs: int = 6,
+    drift_top: int = 4,
     output: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
@@ -39,7 +41,13 @@ def build_report(
 
     data = load_report_data(Path(serve_db), representation=representation)
     text = render_report(
-        data, max_domains=max_domains, top_k=top_k, contrast_domains_n=contrast_domains, progress=progress
+        data,
+        max_domains=max_domains,
+        top_k=top_k,
+        contrast_domains_n=contrast_domains,
+        contrast_pairs_n=contrast_pairs,
+        drift_top=drift_top,
+        progress=progress,
     )
     out = (
         Path(output)

@@ -60,6 +60,10 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     #: shared weights b of the length-controlled refit (control = 'length'), one row per mechanism x concept
     controlled: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: fitted contrasts of the latest fit, one orientation per pair (``contrast_frame``); None = no contrast mart
+    contrasts: pd.DataFrame | None = None
+    #: concept drift over published builds (``drift_frame``); None = no rpt_concept_drift in the served copy
+    drift: pd.DataFrame | None = None
 
     @property
     def mechanism_order(self) -> list[str]:
@@ -119,6 +123,155 @@ def _metrics(con: duckdb.DuckDBPyConnection, fit_id: str | None) -> pd.DataFrame
     return df
 
 
+CONTRAST_COLUMNS = [
+    "representation",
+    "domain",
+    "concept",
+    "mechanism_a",
+    "mechanism_type_a",
+    "mechanism_b",
+    "mechanism_type_b",
+    "lift_diff_pct",
+    "lift_diff_ci_low",
+    "lift_diff_ci_high",
+    "selection_frequency",
+    "p_adjusted",
+    "distinguishable",
+    "n_shared_items",
+]
+
+
+def _contrasts(con: duckdb.DuckDBPyConnection, fit_id: str | None) -> pd.DataFrame | None:
+    """The latest fit's contrasts in lift points, from ``rpt_mechanism_contrast`` (both orientations) or, in a
+    served copy without it, ``fct_mechanism_contrasts`` at the report's fit; None when neither mart is there."""
+    if table_columns(con, "rpt_mechanism_contrast"):
+        df = con.execute(f"select {', '.join(CONTRAST_COLUMNS)} from marts.rpt_mechanism_contrast").df()
+    elif table_columns(con, "fct_mechanism_contrasts"):
+        df = con.execute(
+            """select representation, domain, concept, mechanism_a, mechanism_type_a, mechanism_b, mechanism_type_b,
+                      50.0 * estimate as lift_diff_pct, 50.0 * ci_low as lift_diff_ci_low,
+                      50.0 * ci_high as lift_diff_ci_high, selection_frequency, p_adjusted, distinguishable,
+                      n_shared_items
+               from marts.fct_mechanism_contrasts where fit_id = ?""",
+            [fit_id],
+        ).df()
+        df = pd.concat([df, _flipped(df)], ignore_index=True)  # the fact holds a < b by name only
+    else:
+        return None
+    return orient_contrasts(df)
+
+
+def _flipped(df: pd.DataFrame) -> pd.DataFrame:
+    """The same contrasts read the other way round (B − A)."""
+    out = df.rename(
+        columns={
+            "mechanism_a": "mechanism_b",
+            "mechanism_b": "mechanism_a",
+            "mechanism_type_a": "mechanism_type_b",
+            "mechanism_type_b": "mechanism_type_a",
+            "lift_diff_ci_low": "lift_diff_ci_high",
+            "lift_diff_ci_high": "lift_diff_ci_low",
+        }
+    )
+    for col in ("lift_diff_pct", "lift_diff_ci_low", "lift_diff_ci_high"):
+        out[col] = -out[col]
+    return out[df.columns]
+
+
+def orient_contrasts(df: pd.DataFrame) -> pd.DataFrame:
+    """One orientation per mechanism pair: A is the later type in human < judge < reward < other (so a
+    human/judge pair reads "what the judge rewards more than the humans"), the smaller name on a tie."""
+    if df.empty:
+        return df.reset_index(drop=True)
+    rank = {"human": 0, "judge": 1, "reward": 2}
+    ra = df["mechanism_type_a"].map(rank).fillna(3)
+    rb = df["mechanism_type_b"].map(rank).fillna(3)
+    keep = (ra > rb) | ((ra == rb) & (df["mechanism_a"] < df["mechanism_b"]))
+    out = df[keep].copy()
+    out["distinguishable"] = out["distinguishable"].fillna(False).astype(bool)
+    return out.reset_index(drop=True)
+
+
+def contrast_pairs(contrasts: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` mechanism pairs to draw: most distinguishable contrasts first, then most shared items.
+
+    Columns mechanism_a, mechanism_b, types, n_shared_items (domain ``__all__``), n_distinguishable, domains (the
+    pair's per-domain fits, largest first)."""
+    if contrasts.empty:
+        return pd.DataFrame(columns=["mechanism_a", "mechanism_b", "n_shared_items", "n_distinguishable", "domains"])
+    keys = ["mechanism_a", "mechanism_b"]
+    g = contrasts.groupby(keys, as_index=False).agg(
+        mechanism_type_a=("mechanism_type_a", "first"),
+        mechanism_type_b=("mechanism_type_b", "first"),
+        n_distinguishable=("distinguishable", "sum"),
+    )
+    alld = contrasts[contrasts["domain"] == ALL].groupby(keys, as_index=False)["n_shared_items"].max()
+    g = g.merge(alld, on=keys, how="left")
+    doms = (
+        pd.DataFrame(
+            contrasts[contrasts["domain"] != ALL].groupby([*keys, "domain"], as_index=False)["n_shared_items"].max()
+        )
+        .sort_values(["n_shared_items", "domain"], ascending=[False, True])
+        .groupby(keys)["domain"]
+        .agg(list)
+        .rename("domains")
+        .reset_index()
+    )
+    g = g.merge(doms, on=keys, how="left")
+    g["domains"] = [d if isinstance(d, list) else [] for d in g["domains"]]
+    g["n_shared_items"] = g["n_shared_items"].fillna(0).astype(int)
+    g = g.sort_values(["n_distinguishable", "n_shared_items", *keys], ascending=[False, False, True, True])
+    return g.head(max(0, n)).reset_index(drop=True)
+
+
+def top_contrasts(contrasts: pd.DataFrame, mechanism_a: str, mechanism_b: str, domain: str, k: int) -> pd.DataFrame:
+    """Top ``k`` contrasts of one pair and domain: distinguishable first, then by |estimate|; contrasts that are
+    0 with no interval away from 0 are left out (the joint fit put the concept in the shared weights)."""
+    c = contrasts[
+        (contrasts["mechanism_a"] == mechanism_a)
+        & (contrasts["mechanism_b"] == mechanism_b)
+        & (contrasts["domain"] == domain)
+    ]
+    spread = c[["lift_diff_ci_low", "lift_diff_ci_high"]].abs().fillna(0).max(axis=1)
+    c = c[(c["lift_diff_pct"].abs() > 1e-9) | (spread > 1e-9)]
+    c = c.assign(_abs=c["lift_diff_pct"].abs(), _d=c["distinguishable"].astype(bool))
+    c = c.sort_values(["_d", "_abs", "concept"], ascending=[False, False, True])
+    return c.head(k).drop(columns=["_abs", "_d"]).reset_index(drop=True)
+
+
+def _drift(con: duckdb.DuckDBPyConnection, representation: str) -> pd.DataFrame | None:
+    """Shared-weight history (domain ``__shared__``, plain fit) of every mechanism over the published builds, in
+    the report's representation; None when the served copy has no ``rpt_concept_drift``."""
+    cols = set(table_columns(con, "rpt_concept_drift"))
+    if not cols:
+        return None
+    opt = [
+        c if c in cols else f"null::double as {c}"
+        for c in ("global_lift_ci_low", "global_lift_ci_high", "total_weight_ci_low", "total_weight_ci_high")
+    ]
+    overlap = "intervals_overlap" if "intervals_overlap" in cols else "null::boolean as intervals_overlap"
+    control = " and control = 'none'" if "control" in cols else ""
+    return con.execute(
+        f"""select fit_id, built_at, build_number, mechanism, mechanism_type, concept, total_weight,
+                   global_lift_pct, {", ".join(opt)}, lift_change, {overlap}
+            from marts.rpt_concept_drift
+            where representation = ? and domain = ?{control}
+            order by mechanism, built_at, concept""",
+        [representation, SHARED],
+    ).df()
+
+
+def drift_top_concepts(drift: pd.DataFrame, mechanism: str, k: int) -> list[str]:
+    """The ``k`` concepts with the largest |lift| in the mechanism's latest published build (non-zero only)."""
+    d = drift[drift["mechanism"] == mechanism]
+    if d.empty:
+        return []
+    last = d[d["build_number"] == d["build_number"].max()]
+    last = last[last["global_lift_pct"].abs() > 1e-9]
+    last = last.assign(_abs=last["global_lift_pct"].abs()).sort_values(["_abs", "concept"], ascending=[False, True])
+    return last["concept"].head(k).tolist()
+
+
 def load_report_data(serve_db: Path, representation: str | None = None) -> ReportData:
     """Read every frame the report needs from the served copy (read-only); ``representation`` None = the lead
     one of the latest fit (measure when fitted, else comp)."""
@@ -171,6 +324,8 @@ def load_report_data(serve_db: Path, representation: str | None = None) -> Repor
                    where fit_id = ? and representation = ? and control = 'length' and domain = '__shared__'""",
                 [fit_id, representation],
             ).df()
+        contrasts = _contrasts(con, fit_id)
+        drift = _drift(con, representation)
         return ReportData(
             serve_db=Path(serve_db),
             representation=representation,
@@ -188,6 +343,8 @@ def load_report_data(serve_db: Path, representation: str | None = None) -> Repor
             model_comparison=comparison,
             notes=notes,
             controlled=controlled,
+            contrasts=contrasts,
+            drift=drift,
         )
     finally:
         con.close()

@@ -411,3 +411,148 @@ def accuracy_dots(metrics: pd.DataFrame, order: list[str]) -> Figure:
     ax.set_title("How well the explanation model reproduces each mechanism", fontsize=11, loc="left")
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------ fitted contrasts and drift
+
+HIGHLIGHT = "#c51b7d"  # a contrast distinguishable from zero (BH-adjusted, interval excludes 0)
+MUTED = "#8c8c8c"
+
+
+def contrast_forest(
+    panels: list[tuple[str, pd.DataFrame]], mechanism_a: str, mechanism_b: str, *, has_ci: bool = True
+) -> Figure:
+    """Forest plot of the fitted contrasts of one mechanism pair, one panel per (title, top contrasts) frame.
+
+    Point: estimate 50·(δ_A − δ_B) in lift points; line: its item-bootstrap interval; vertical line: zero.
+    Distinguishable contrasts are drawn in ``HIGHLIGHT`` (bold label), the others grey. Each panel has its own
+    axis; intervals far beyond the largest estimate are cut at the edge and marked with an arrow head.
+    """
+    ncols = min(3, len(panels))
+    k = max([1] + [len(t) for _, t in panels])
+    fig, axes = plt.subplots(1, ncols, figsize=(4.8 * ncols, 0.3 * k + 1.6), squeeze=False)
+    for ax, (title, top) in zip(axes.flat, panels[:ncols]):
+        _forest_panel(ax, title, top, k)
+    handles = [
+        Line2D([], [], marker="o", color=HIGHLIGHT, linewidth=1.6, label="distinguishable from 0 (BH, 95% interval)"),
+        Line2D([], [], marker="o", color=MUTED, linewidth=1.0, label="not distinguishable"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(
+        f"A = {_t(mechanism_a, 40)}   minus   B = {_t(mechanism_b, 40)}",
+        fontsize=10,
+        x=0.01,
+        ha="left",
+        fontweight="bold",
+    )
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig
+
+
+def _forest_panel(ax, title: str, top: pd.DataFrame, k: int) -> None:
+    ax.set_title(_t(title), fontsize=9, loc="left")
+    ax.axvline(0, color="#444444", linewidth=0.9)
+    ax.set_ylim(k - 0.5, -0.5)
+    ax.grid(axis="x", color="#eeeeee", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.tick_params(axis="both", labelsize=8)
+    ax.set_xlabel("A − B, lift points", fontsize=8)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    if top.empty:
+        ax.set_xlim(-1, 1)
+        ax.set_yticks([])
+        ax.text(0, (k - 1) / 2, "every contrast is 0", ha="center", va="center", fontsize=9, color="#666666")
+        return
+    est = top["lift_diff_pct"].to_numpy(dtype=float)
+    lo = top["lift_diff_ci_low"].to_numpy(dtype=float)
+    hi = top["lift_diff_ci_high"].to_numpy(dtype=float)
+    dist = top["distinguishable"].astype(bool).to_numpy()
+    big = max(1.0, float(np.nanmax(np.abs(est))))
+    reach = float(np.nanmax(np.abs(np.concatenate([lo, hi])))) if np.isfinite(np.concatenate([lo, hi])).any() else 0
+    lim = max(big * 1.3, min(reach * 1.08, big * 3.0))
+    ax.set_xlim(-lim, lim)
+    y = np.arange(len(top))
+    for yi, e, a, b, d in zip(y, est, lo, hi, dist):
+        color = HIGHLIGHT if d else MUTED
+        if np.isfinite(a) and np.isfinite(b):
+            ax.plot(
+                [max(a, -lim), min(b, lim)], [yi, yi], color=color, linewidth=1.8 if d else 1.1, solid_capstyle="butt"
+            )
+            for end, edge, mark in ((a, -lim, "<"), (b, lim, ">")):
+                if abs(end) > lim and np.sign(end) == np.sign(edge):
+                    ax.plot([edge], [yi], marker=mark, color=color, markersize=4)
+        ax.plot([e], [yi], marker="o", color=color, markersize=5 if d else 4, zorder=3)
+        if abs(e) < 0.05:  # 0: the concept sits in the shared weights; only its interval is drawn
+            continue
+        ax.text(
+            e,
+            yi - 0.32,
+            f"{e:+.1f}",
+            fontsize=6.5,
+            ha="center",
+            va="bottom",
+            color=HIGHLIGHT if d else "#555555",
+            fontweight="bold" if d else "normal",
+        )
+    ax.set_yticks(y)
+    ax.set_yticklabels([_t(c, 24) for c in top["concept"]], fontsize=8)
+    for tick, d in zip(ax.get_yticklabels(), dist):
+        if d:
+            tick.set_color(HIGHLIGHT)
+            tick.set_fontweight("bold")
+
+
+DRIFT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+
+
+def drift_lines(panels: list[tuple[str, pd.DataFrame, list[str]]], builds: pd.DataFrame) -> Figure:
+    """Global lift of each mechanism's top concepts over the published builds, one panel per mechanism.
+
+    ``panels``: (mechanism, its drift rows, its top concepts); ``builds``: fit_id, built_at in order (the x
+    axis, numbered 1..n). Bands are the 95% bootstrap intervals where present; a hollow ring marks a change
+    beyond both intervals (``intervals_overlap`` false)."""
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.7 * ncols, 2.9 * nrows + 0.5), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    order = {f: i + 1 for i, f in enumerate(builds["fit_id"])}
+    for ax, (mech, rows, concepts) in zip(axes.flat, panels):
+        ax.set_title(_t(mech, 44), fontsize=9, loc="left", color=TYPE_COLORS.get(str(mech).split(":", 1)[0], "black"))
+        ax.axhline(0, color="#999999", linewidth=0.7)
+        for j, concept in enumerate(concepts):
+            r = rows[rows["concept"] == concept].assign(_x=lambda f: f["fit_id"].map(order)).sort_values("_x")
+            color = DRIFT_COLORS[j % len(DRIFT_COLORS)]
+            x = r["_x"].to_numpy(dtype=float)
+            v = r["global_lift_pct"].to_numpy(dtype=float)
+            lo = r["global_lift_ci_low"].to_numpy(dtype=float)
+            hi = r["global_lift_ci_high"].to_numpy(dtype=float)
+            ok = np.isfinite(lo) & np.isfinite(hi)
+            if ok.any():
+                ax.fill_between(x[ok], lo[ok], hi[ok], color=color, alpha=0.10, linewidth=0)
+                ax.errorbar(
+                    x[ok], v[ok], yerr=[v[ok] - lo[ok], hi[ok] - v[ok]], fmt="none", ecolor=color, elinewidth=0.8
+                )
+            ax.plot(x, v, marker="o", markersize=3.5, color=color, linewidth=1.4, label=_t(concept, 22))
+            moved = (~r["intervals_overlap"].astype("boolean").fillna(True)).to_numpy(dtype=bool)  # null: no interval
+            if moved.any():
+                ax.scatter(x[moved], v[moved], s=70, facecolors="none", edgecolors=color, linewidths=1.4, zorder=4)
+        # the axis fits the lifts; intervals far wider than them are cut at the edge (as in Figure 1)
+        shown = rows[rows["concept"].isin(concepts)]
+        top = max(1.0, float(shown["global_lift_pct"].abs().max()))
+        low = float(np.nanmin([shown["global_lift_ci_low"].min(), shown["global_lift_pct"].min()]))
+        high = float(np.nanmax([shown["global_lift_ci_high"].max(), shown["global_lift_pct"].max()]))
+        ax.set_ylim(max(low, -1.8 * top) - 0.05 * top, min(high, 1.8 * top) + 0.05 * top)
+        ax.set_xticks(range(1, len(order) + 1))
+        ax.set_xlim(0.7, len(order) + 0.3)
+        ax.tick_params(axis="both", labelsize=7)
+        ax.set_ylabel("global lift %", fontsize=7)
+        ax.grid(axis="y", color="#eeeeee", linewidth=0.6)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        ax.legend(fontsize=6.5, loc="best", frameon=False)
+    for ax in axes[-1]:
+        ax.set_xlabel("published build (1 = oldest)", fontsize=7)
+    fig.tight_layout()
+    return fig

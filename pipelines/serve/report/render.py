@@ -16,13 +16,17 @@ import pandas as pd
 from pipelines import __version__
 from pipelines.serve.report import figures as F
 from pipelines.serve.report.data import (
+    ALL,
     SHARED,
     ReportData,
     agreement_matrix,
     contrast_domains,
+    contrast_pairs,
+    drift_top_concepts,
     human_minus_judge,
     largest_domains,
     lift_matrix,
+    top_contrasts,
 )
 from pipelines.serve.report.glyphs import fonts_for
 
@@ -41,6 +45,7 @@ img { max-width: 100%; height: auto; display: block; margin: 6px 0 10px; }
 .tag { display: inline-block; font-size: 0.8em; padding: 0 6px; border-radius: 8px; color: #fff; }
 .human { background: #1b9e77; } .judge { background: #d95f02; } .reward { background: #7570b3; }
 .other { background: #777; } b.best { color: #08519c; }
+tr.dist td { background: #fde0ef; font-weight: 600; } .dist-mark { color: #c51b7d; font-weight: 700; }
 """
 
 
@@ -227,7 +232,166 @@ held fixed"; the plain top concepts are beside them.</p>"""
     return "\n".join(parts)
 
 
-def _contrast_section(d: ReportData, order: list[str], n_domains: int) -> str:
+def _fitted_contrasts(d: ReportData, pairs_n: int, top_k: int) -> str:
+    """One forest plot per mechanism pair (domain ``__all__`` first, then its per-domain fits) and a table."""
+    head = '<h3 id="contrast-pairs">Fitted contrasts per mechanism pair</h3>'
+    c = d.contrasts
+    if c is None:
+        return head + (
+            '<p class="note">marts.rpt_mechanism_contrast is not in this served copy (built before fitted contrasts): '
+            "rebuild with <code>preflens run</code> to get them.</p>"
+        )
+    if c.empty:
+        return head + (
+            '<p class="note">No mechanism pair shared enough items for a fitted contrast in this build '
+            "(var contrast_min_shared_items, docs/contrasts.md).</p>"
+        )
+    if pairs_n <= 0:
+        return head + '<p class="muted small">Not drawn (--contrast-pairs 0).</p>'
+    reps = sorted(set(c["representation"]))
+    pairs = contrast_pairs(c, pairs_n)
+    n_all = len(contrast_pairs(c, 10**6))
+    shown = (
+        f"{len(pairs)} of {n_all} pairs (most distinguishable contrasts first, then most shared items)"
+        if n_all > len(pairs)
+        else (f"all {n_all} pair{'' if n_all == 1 else 's'}")
+    )
+    parts = [
+        head,
+        f"""<p>One joint HMDR over both mechanisms' verdicts on the items both judged (docs/contrasts.md): the point is
+the contrast <i>A &minus; B</i> = 50&middot;(&delta;<sub>A</sub> &minus; &delta;<sub>B</sub>) in lift points
+(positive: A rewards the concept more than B), the line its 95% item-bootstrap interval, the vertical line zero.
+<span class="dist-mark">Highlighted</span> contrasts are distinguishable from zero (Benjamini&ndash;Hochberg
+adjusted p &le; the fit's FDR over the pair's concepts, and the interval excludes 0); grey ones are not. Per pair:
+the top {top_k} concepts, distinguishable first, then by |estimate|, on the shared items of all domains
+(<code>__all__</code>) first, then the pair's own domain fits. Showing {esc(shown)};
+{esc(", ".join(reps))}-rep.</p>""",
+    ]
+    if d.representation not in reps:
+        parts.append(
+            f'<p class="note">The contrasts are fitted in the build\'s lead representation ({esc(", ".join(reps))}), '
+            f"not in the {esc(d.representation)}-rep of the rest of this report.</p>"
+        )
+    for i, p in enumerate(pairs.to_dict("records")):
+        a, b = str(p["mechanism_a"]), str(p["mechanism_b"])
+        n_dist = int(p["n_distinguishable"])
+        own: list[str] = [str(x) for x in p["domains"]]
+        doms = [ALL, *own[:2]] if (c["domain"] == ALL).any() else own[:3]
+        panels: list[tuple[str, str, pd.DataFrame]] = []
+        for dom in doms:
+            top = top_contrasts(c, a, b, dom, top_k)
+            sub = c[(c["mechanism_a"] == a) & (c["mechanism_b"] == b) & (c["domain"] == dom)]
+            n_items = int(sub["n_shared_items"].max()) if not sub.empty else 0
+            label = "all domains" if dom == ALL else dom
+            panels.append((dom, f"{label} — {n_items} shared items", top))
+        info = (
+            f"{int(p['n_shared_items'])} shared items · {n_dist} distinguishable contrast{'' if n_dist == 1 else 's'}"
+            f" over {len(doms)} fit{'' if len(doms) == 1 else 's'}"
+        )
+        parts.append(
+            f'<h4 id="pair-{i}">{esc(a)} {_tag(p["mechanism_type_a"])} vs {esc(b)} {_tag(p["mechanism_type_b"])}</h4>'
+            f'<p class="muted small">{esc(info)}</p>'
+        )
+        if all(t.empty for _, _, t in panels):
+            parts.append(
+                '<p class="note">Every contrast of this pair is 0: the joint fit put all concepts in the shared '
+                "weights (the two mechanisms are not told apart by the concepts).</p>"
+            )
+            continue
+        fig = F.contrast_forest([(title, t) for _, title, t in panels], a, b)
+        parts.append(_img(F.to_png_base64(fig), f"fitted contrasts {a} vs {b}"))
+        parts.append(_contrast_table(panels[0][2], panels[0][0]))
+    return "\n".join(parts)
+
+
+def _contrast_table(top: pd.DataFrame, domain: str) -> str:
+    """The first panel's contrasts as an escaped table, distinguishable rows highlighted."""
+    if top.empty:
+        return ""
+    rows = []
+    los = pd.to_numeric(top["lift_diff_ci_low"], errors="coerce").to_numpy(dtype=float)
+    his = pd.to_numeric(top["lift_diff_ci_high"], errors="coerce").to_numpy(dtype=float)
+    for r, lo, hi in zip(top.itertuples(index=False), los, his):
+        ci = "—" if math.isnan(lo) or math.isnan(hi) else f"[{lo:+.1f}, {hi:+.1f}]"
+        cells = [
+            esc(r.concept),
+            f'<td class="num">{esc(f"{r.lift_diff_pct:+.1f}")}</td>',
+            f'<td class="num">{esc(ci)}</td>',
+            f'<td class="num">{esc(_fmt(r.selection_frequency, "pct"))}</td>',
+            f'<td class="num">{esc(_fmt(r.p_adjusted))}</td>',
+            "<td>yes</td>" if r.distinguishable else "<td>no</td>",
+        ]
+        cells[0] = f"<td>{cells[0]}</td>"
+        rows.append(f"<tr{' class=dist' if r.distinguishable else ''}>{''.join(cells)}</tr>")
+    return (
+        f'<p class="small">{esc("all domains" if domain == ALL else domain)}:</p><table><thead><tr><th>concept</th>'
+        "<th>A − B (lift points)</th><th>95% interval</th><th>selected</th><th>BH-adjusted p</th>"
+        f"<th>distinguishable</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _drift_section(d: ReportData, order: list[str], top_n: int) -> str:
+    """Each mechanism's top shared concepts over the published builds (rpt_concept_drift)."""
+    parts = ['<h2 id="drift">5. Drift across published builds</h2>']
+    dr = d.drift
+    if dr is None:
+        parts.append(
+            '<p class="note">marts.rpt_concept_drift is not in this served copy (built before drift tracking).</p>'
+        )
+        return "\n".join(parts)
+    if dr.empty:
+        parts.append(
+            f'<p class="note">No published build has a {esc(d.representation)}-rep fit in marts.rpt_concept_drift '
+            "yet.</p>"
+        )
+        return "\n".join(parts)
+    builds = pd.DataFrame(dr.groupby("fit_id", as_index=False)["built_at"].min()).sort_values(["built_at", "fit_id"])
+    if len(builds) < 2:
+        only = builds.iloc[0]
+        parts.append(
+            f'<p class="note">One published build so far (<code>{esc(only["fit_id"])}</code>, built '
+            f"{esc(only['built_at'])}): drift needs a second one. Each later published build adds a point per "
+            "concept here (marts.rpt_concept_drift).</p>"
+        )
+        return "\n".join(parts)
+    parts.append(f"""<p>Shared lift 50&middot;b ({esc(d.representation)}-rep, plain fit) of each mechanism's top
+{top_n} concepts (by |lift| in its latest build) over the {len(builds)} published builds, oldest first. Bands and
+bars are 95% bootstrap intervals where the build has them; a <b>ring</b> marks a change since the previous build
+beyond both intervals (<code>intervals_overlap</code> false). Only published builds count.</p>""")
+    listing = pd.DataFrame(
+        {"build": range(1, len(builds) + 1), "fit_id": builds["fit_id"], "built at": builds["built_at"].astype(str)}
+    )
+    parts.append(table(listing))
+    mechs = [m for m in order if m in set(dr["mechanism"])] + sorted(set(dr["mechanism"]) - set(order))
+    panels, single = [], []
+    for mech in mechs:
+        rows = dr[dr["mechanism"] == mech]
+        if rows["fit_id"].nunique() < 2:
+            single.append(mech)
+            continue
+        concepts = drift_top_concepts(dr, mech, top_n)
+        if concepts:
+            panels.append((mech, rows, concepts))
+    if panels:
+        fig = F.drift_lines(panels, builds)
+        parts.append(_img(F.to_png_base64(fig), "concept lift over published builds"))
+    if single:
+        parts.append(f'<p class="small muted">Only one published build for: {esc(", ".join(single))}.</p>')
+    last = dr.groupby("mechanism")["build_number"].transform("max")
+    moved = dr[(dr["build_number"] == last) & ~dr["intervals_overlap"].astype("boolean").fillna(True)]
+    if not moved.empty:
+        t = moved.assign(_abs=moved["lift_change"].abs()).sort_values("_abs", ascending=False).head(30)
+        t = t[["mechanism", "concept", "global_lift_pct", "lift_change"]].rename(
+            columns={"global_lift_pct": "lift now", "lift_change": "change since previous build"}
+        )
+        parts.append(
+            '<p class="small">Changes in the latest build beyond both intervals:</p>'
+            + table(t, {"lift now": "lift", "change since previous build": "lift"})
+        )
+    return "\n".join(parts)
+
+
+def _contrast_section(d: ReportData, order: list[str], n_domains: int, pairs_n: int = 6, top_k: int = 8) -> str:
     parts = [
         """<h2 id="contrast">2. Mechanism contrast</h2>
 <p>Global lift of every concept (rows) for every mechanism (columns, coloured by type: <span style="color:#1b9e77">
@@ -235,6 +399,11 @@ human</span>, <span style="color:#d95f02">judge</span>, <span style="color:#7570
 mechanism rewards more of the concept, red = less. Columns marked * have no weights of their own in that
 domain (they show b). Concepts with zero lift everywhere are left out.</p>"""
     ]
+    parts.append(_fitted_contrasts(d, pairs_n, top_k))
+    parts.append(
+        '<h3 id="lift-heatmaps">Lift per concept and mechanism</h3><p class="small">Separate fits, side by side '
+        "(no interval on the differences; the fitted contrasts above have one).</p>"
+    )
     doms = contrast_domains(d.effects, n_domains)
     mats = {dom: lift_matrix(d.effects, dom, order) for dom in doms}
     vmax = max([1.0] + [float(m.abs().max().max()) for m in mats.values() if not m.empty])
@@ -464,6 +633,8 @@ def render_report(
     max_domains: int = 5,
     top_k: int = 8,
     contrast_domains_n: int = 3,
+    contrast_pairs_n: int = 6,
+    drift_top: int = 4,
     progress: Callable[[str], None] | None = None,
 ) -> str:
     """The whole report as one HTML string."""
@@ -472,7 +643,15 @@ def render_report(
     anchors = {m: f"mech-{i}" for i, m in enumerate(order)}
     toc = [
         ("global", "Global explanations per mechanism (Figure 1)", [(anchors[m], m) for m in order]),
-        ("contrast", "Mechanism contrast", [("human-judge", "Human minus judge")]),
+        (
+            "contrast",
+            "Mechanism contrast",
+            [
+                ("contrast-pairs", "Fitted contrasts per mechanism pair"),
+                ("lift-heatmaps", "Lift per concept and mechanism"),
+                ("human-judge", "Human minus judge"),
+            ],
+        ),
         (
             "data",
             "Data and quality",
@@ -483,17 +662,20 @@ def render_report(
             ],
         ),
         ("model", "Model quality", [("accuracy", "Held-out accuracy"), ("comparison", "Model comparison")]),
+        ("drift", "Drift across published builds", []),
     ]
     with fonts_for(_names(d)) as glyphs:
         step("figure 1 per mechanism")
         body = [_figure1_section(d, max_domains, top_k, order, anchors)]
         body.append(_length_control_section(d, order, min(top_k, 5)))
         step("mechanism contrast")
-        body.append(_contrast_section(d, order, contrast_domains_n))
+        body.append(_contrast_section(d, order, contrast_domains_n, contrast_pairs_n, min(top_k, 10)))
         step("data and quality")
         body.append(_data_section(d, order))
         step("model quality")
         body.append(_model_section(d, order))
+        step("drift")
+        body.append(_drift_section(d, order, drift_top))
     glyph_note = glyphs.note()
     if glyph_note:
         step(f"note: {glyph_note}")
@@ -509,6 +691,6 @@ def render_report(
 {"".join(body)}
 <p class="muted small">Generated by preflens {esc(__version__)}. Source tables: marts.fct_concept_effects,
 fct_model_metrics, fct_pair_features_comp, rpt_mechanism_agreement, rpt_annotation_quality (and
-rpt_model_comparison when present) in the served copy.</p>
+rpt_model_comparison, rpt_mechanism_contrast, rpt_concept_drift when present) in the served copy.</p>
 </body></html>
 """
