@@ -126,10 +126,22 @@ def _add_mechanism_type_default(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
-    """Write the served copy as Feedback Forensics / ICAI AnnotatedPairs v2 JSON (pairs, mechanisms, concepts)."""
+    """Write the served copy as Feedback Forensics / ICAI AnnotatedPairs v2 JSON (pairs, mechanisms, concepts), or one
+    published table (--table) as CSV or Parquet."""
     from pipelines.serve.export import ExportError, export_annotated_pairs
 
     paths = _paths(args)
+    if args.format != "annotated_pairs" or args.table:
+        from pipelines.serve.table_export import TableExportError, export_table
+
+        if not args.table or args.format == "annotated_pairs":
+            raise CommandFailed("a table export needs --table NAME and --format csv or parquet")
+        try:
+            done = export_table(paths.serve_db, args.table, Path(args.path), args.format)
+        except TableExportError as exc:
+            raise CommandFailed(str(exc)) from None
+        console.print("\n".join(done.lines()))
+        return 0
     try:
         result = export_annotated_pairs(
             paths.serve_db,
@@ -516,7 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help=cmd_export.__doc__, description=cmd_export.__doc__)
     p.add_argument("path", metavar="PATH", help="the file to write (replaced atomically)")
-    p.add_argument("--format", choices=["annotated_pairs"], default="annotated_pairs", help="AnnotatedPairs v2 JSON")
+    p.add_argument(
+        "--format",
+        choices=["annotated_pairs", "csv", "parquet"],
+        default="annotated_pairs",
+        help="annotated_pairs: AnnotatedPairs v2 JSON (default); csv or parquet: the --table",
+    )
+    p.add_argument("--table", help="with --format csv|parquet: a table of schema marts, e.g. fct_mechanism_contrasts")
     p.add_argument("--concepts", action="store_true", help="also each concept of the served annotator as a principle")
     p.add_argument("--mechanism", action="append", help="only this mechanism (repeatable; default all)")
     p.add_argument("--default-mechanism", help="the file's default annotator (default: the largest human mechanism)")
