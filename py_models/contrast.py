@@ -42,13 +42,19 @@ from py_models.cv import stratified_folds
 from py_models.hmdr import SOLVERS, HMDRClassifier, factorize_domains
 from py_models.selection import GRIDS, SELECTION_RULES, HMDRClassifierCV
 
-__all__ = ["MechanismContrast", "benjamini_hochberg", "bootstrap_p_values", "CONTRAST_COLUMNS", "ZERO_TOL"]
+__all__ = [
+    "MechanismContrast",
+    "benjamini_hochberg",
+    "bootstrap_p_values",
+    "CONTRAST_COLUMNS",
+    "CONTRAST_STATISTICS",
+    "ZERO_TOL",
+]
 
 #: |contrast| at or below this counts as zero (the two deviations agree to the solver's precision)
 ZERO_TOL = 1e-10
-CONTRAST_COLUMNS = [
-    "mechanism_a",
-    "mechanism_b",
+#: the per-concept statistics of one contrast (also the body of contrast_build.CONTRAST_OUTPUT_COLUMNS)
+CONTRAST_STATISTICS = [
     "concept",
     "weight_a",
     "weight_b",
@@ -58,8 +64,8 @@ CONTRAST_COLUMNS = [
     "standard_error",
     "selection_frequency",
     "p_value",
-    "n_bootstrap",
 ]
+CONTRAST_COLUMNS = ["mechanism_a", "mechanism_b", *CONTRAST_STATISTICS, "n_bootstrap"]
 
 
 def benjamini_hochberg(p_values: ArrayLike) -> NDArray[np.float64]:

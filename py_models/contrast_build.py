@@ -16,7 +16,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from py_models.contrast import MechanismContrast, benjamini_hochberg
+from py_models.contrast import CONTRAST_STATISTICS, MechanismContrast, benjamini_hochberg
 from py_models.fit_job import rms_scale
 
 __all__ = ["ContrastSettings", "ALL_DOMAINS", "CONTRAST_OUTPUT_COLUMNS", "fit_contrasts", "contrast_pairs"]
@@ -29,15 +29,7 @@ CONTRAST_OUTPUT_COLUMNS = [
     "mechanism_type_b",
     "representation",
     "domain",
-    "concept",
-    "weight_a",
-    "weight_b",
-    "estimate",
-    "ci_low",
-    "ci_high",
-    "standard_error",
-    "selection_frequency",
-    "p_value",
+    *CONTRAST_STATISTICS,
     "p_adjusted",
     "distinguishable",
     "n_shared_items",

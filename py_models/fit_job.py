@@ -585,32 +585,22 @@ def fit_mechanisms(
     concept_cols: list[str],
     *,
     representation: str,
-    n_folds: int = 5,
-    seed: int = 0,
-    min_pairs: int = 20,
-    select: bool = True,
-    grid: str = "pooling",
-    rule: str = "log_loss_within_accuracy_se",
-    grid_domains: int | None = PAPER_GRID_DOMAINS,
-    n_bootstrap: int = 0,
-    standardize: bool = False,
-    reference: pd.DataFrame | None = None,
-    control: str = NO_CONTROL,
     n_jobs: int = 1,
-    max_abs_weight: float = MAX_ABS_WEIGHT,
-    **hmdr_params: Any,
+    **options: Any,
 ) -> dict[str, pd.DataFrame]:
     """Fit one HMDR per mechanism; return coefficients, predictions, metrics,
     local_explanations, skipped and params frames (see module docstring).
 
-    ``hmdr_params`` are passed to :class:`HMDRClassifier` (alpha, lambda_shared,
-    lambda_domain, shared_mask, domain_masks, min_domain_samples, symmetrize, tol,
-    max_iter). Mechanisms with fewer than ``min_pairs`` decisive pairs or a single
-    winning side are reported in ``skipped``.
+    ``options`` are :func:`plan_fit`'s keywords (defaults there): ``n_folds``, ``seed``, ``min_pairs``,
+    ``select``, ``grid``, ``rule``, ``grid_domains``, ``n_bootstrap``, ``standardize``, ``reference``,
+    ``control``, ``max_abs_weight``; any other keyword is passed to :class:`HMDRClassifier` (alpha,
+    lambda_shared, lambda_domain, shared_mask, domain_masks, min_domain_samples, symmetrize, tol, max_iter,
+    solver), and an unknown one is a ``TypeError`` before anything is fitted. Mechanisms with fewer than
+    ``min_pairs`` decisive pairs or a single winning side are reported in ``skipped``.
 
     ``select=True``: alpha and the lambdas are chosen per mechanism by :class:`HMDRClassifierCV` (``grid``
     'pooling' or 'paper', ``rule``; |D| of the paper grid = ``grid_domains``) on the cross-fitting folds; the
-    fixed alpha / lambda_* in ``hmdr_params`` are then ignored. ``select=False`` fits the fixed
+    fixed alpha / lambda_* are then ignored. ``select=False`` fits the fixed
     hyperparameters (None -> the paper's defaults for the mechanism's |D|).
     ``n_bootstrap > 0``: within-domain bootstrap CIs and selection frequencies on the refit's configuration
     (``bootstrap.bootstrap_hmdr``), merged into ``coefficients``.
@@ -620,24 +610,7 @@ def fit_mechanisms(
     representations at once, sharing the reference models and the processes: :func:`plan_fit` and
     :func:`run_plans`.
     """
-    plan = plan_fit(
-        df,
-        concept_cols,
-        representation=representation,
-        n_folds=n_folds,
-        seed=seed,
-        min_pairs=min_pairs,
-        select=select,
-        grid=grid,
-        rule=rule,
-        grid_domains=grid_domains,
-        n_bootstrap=n_bootstrap,
-        standardize=standardize,
-        reference=reference,
-        control=control,
-        max_abs_weight=max_abs_weight,
-        **hmdr_params,
-    )
+    plan = plan_fit(df, concept_cols, representation=representation, **options)
     return run_plans([plan], n_jobs)[0]
 
 
