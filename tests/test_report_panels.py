@@ -244,3 +244,28 @@ def test_cli_limits_pairs_and_drift_concepts(tmp_path: Path, capsys: pytest.Capt
     with pytest.raises(SystemExit) as exc:
         main([*args[:3], "--contrast-pairs", "-1"])
     assert exc.value.code == 2 and "argument --contrast-pairs: " in capsys.readouterr().err
+
+
+def test_drift_legends_stand_beside_the_lines_not_over_them() -> None:
+    """Each drift chart's legend lies outside its plotting area, so it can never hide a line or a band."""
+    from pipelines.serve.report import figures
+
+    drift = _drift_rows(4)
+    builds = drift[["fit_id", "built_at"]].drop_duplicates().sort_values("built_at")
+    panels = [(m, rows, ["Length", "Clarity", HOSTILE_CONCEPT]) for m, rows in drift.groupby("mechanism", sort=True)]
+    fig = figures.drift_lines(panels, builds)
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+        shown = [ax for ax in fig.axes if ax.get_visible()]
+        assert len(shown) == 3
+        for ax in shown:
+            legend = ax.get_legend()
+            assert legend is not None
+            box, area = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
+            assert box.x0 >= area.x1 - 1 or box.y0 >= area.y1 - 1 or box.y1 <= area.y0 + 1 or box.x1 <= area.x0 + 1
+            assert box.x1 <= fig.bbox.x1 + 1  # and stays on the figure
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)

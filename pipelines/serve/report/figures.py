@@ -514,7 +514,7 @@ def drift_lines(panels: list[tuple[str, pd.DataFrame, list[str]]], builds: pd.Da
     beyond both intervals (``intervals_overlap`` false)."""
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.7 * ncols, 2.9 * nrows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.9 * ncols, 2.9 * nrows + 0.5), squeeze=False)
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     order = {f: i + 1 for i, f in enumerate(builds["fit_id"])}
@@ -551,7 +551,8 @@ def drift_lines(panels: list[tuple[str, pd.DataFrame, list[str]]], builds: pd.Da
         ax.grid(axis="y", color="#eeeeee", linewidth=0.6)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
-        ax.legend(fontsize=6.5, loc="best", frameon=False)
+        # beside the axes, never over a line
+        ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, borderaxespad=0.3)
     for ax in axes[-1]:
         ax.set_xlabel("published build (1 = oldest)", fontsize=7)
     fig.tight_layout()
