@@ -42,6 +42,21 @@ def held_by_this_process(path: Path) -> bool:
     return Path(path).resolve() in _HELD
 
 
+def _database_file(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The file of the connection's current database (None in memory)."""
+    row = con.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()
+    return Path(row[0]) if row and row[0] else None
+
+
+def no_live_writer(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether this process holds the build lock of the warehouse the connection's file is in, so that no other
+    live process writes it: a row left ``running`` there (an ingest, an LLM run) is then one whose process died."""
+    from pipelines.core.config import Paths  # config imports this module
+
+    db = _database_file(con)
+    return db is not None and held_by_this_process(Paths(warehouse=db.parent).lock_file)
+
+
 class BuildLock:
     """``with BuildLock(path):`` holds an exclusive flock; released on exit or process death."""
 

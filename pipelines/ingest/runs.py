@@ -12,28 +12,14 @@ committed (each file is committed on its own; ``raw.labels.first_ingest_id``, ``
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import duckdb
 
-from pipelines.core.config import Paths
-from pipelines.core.lock import held_by_this_process
+from pipelines.core.lock import no_live_writer
 from pipelines.ingest.model import RUN_INTERRUPTED, RUN_RUNNING
 
 #: the start of the reason of a run closed this way
 DIED = "interrupted: the process died mid-ingest"
-
-
-def _build_db(con: duckdb.DuckDBPyConnection) -> Path | None:
-    """The file of the connection's current database (None in memory)."""
-    row = con.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()
-    return Path(row[0]) if row and row[0] else None
-
-
-def no_live_writer(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether this process holds the build lock of the connection's warehouse (so no other process writes it)."""
-    db = _build_db(con)
-    return db is not None and held_by_this_process(Paths(warehouse=db.parent).lock_file)
 
 
 def settle_interrupted_runs(con: duckdb.DuckDBPyConnection, *, found_by: str, now: datetime) -> list[str]:

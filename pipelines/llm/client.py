@@ -55,6 +55,7 @@ from pipelines.llm.store import (
     now_utc,
     record_run_end,
     record_run_start,
+    settle_interrupted_runs,
 )
 from pipelines.llm.types import Attempt, CallResult, CallSpec, FatalLLMError, RunStats
 
@@ -137,6 +138,7 @@ class LLMClient:
     # ---- lifecycle -------------------------------------------------------------------------------
     def __enter__(self) -> LLMClient:
         if not self.dry_run:
+            settle_interrupted_runs(self.con, found_by=f"{self.command} run {self.run_id}")
             self._persister = Persister(self.con)
             record_run_start(self.con, self.run_id, self.command, self.config, self.budget_usd)
         return self

@@ -14,8 +14,12 @@ from urllib.parse import urlparse
 
 import duckdb
 
+from pipelines.core.lock import no_live_writer
 from pipelines.llm.config import LLMConfig
 from pipelines.llm.types import RunStats
+
+#: ``raw.llm_runs.status`` of a run whose process died (closed by the next LLM run, :func:`settle_interrupted_runs`)
+RUN_INTERRUPTED = "interrupted"
 
 CACHE_INSERT = """insert or replace into raw.llm_cache (cache_key, stage, template, template_version, model, params_json,
     item_id, status, raw_response, parsed_json, error, prompt_tokens, completion_tokens, latency_ms, attempts, run_id,
@@ -53,6 +57,39 @@ def cached_answers(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str,
     finally:
         con.unregister("_llm_keys")
     return {k: v for k, v in rows}
+
+
+def settle_interrupted_runs(con: duckdb.DuckDBPyConnection, *, found_by: str) -> list[str]:
+    """Close every ``running`` row of ``raw.llm_runs`` as ``interrupted``; the run ids closed.
+
+    Only when this process holds the warehouse's build lock (:func:`no_live_writer`), so that no row can be a live
+    run's. What the warehouse shows of the dead run fills its figures: the HTTP attempts its writer thread
+    committed to ``raw.llm_ledger`` (``calls``, tokens, cost). What it does not show stays NULL: ``finished_at``
+    (when it died), ``cache_hits`` and ``failed_calls`` (never written per attempt)."""
+    if not no_live_writer(con):
+        return []
+    stale = [
+        r[0]
+        for r in con.execute("select run_id from raw.llm_runs where status = 'running' order by started_at").fetchall()
+    ]
+    for run_id in stale:
+        con.execute(
+            """update raw.llm_runs as r set status = ?, calls = l.calls, prompt_tokens = l.prompt_tokens,
+                   completion_tokens = l.completion_tokens, cost_usd = l.cost_usd, message = ?
+               from (select count(*) as calls, coalesce(sum(prompt_tokens), 0) as prompt_tokens,
+                            coalesce(sum(completion_tokens), 0) as completion_tokens,
+                            coalesce(sum(cost_usd), 0) as cost_usd
+                     from raw.llm_ledger where run_id = ?) as l
+               where r.run_id = ? and r.status = 'running'""",
+            [
+                RUN_INTERRUPTED,
+                f"interrupted: the process died mid-run (found by {found_by} at {now_utc():%Y-%m-%d %H:%M:%S} UTC); "
+                "calls, tokens and cost are the attempts raw.llm_ledger holds",
+                run_id,
+                run_id,
+            ],
+        )
+    return stale
 
 
 def record_run_start(
