@@ -174,3 +174,36 @@ def test_checks_then_publish_with_the_build_s_vars_and_final_row(tmp_path: Path)
         served.close()
     assert row == [final]
     assert "fit1" in paths.quality_report.read_text()
+
+
+def test_begin_under_the_lock_closes_ingest_and_llm_runs_a_dead_process_left_running(paths: Paths) -> None:
+    """A build may be the first command after a killed ingest or LLM run: it closes their rows too (only under the
+    build lock, as every build runs; without it a running row may be a live one's)."""
+    from pipelines.core.lock import BuildLock
+
+    con = connect(paths.build_db)
+    try:
+        con.execute(
+            "insert into raw.ingest_runs (ingest_id, started_at, status, files) values ('ing-dead', now(), 'running', ['a.jsonl'])"
+        )
+        con.execute(
+            "insert into raw.llm_runs (run_id, command, model, started_at, status) "
+            "values ('llm-dead', 'annotate', 'm', now(), 'running')"
+        )
+    finally:
+        con.close()
+    _begin(paths, "unlocked")  # no lock held: a live process may own them, left alone
+    con = duckdb.connect(str(paths.build_db), read_only=True)
+    assert con.execute("select status from raw.ingest_runs").fetchall() == [("running",)]
+    assert con.execute("select status from raw.llm_runs").fetchall() == [("running",)]
+    con.close()
+    with BuildLock(paths.lock_file):
+        _begin(paths, "locked")
+    con = duckdb.connect(str(paths.build_db), read_only=True)
+    try:
+        ingest_status, ingest_reason = con.execute("select status, reason from raw.ingest_runs").fetchone()
+        llm_status, calls, message = con.execute("select status, calls, message from raw.llm_runs").fetchone()
+    finally:
+        con.close()
+    assert ingest_status == "interrupted" and "build locked" in ingest_reason
+    assert llm_status == "interrupted" and calls == 0 and "build locked" in message

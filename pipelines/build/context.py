@@ -119,7 +119,7 @@ class BuildContext:
     # -------------------------------------------------------------------------------------------- record
 
     def begin(self) -> None:
-        """Settle builds a dead process left ``running``, then record this build as running.
+        """Settle builds, ingests and LLM runs a dead process left ``running``, then record this build as running.
 
         We hold the build lock, so a ``running`` build died without cleaning up (kill -9, power). If its
         served copy was swapped in (the served ``fct_builds`` says it was published), its final row is taken
@@ -127,8 +127,14 @@ class BuildContext:
         it had entered. The temporary files a killed publisher left in ``serve/`` are removed.
         """
         from pipelines.build.publish import remove_stale_temporaries
+        from pipelines.ingest.runs import settle_interrupted_runs as settle_ingests
+        from pipelines.llm.store import now_utc
+        from pipelines.llm.store import settle_interrupted_runs as settle_llm_runs
 
         con = self.con
+        # the ingest and LLM runs a dead process left running too (a build may be the next command to run)
+        settle_ingests(con, found_by=f"build {self.build_id}", now=now_utc())
+        settle_llm_runs(con, found_by=f"build {self.build_id}")
         self._recover_published(con)
         con.execute(
             "update ops.builds set status = 'failed', message = ?, published = false where status = 'running'",
