@@ -159,6 +159,19 @@ def test_results_equal_the_pinned_golden(results):
     np.testing.assert_allclose(got.log_loss[l1].to_numpy(float), gold.log_loss[l1].to_numpy(float), rtol=1e-5)
 
 
+def test_the_golden_holds_for_every_representation(results):
+    """The golden is the comp-rep run of its frame; a unit's numbers depend on its design, never on the
+    representation's name, so the measure- and score-rep runs of the same frame give exactly the same rows (every
+    variant, both protocols, HMDR's too) under their own name: the golden pins all three."""
+    df, res = results
+    _, cols = make_frame()
+    assert set(res.representation) == {"comp"}
+    for rep in ("measure", "score"):
+        got = run_protocols(df, cols, representation=rep, n_splits=2, n_seeds=2, min_ood_test=45)
+        assert (got.representation == rep).all()
+        pd.testing.assert_frame_equal(got.drop(columns="representation"), res.drop(columns="representation"))
+
+
 def _reference_rows(df: pd.DataFrame, cols: list[str], variants: tuple[str, ...], **kw) -> pd.DataFrame:
     """The per-split loop the units replaced: every variant fitted on its own, split by split."""
     s = ProtocolSettings(variants=variants, **kw)
@@ -166,7 +179,7 @@ def _reference_rows(df: pd.DataFrame, cols: list[str], variants: tuple[str, ...]
     for mech in sorted(df.mechanism.unique()):
         d = prepare_mechanism(df[df.mechanism == mech], cols, "comp")
         y_pos = d.y == "a"
-        runs = [
+        runs: list[tuple[str, int, str | None, np.ndarray, np.ndarray]] = [
             ("in_domain", i, None, ~te, te)
             for i, te in enumerate(in_domain_splits(d.dom, s.n_splits, s.test_frac, s.seed, mech))
         ]
@@ -226,7 +239,7 @@ def test_worker_processes_give_the_same_rows_in_any_order():
     units = [u for d in designs.values() for u in plan_units(d, settings)]
 
     def frame(results):
-        return sort_results(pd.DataFrame([r for _, rows, _, _ in results for r in rows], columns=EVAL_COLUMNS))
+        return sort_results(pd.DataFrame([r for _, rows, *_ in results for r in rows], columns=EVAL_COLUMNS))
 
     one = frame(run_units(designs, units, settings, n_jobs=1))
     two = frame(run_units(designs, units[::-1], settings, n_jobs=2))

@@ -37,6 +37,9 @@ class EvalProgress:
         self.left: Counter[GroupKey] = Counter()
         self.runs: dict[GroupKey, Counter[str]] = defaultdict(Counter)
         self.seconds: defaultdict[GroupKey, float] = defaultdict(float)
+        self.cpu: defaultdict[GroupKey, float] = defaultdict(float)
+        #: CPU seconds per (representation, variant group): each unit counted once (the profile of the run)
+        self.cpu_by_group: defaultdict[tuple[str, str], float] = defaultdict(float)
         self.not_converged: Counter[str] = Counter()  # per variant: fits stopped at their iteration limit
         for u in units:
             for v in u.variants:
@@ -59,15 +62,21 @@ class EvalProgress:
             f"({', '.join(representations)}), {how}; {self.n_todo:,} to run on {n_jobs} process(es)"
         )
 
-    def unit_done(self, unit: EvalUnit, seconds: float, n_not_converged: int = 0) -> None:
-        """Count ``unit``; a line for each of its variants that is now complete (or a heartbeat now and then)."""
+    def unit_done(
+        self, unit: EvalUnit, seconds: float, n_not_converged: int = 0, cpu_seconds: float | None = None
+    ) -> None:
+        """Count ``unit`` (``seconds`` wall, ``cpu_seconds`` CPU, default the wall seconds); a line for each of its
+        variants that is now complete (or a heartbeat now and then)."""
+        cpu = seconds if cpu_seconds is None else cpu_seconds
         self.n_run += 1
+        self.cpu_by_group[(unit.representation, "+".join(unit.variants))] += cpu
         if n_not_converged:
             self.not_converged[unit.variants[0]] += n_not_converged
         wrote = False
         for v in unit.variants:
             key = (unit.representation, unit.mechanism, v)
             self.seconds[key] += seconds
+            self.cpu[key] += cpu
             self.left[key] -= 1
             if self.left[key] <= 0:
                 del self.left[key]
@@ -89,11 +98,25 @@ class EvalProgress:
         width = len(str(self.n_groups))
         return (
             f"[{self.n_done_groups:>{width}}/{self.n_groups}] {rep} {mech} {variant}: {', '.join(parts) or 'no runs'}, "
-            f"{self.seconds[key]:.1f}s of fits, {time.perf_counter() - self.t0:.0f}s elapsed"
+            f"{self.seconds[key]:.1f}s of fits ({self.cpu[key]:.1f}s CPU), {time.perf_counter() - self.t0:.0f}s elapsed"
         )
 
     def finish(self, n_rows: int) -> None:
         self.write(f"evaluate: {self.n_run:,} units run, {n_rows:,} result rows, {time.perf_counter() - self.t0:.1f}s")
+        for line in self.cpu_lines():
+            self.write(line)
         if self.not_converged:
             where = ", ".join(f"{v} {n:,}" for v, n in self.not_converged.most_common())
             self.write(f"  fits that stopped at their iteration limit (scikit-learn ConvergenceWarning): {where}")
+
+    def cpu_lines(self) -> list[str]:
+        """The CPU seconds of this run's fits per representation and variant group (costliest first), one line
+        per representation: where an evaluation spends its time, whatever the load."""
+        reps = sorted({r for r, _ in self.cpu_by_group})
+        lines = []
+        for rep in reps:
+            groups = sorted(((g, s) for (r, g), s in self.cpu_by_group.items() if r == rep), key=lambda t: -t[1])
+            total = sum(s for _, s in groups)
+            parts = ", ".join(f"{g} {s:.1f}" for g, s in groups)
+            lines.append(f"  CPU seconds of fits, {rep}: {total:.1f} ({parts})")
+        return lines

@@ -160,11 +160,11 @@ def _run_pending(
     n_run, last_flush = 0, time.perf_counter()
     results = run_units(designs, todo, settings, jobs)
     try:
-        for unit, rows, secs, n_conv in results:
+        for unit, rows, secs, n_conv, cpu in results:
             buffer += [r for r in rows if _row_key(r) not in done]
             n_run += 1
             if tracker is not None:
-                tracker.unit_done(unit, secs, n_conv)
+                tracker.unit_done(unit, secs, n_conv, cpu)
             if time.perf_counter() - last_flush >= flush_seconds:
                 write_rows(con, record.eval_id, build_id, buffer, settings.n_splits, settings.n_seeds)
                 buffer, last_flush = [], time.perf_counter()

@@ -26,8 +26,10 @@ from py_models.eval_protocols import EvalUnit, MechanismDesign, ProtocolSettings
 __all__ = ["DesignKey", "UnitResult", "resolve_jobs", "run_counted", "run_units"]
 
 DesignKey = tuple[str, str]  # (representation, mechanism)
-#: the unit, its rows, seconds it took, fits in it that stopped at their iteration limit (ConvergenceWarning)
-UnitResult = tuple[EvalUnit, list[dict[str, Any]], float, int]
+#: the unit, its rows, seconds it took, fits in it that stopped at their iteration limit (ConvergenceWarning), CPU
+#: seconds it took (of the process running it: a worker runs one unit at a time on one thread; under load the
+#: wall seconds grow with the load, the CPU seconds far less)
+UnitResult = tuple[EvalUnit, list[dict[str, Any]], float, int, float]
 
 #: per worker: futures handed to the pool ahead of the ones running (enough to keep it fed, few to cancel)
 _AHEAD = 4
@@ -80,7 +82,7 @@ def run_counted(design: MechanismDesign, unit: EvalUnit, settings: ProtocolSetti
     import sklearn
     from sklearn.exceptions import ConvergenceWarning
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with (
         warnings.catch_warnings(record=True) as caught,
         sklearn.config_context(skip_parameter_validation=True, assume_finite=True),
@@ -93,7 +95,7 @@ def run_counted(design: MechanismDesign, unit: EvalUnit, settings: ProtocolSetti
             n_conv += 1
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return unit, rows, time.perf_counter() - t0, n_conv
+    return unit, rows, time.perf_counter() - t0, n_conv, time.process_time() - c0
 
 
 def _run(unit: EvalUnit) -> UnitResult:
@@ -108,8 +110,8 @@ def run_units(
     settings: ProtocolSettings,
     n_jobs: int,
 ) -> Generator[UnitResult, None, None]:
-    """Run ``units`` (started in the given order) and yield ``(unit, rows, seconds, n_convergence_warnings)`` as
-    each finishes.
+    """Run ``units`` (started in the given order) and yield ``(unit, rows, seconds, n_convergence_warnings,
+    cpu_seconds)`` as each finishes.
 
     Closing the iterator (an error, Ctrl-C) cancels the units not yet started and stops the workers.
     """
