@@ -20,6 +20,12 @@ Formats:
   type from ``--mechanism-type-default`` / ``--mechanism-type``, or ``--mechanism``.
 * ``arena``: Chatbot Arena battles (``model_a, model_b, winner, conversation_a, conversation_b``).
 
+Unlabelled pairs (``Options.allow_unlabelled``, passed by `preflens score` only): a row whose winner is absent (no
+column, null, or blank) is a pair without a verdict, loaded as an item with no label row (:func:`validate`); an
+AnnotatedPairs comparison that yields no verdict row (no ``annotations``, or only principle / model_identity /
+unknown annotators) gives one such row for its pair. ``hf`` always carries a verdict (chosen wins). Without the
+option, a missing winner is quarantined as always.
+
 Adapters never drop a record: each one becomes a row of the output frame (``_reason`` set when it must be
 quarantined), an :class:`Issue`, or a counted skip. A text field whose input value is not a string (a number, an
 object, a list that is not a message list) is quarantined as ``<field> is a number, expected text``, never stored as
@@ -87,6 +93,8 @@ class Options:
     mechanism_type: str | None = None
     #: the mechanism type of verdicts whose type the file does not name or names in no known way
     mechanism_type_default: str | None = None
+    #: a row without a winner is a pair to score, not a bad row (`preflens score` only; see :func:`validate`)
+    allow_unlabelled: bool = False
 
     @property
     def fallback_type(self) -> str | None:
@@ -169,7 +177,7 @@ def adapt(raw: RawTable | RawDocument, fmt: str, opts: Options) -> Adapted:
             f" ({'a JSON document' if isinstance(raw, RawDocument) else 'a table of records'})"
         )
     adapted = adapters[fmt](raw, opts)
-    adapted.frame = validate(adapted.frame, adapted.names)
+    adapted.frame = validate(adapted.frame, adapted.names, allow_unlabelled=opts.allow_unlabelled)
     return adapted
 
 
@@ -525,7 +533,9 @@ def adapt_annotated_pairs(doc: RawDocument, opts: Options) -> Adapted:
             issues.append(Issue(line, R_NON_UTF8, clip(printable(json.dumps(comp, ensure_ascii=False)))))
             continue
         anns = comp.get("annotations")
-        if not isinstance(anns, dict) or not anns:
+        if opts.allow_unlabelled and (anns is None or anns == {}):
+            anns = {}  # a pair to score: it gets its unlabelled row below
+        elif not isinstance(anns, dict) or not anns:
             issues.append(Issue(line, "no annotations", clip(json.dumps(comp, ensure_ascii=False))))
             continue
         ra, rb = comp.get("response_a"), comp.get("response_b")
@@ -547,6 +557,16 @@ def adapt_annotated_pairs(doc: RawDocument, opts: Options) -> Adapted:
             None,
         )
         texts = {"prompt": comp.get("prompt"), "response_a": ra.get("text"), "response_b": rb.get("text")}
+        pair = {
+            "_line": line,
+            **texts,
+            "_domain": cdomain,
+            "source": dataset,
+            "source_item_id": None if comp.get("id") is None else str(comp.get("id")),
+            "model_a": ra.get("model"),
+            "model_b": rb.get("model"),
+        }
+        n_verdicts = len(rows)
         for aid, ann in anns.items():
             raw_text = clip(json.dumps({**comp, "annotations": {aid: ann}}, ensure_ascii=False))
             pref = ann.get("pref") if isinstance(ann, dict) else ann
@@ -574,22 +594,20 @@ def adapt_annotated_pairs(doc: RawDocument, opts: Options) -> Adapted:
             reason = wrong or (mech if isinstance(mech, str) else None)
             rows.append(
                 {
-                    "_line": line,
+                    **pair,
                     "_raw": raw_text,
-                    **texts,
                     "winner": "tie" if pref is None else str(pref).strip().lower(),
-                    "_domain": cdomain,
                     "mechanism": None if isinstance(mech, str) else mech[0],
                     "mechanism_type": None if isinstance(mech, str) else mech[1],
-                    "source": dataset,
-                    "source_item_id": None if comp.get("id") is None else str(comp.get("id")),
                     "source_pair_id": None if comp.get("id") is None else f"{comp.get('id')}/{aid}",
-                    "model_a": ra.get("model"),
-                    "model_b": rb.get("model"),
                     "protocol": (annotators.get(aid) or {}).get("description"),
                     "_reason": reason,
                 }
             )
+        if opts.allow_unlabelled and len(rows) == n_verdicts:
+            # no verdict row (no annotations, or only principle / model_identity / unknown ones): the pair itself
+            raw_text = clip(json.dumps(comp, ensure_ascii=False))
+            rows.append({**pair, "_raw": raw_text, "winner": None, "_reason": wrong})
     schema = {"_line": pl.Int64, **{k: pl.String for k in ("_raw", *CANONICAL_COLUMNS, "_domain", "_reason")}}
     for r in rows:  # every value a string (or null): the frame is all-String by contract
         for k, v in r.items():
@@ -671,27 +689,51 @@ def adapt_icai_csv(raw: RawTable, opts: Options) -> Adapted:
 
 # --------------------------------------------------------------------------------------------- validation
 
+#: the texts of a pair (required with or without a verdict)
+_TEXT_COLUMNS = frozenset({"prompt", "response_a", "response_b"})
+#: the columns of a pair's verdict besides the winner (its ``raw.labels`` row): null on an unlabelled pair
+_LABEL_COLUMNS: tuple[str, ...] = ("mechanism", "mechanism_type", "protocol", "source_pair_id")
 
-def validate(frame: pl.DataFrame, names: dict[str, str] | None = None) -> pl.DataFrame:
-    """Set ``_reason`` (first failing check wins) and normalise ``winner``; names map columns to input names."""
+
+def validate(
+    frame: pl.DataFrame, names: dict[str, str] | None = None, *, allow_unlabelled: bool = False
+) -> pl.DataFrame:
+    """Set ``_reason`` (first failing check wins) and normalise ``winner``; names map columns to input names.
+
+    With ``allow_unlabelled`` (the pairs `preflens score` reads), a row whose winner is absent (null, or blank: a CSV
+    cell is never null) is an unlabelled pair: its texts are checked, its winner and mechanism are not, and its
+    label columns (mechanism, type, protocol, pair id) are set to null (it becomes an item without a label row). A
+    winner that is present is checked as always. Without it, a missing winner is quarantined.
+    """
     names = names or {}
-    frame = frame.with_columns(pl.col("winner").str.strip_chars().str.to_lowercase())
+    winner = pl.col("winner").str.strip_chars().str.to_lowercase()
+    if allow_unlabelled:
+        winner = pl.when(winner == "").then(None).otherwise(winner)
+    frame = frame.with_columns(winner.alias("winner"))
+    labelled = pl.col("winner").is_not_null() if allow_unlabelled else pl.lit(True)
     checks: list[tuple[pl.Expr, pl.Expr]] = [(pl.col("_reason").is_not_null(), pl.col("_reason"))]
     for c in REQUIRED_COLUMNS:
         if c == "mechanism_type":
             continue  # reported as 'unknown mechanism_type' below
-        checks.append((pl.col(c).is_null(), _lit(f"missing required column '{names.get(c, c)}'")))
+        missing = pl.col(c).is_null() if c in _TEXT_COLUMNS else labelled & pl.col(c).is_null()
+        checks.append((missing, _lit(f"missing required column '{names.get(c, c)}'")))
     for c in ("prompt", "response_a", "response_b"):
         checks.append((pl.col(c).str.strip_chars() == "", _lit(f"empty {names.get(c, c)}")))
     prefix = pl.col("mechanism").str.split_exact(":", 1).struct.field("field_0")
+    mtype_known = pl.col("mechanism_type").is_in(list(MECHANISM_TYPES)).fill_null(False)
     checks += [
         (pl.col("response_a").str.strip_chars() == pl.col("response_b").str.strip_chars(), _lit("identical responses")),
         (~pl.col("winner").is_in(["a", "b", "tie"]), _lit("unknown winner value")),
-        (~pl.col("mechanism_type").is_in(list(MECHANISM_TYPES)).fill_null(False), _lit("unknown mechanism_type")),
-        (prefix != pl.col("mechanism_type"), _lit("mechanism_type does not match mechanism")),
+        (labelled & ~mtype_known, _lit("unknown mechanism_type")),
+        (labelled & (prefix != pl.col("mechanism_type")), _lit("mechanism_type does not match mechanism")),
     ]
     (first_check, first_reason), *rest = checks
     expr: Then | ChainedThen = pl.when(first_check).then(first_reason)
     for check, reason in rest:
         expr = expr.when(check).then(reason)
-    return frame.with_columns(expr.otherwise(None).alias("_reason"))
+    frame = frame.with_columns(expr.otherwise(None).alias("_reason"))
+    if not allow_unlabelled:
+        return frame
+    return frame.with_columns(
+        pl.when(pl.col("winner").is_null()).then(None).otherwise(pl.col(c)).alias(c) for c in _LABEL_COLUMNS
+    )

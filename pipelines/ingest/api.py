@@ -43,6 +43,7 @@ def ingest_paths(
     mechanism: str | None = None,
     mechanism_type: str | None = None,
     mechanism_type_default: str | None = None,
+    allow_unlabelled: bool = False,
     progress: Progress | None = None,
 ) -> IngestSummary:
     """Ingest files into ``raw.items/labels/domains/quarantine`` and record one ``raw.ingest_runs`` row.
@@ -54,7 +55,9 @@ def ingest_paths(
     ``completed_with_warnings``, ``failed``, ``interrupted``) and ``reason``. A missing file, a directory, an
     unknown format or bad arguments raise before anything is written. ``progress`` receives one message per step.
     ``mechanism_type_default`` is the type of verdicts whose file names none (AnnotatedPairs ``unknown`` annotators,
-    the ICAI CSV's ``preferred_text``).
+    the ICAI CSV's ``preferred_text``). ``allow_unlabelled`` (`preflens score` only) loads a row without a winner as
+    an item with no label row (``FileSummary.unlabelled``) instead of quarantining it; a winner that is present is
+    checked as always.
     """
     say = progress or (lambda _msg: None)
     files = [Path(p) for p in paths]
@@ -71,12 +74,14 @@ def ingest_paths(
         mechanism=mechanism,
         mechanism_type=mechanism_type,
         mechanism_type_default=mechanism_type_default,
+        allow_unlabelled=allow_unlabelled,
     )
 
     ensure_schemas(con)
     started = _now()
     summary = IngestSummary(ingest_id=new_id(now=started, stamp="%Y%m%dT%H%M%S", suffix_len=8))
-    settle_interrupted_runs(con, found_by=summary.ingest_id, now=started)  # rows a killed ingest left running
+    # rows a killed ingest left running
+    settle_interrupted_runs(con, found_by=f"ingest {summary.ingest_id}", now=started)
     con.execute(
         "insert into raw.ingest_runs (ingest_id, started_at, files, status) values (?, ?, ?, ?)",
         [summary.ingest_id, started, [str(p.resolve()) for p in files], RUN_RUNNING],

@@ -7,7 +7,9 @@ the reverse, ``model_a/model_b`` swap and the winner flips. ``item_id = sha256(p
 
 A label row is ``new`` (first time this (item, mechanism) is seen), ``duplicate`` (same winner as the label already
 stored, or as the first row for it earlier in this file) or ``conflict`` (different winner: quarantined as
-'conflicting label'). Per item, the first row seen sets prompt, domain, models and source.
+'conflicting label'). A row without a winner (only when the adapters allowed unlabelled pairs, for `preflens score`)
+is ``unlabelled``: its item is loaded, no label row is written. Per item, the first row seen sets prompt, domain,
+models and source.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ select l.*,
     first_value(l.cw) over (partition by l.label_id order by l._line) as _first_w,
     x.winner as _stored_w,
     case
+        when l.winner is null then 'unlabelled'
         when x.winner is not null then (case when x.winner = l.cw then 'duplicate' else 'conflict' end)
         when row_number() over (partition by l.label_id order by l._line) = 1 then 'new'
         when l.cw = first_value(l.cw) over (partition by l.label_id order by l._line) then 'duplicate'
@@ -155,6 +158,7 @@ def write_file(
         summary.new_domains = int(new_domains[0]) if new_domains else 0
         summary.loaded = counts.get("new", 0)
         summary.duplicates = counts.get("duplicate", 0)
+        summary.unlabelled = counts.get("unlabelled", 0)
         summary.quarantine_reasons = Counter(quarantine["reason"].to_list())
         if counts.get("conflict"):
             summary.quarantine_reasons[R_CONFLICT] += counts["conflict"]
@@ -163,7 +167,7 @@ def write_file(
             raise IngestError(
                 f"internal error: counts of {summary.path} do not reconcile (read {summary.rows_read} != loaded "
                 f"{summary.loaded} + duplicates {summary.duplicates} + quarantined {summary.quarantined} + skipped "
-                f"{summary.skipped})"
+                f"{summary.skipped} + without a verdict {summary.unlabelled})"
             )
         con.execute("commit")
         summary.committed = True

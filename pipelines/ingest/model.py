@@ -64,12 +64,13 @@ class Issue:
 
 @dataclass
 class FileSummary:
-    """Counts for one ingested file. ``rows_read == loaded + duplicates + quarantined + skipped + annotations +
-    annotation_duplicates``.
+    """Counts for one ingested file. ``rows_read == loaded + duplicates + quarantined + skipped + unlabelled +
+    annotations + annotation_duplicates``.
 
     A row is one verdict (loaded as a ``raw.labels`` row) or, for AnnotatedPairs ``principle`` annotators, one concept
     annotation (``annotations``: new ``raw.annotations`` cells; ``annotation_duplicates``: the same value already
-    stored).
+    stored), or, when unlabelled pairs are allowed (`preflens score`), a pair without a verdict (``unlabelled``: an
+    item with no label row; 0 for `preflens ingest`, where a missing winner is quarantined).
 
     ``error`` says why the file failed: either it could not be read (``committed`` is False and nothing of it was
     written), or it had no usable row (its quarantine rows are committed). ``warnings`` are problems that did not
@@ -86,6 +87,7 @@ class FileSummary:
     duplicates: int = 0
     quarantined: int = 0
     skipped: int = 0
+    unlabelled: int = 0
     annotations: int = 0
     annotation_duplicates: int = 0
     new_items: int = 0
@@ -95,11 +97,11 @@ class FileSummary:
 
     @property
     def usable(self) -> int:
-        """Rows that were loaded or were already present (verdicts and concept annotations)."""
-        return self.loaded + self.duplicates + self.annotations + self.annotation_duplicates
+        """Rows that were loaded or were already present (verdicts, unlabelled pairs and concept annotations)."""
+        return self.loaded + self.duplicates + self.unlabelled + self.annotations + self.annotation_duplicates
 
     def reconciles(self) -> bool:
-        done = self.loaded + self.duplicates + self.quarantined + self.skipped
+        done = self.loaded + self.duplicates + self.quarantined + self.skipped + self.unlabelled
         return self.rows_read == done + self.annotations + self.annotation_duplicates
 
 
@@ -132,6 +134,10 @@ class IngestSummary:
     @property
     def skipped(self) -> int:
         return self._total("skipped")
+
+    @property
+    def unlabelled(self) -> int:
+        return self._total("unlabelled")
 
     @property
     def annotations(self) -> int:
@@ -171,6 +177,7 @@ class IngestSummary:
             "duplicates",
             "quarantined",
             "skipped",
+            "unlabelled",
             "annotations",
             "annotation_duplicates",
             "new_items",
@@ -214,6 +221,7 @@ class IngestSummary:
             out.append(
                 f"{f.path} [{f.format}]: read {f.rows_read}, loaded {f.loaded}, duplicates {f.duplicates}, "
                 f"quarantined {f.quarantined}, skipped {f.skipped}, new items {f.new_items}"
+                + (f", pairs without a verdict {f.unlabelled}" if f.unlabelled else "")
             )
             if f.annotations or f.annotation_duplicates:
                 out.append(
@@ -226,6 +234,7 @@ class IngestSummary:
         out.append(
             f"total: read {self.rows_read}, loaded {self.loaded}, duplicates {self.duplicates}, "
             f"quarantined {self.quarantined}, skipped {self.skipped}, new items {self.new_items}"
+            + (f", pairs without a verdict {self.unlabelled}" if self.unlabelled else "")
         )
         for reason, n in self.quarantine_reasons.most_common():
             out.append(f"  quarantined {n}: {reason}")

@@ -67,7 +67,7 @@ def _reason(files: list[str], committed: dict[str, tuple[int, int]], found_by: s
     done = [f"{f} ({n} loaded, {q} quarantined)" for f, (n, q) in committed.items()]
     rest = [f for f in files if f not in committed]
     parts = [
-        f"{DIED} (found by ingest {found_by} at {now:%Y-%m-%d %H:%M:%S} UTC, no live process holding the build lock)",
+        f"{DIED} (found by {found_by} at {now:%Y-%m-%d %H:%M:%S} UTC, no live process holding the build lock)",
         f"committed before it: {', '.join(done)}" if done else "no file had committed a row",
     ]
     if rest:
