@@ -4,7 +4,8 @@ A published fit is kept in the fit marts as one row per domain x concept (``fct_
 vector b on domain ``__shared__``, b + s_d on each fitted domain, and ``feature_scale`` (the divisor the fit
 applied to each concept column). :class:`FrozenFit` rebuilds from those rows an :class:`HMDRClassifier` with the
 given coefficients, so new pairs are scored by HMDR's own ``predict_proba`` (unseen or weightless domains with b
-alone), and explained per pair by :func:`py_models.lift.concept_contributions`.
+alone), and explained per pair by :func:`py_models.lift.concept_contributions`. The new pairs' raw features are
+not made here: dbt builds them with the fit's own transform and pivot (pipelines/score/features.py).
 
 Drift: the agreement of the frozen fit with the mechanism's verdicts on the new pairs, with a Wilson interval,
 against the fit's own held-out (out-of-fold) accuracy and its Wilson interval. A drift signal is a drop beyond
@@ -27,8 +28,6 @@ __all__ = [
     "SHARED_DOMAIN",
     "ALL_DOMAINS",
     "FrozenFit",
-    "measure_diff",
-    "pivot_features",
     "wilson_interval",
     "agreement_table",
 ]
@@ -112,36 +111,6 @@ class FrozenFit:
         )
         explanations = concept_contributions(X, model.effective_weights(dom), self.concepts, ids)
         return pairs, explanations
-
-
-def measure_diff(
-    measure_a: ArrayLike, measure_b: ArrayLike, transform: ArrayLike, is_relevant: ArrayLike
-) -> NDArray[np.float64]:
-    """measure-rep value T(m_a) - T(m_b) per cell, as ``int_item_concepts.measure_diff`` defines it: 0 when not
-    relevant, NaN without a transform or a measure; T = sign(m) ln(1+|m|) for ``log1p``, m for ``identity``."""
-    a = np.asarray(measure_a, dtype=np.float64)
-    b = np.asarray(measure_b, dtype=np.float64)
-    t = np.asarray(transform, dtype=object)
-    rel = np.asarray(is_relevant, dtype=bool)
-    log1p = t == "log1p"
-    ta = np.where(log1p, np.sign(a) * np.log1p(np.abs(a)), a)
-    tb = np.where(log1p, np.sign(b) * np.log1p(np.abs(b)), b)
-    known = (log1p | (t == "identity")) & np.isfinite(a) & np.isfinite(b)
-    return np.where(known, np.where(rel, ta - tb, 0.0), np.nan)
-
-
-def pivot_features(long: pd.DataFrame, item_ids: Sequence[str], concepts: Sequence[str], value: str) -> np.ndarray:
-    """Wide (items x concepts) matrix of column ``value`` of a long item x concept table, in the given orders;
-    0 where the item has no (or a null) value for a concept, as the fit's pivot (``concept_feature_table``)."""
-    out = np.zeros((len(item_ids), len(concepts)))
-    if long.empty or not len(item_ids) or not len(concepts):
-        return out
-    row = pd.Index(list(item_ids)).get_indexer(pd.Index(long["item_id"]))
-    col = pd.Index(list(concepts)).get_indexer(pd.Index(long["concept"]))
-    vals = long[value].to_numpy(dtype=np.float64)
-    keep = (row >= 0) & (col >= 0) & np.isfinite(vals)
-    out[row[keep], col[keep]] = vals[keep]
-    return out
 
 
 def wilson_interval(k: ArrayLike, n: ArrayLike, z: float = _Z95) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

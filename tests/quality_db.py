@@ -207,7 +207,7 @@ create table marts.fct_mechanism_contrasts (
 create table marts.fct_scored_pairs (
     score_id varchar, fit_id varchar, mechanism varchar, representation varchar, annotator_version varchar,
     scored_at timestamp, item_id varchar, domain varchar, winner varchar, predicted_winner varchar, prob_a double,
-    logit double, used_domain_weights boolean, agrees boolean
+    logit double, used_domain_weights boolean, agrees boolean, comparison varchar
 );
 create table marts.fct_scored_explanations (
     score_id varchar, fit_id varchar, mechanism varchar, representation varchar, item_id varchar, concept varchar,

@@ -12,8 +12,6 @@ from py_models.frozen import (
     SHARED_DOMAIN,
     FrozenFit,
     agreement_table,
-    measure_diff,
-    pivot_features,
     wilson_interval,
 )
 from py_models.synthetic import make_planted
@@ -155,26 +153,6 @@ def test_wilson_interval_known_values() -> None:
     np.testing.assert_allclose(low[:2], [0.4902, 0.0], atol=1e-4)
     np.testing.assert_allclose(high[:2], [0.9433, 0.2775], atol=1e-4)
     assert np.isnan(low[2]) and np.isnan(high[2])
-
-
-def test_measure_diff_follows_the_catalog_transform() -> None:
-    out = measure_diff(
-        [10.0, 10.0, 3.0, 2.0, np.nan],
-        [1.0, 1.0, 1.0, 1.0, 1.0],
-        ["log1p", "identity", "log1p", None, "identity"],
-        [True, True, False, True, True],
-    )
-    np.testing.assert_allclose(out[:3], [np.log(11) - np.log(2), 9.0, 0.0])
-    assert np.isnan(out[3]) and np.isnan(out[4])
-    assert measure_diff([-3.0], [0.0], ["log1p"], [True])[0] == pytest.approx(-np.log(4))
-
-
-def test_pivot_puts_zero_where_an_item_has_no_value_and_ignores_other_concepts() -> None:
-    long = pd.DataFrame(
-        {"item_id": ["i1", "i1", "i2", "i3"], "concept": ["A", "Z", "B", "A"], "v": [1.5, 9.0, np.nan, -2.0]}
-    )
-    X = pivot_features(long, ["i2", "i1", "i4"], ["A", "B"], "v")
-    np.testing.assert_array_equal(X, [[0.0, 0.0], [1.5, 0.0], [0.0, 0.0]])
 
 
 def test_rows_of_two_fits_are_refused() -> None:

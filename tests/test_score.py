@@ -15,11 +15,16 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 
+from pipelines.annotate.catalog import OFFLINE_ANNOTATOR, OFFLINE_ANNOTATOR_VERSION
+from pipelines.annotate.offline import upsert_catalog
 from pipelines.core.config import SAMPLE_PATH, Paths
-from pipelines.score.fit import load_fit
-from pipelines.score.inputs import new_pair_features
+from pipelines.core.warehouse import connect
+from pipelines.score.fit import FitSpec, ScoreError, load_fit
+from pipelines.score.inputs import annotate_new_pairs, ingest_new_pairs, load_new_pairs, new_pair_features
+from py_models.frozen import ALL_DOMAINS, FrozenFit
 from tests.conftest import QUICK_FIT_ARGS, SampleRun, preflens
 from tests.sample_subset import SUBSET_MECHANISMS
 
@@ -141,7 +146,8 @@ def test_scoring_adds_nothing_to_the_training_data(scored: Scored) -> None:
 
 
 def test_the_new_pairs_features_are_the_fits_own(scored: Scored) -> None:
-    """The sample's pairs, re-ingested and re-annotated, get exactly the features the fit was given."""
+    """The sample's pairs, re-ingested and re-annotated, get exactly the features the fit was given: the features
+    the score run's dbt built in its own file (the same transform and pivot) against the fit's feature mart."""
     db = scored.paths.build_db
     sid = scored.score_id(scored.same)
     ((input_db, fit_id, rep),) = q(
@@ -150,7 +156,7 @@ def test_the_new_pairs_features_are_the_fits_own(scored: Scored) -> None:
     con = duckdb.connect(str(db), read_only=True)
     try:
         fit = load_fit(con, fit_id, MECHANISM, rep)
-        new = new_pair_features(con, Path(input_db), fit, summary=None)  # type: ignore[arg-type]
+        new = load_new_pairs(Path(input_db), fit, summary=None)  # type: ignore[arg-type]
         cols = ", ".join(f'"{c}"' for c in fit.frozen.concepts)
         wide = con.execute(
             f"select item_id, {cols} from marts.fct_pair_features_{rep} where mechanism = ? order by item_id",
@@ -162,7 +168,8 @@ def test_the_new_pairs_features_are_the_fits_own(scored: Scored) -> None:
     ours = new.pairs["item_id"].tolist()
     assert sorted(wide["item_id"]) == sorted(ours)
     expected = wide.set_index("item_id").loc[ours].to_numpy(dtype=float)
-    np.testing.assert_allclose(new.X_raw, expected, rtol=1e-9, atol=1e-9)
+    # exactly: one transform and one pivot (dbt's) made both (a Python copy of them differed by 4.4e-16)
+    np.testing.assert_array_equal(new.X_raw, expected)
 
 
 def test_an_unknown_fit_is_named(scored: Scored, tmp_path: Path) -> None:
@@ -179,6 +186,112 @@ def test_a_mechanism_the_fit_did_not_fit_is_named(scored: Scored, tmp_path: Path
     proc = preflens(scored.paths.warehouse, "score", str(path), "--mechanism", "judge:nobody")
     assert proc.returncode == 1
     assert "has no weights for mechanism 'judge:nobody'" in proc.stderr and MECHANISM in proc.stderr
+
+
+# ------------------------------------------------------------------ the features dbt builds in the score file
+
+
+def _offline_fit(
+    concepts: list[str],
+    representation: str = "measure",
+    version: str = OFFLINE_ANNOTATOR_VERSION,
+    annotator: str = OFFLINE_ANNOTATOR,
+) -> FitSpec:
+    """A FitSpec over ``concepts`` (the weights do not matter for annotations and features)."""
+    p = len(concepts)
+    frozen = FrozenFit(concepts, np.ones(p), np.zeros(p), [], np.zeros((0, p)))
+    held_out = pd.DataFrame({"domain": [ALL_DOMAINS], "n_pairs": [10], "accuracy": [0.6]})
+    return FitSpec("fit-x", MECHANISM, representation, annotator, version, frozen, held_out)
+
+
+@pytest.fixture
+def small_score_file(tmp_path: Path) -> tuple[Path, Path]:
+    """A build DB holding only the offline catalog, and a score file with 12 of MECHANISM's sample pairs ingested
+    and annotated offline (as a score run leaves them before its features)."""
+    pairs = tmp_path / "pairs.jsonl"
+    _write_pairs(pairs)
+    pairs.write_text("".join(pairs.read_text().splitlines(keepends=True)[:12]))
+    build_db, input_db = tmp_path / "build.duckdb", tmp_path / "score" / "score-test.duckdb"
+    build = connect(build_db)
+    upsert_catalog(build)
+    try:
+        ingest_new_pairs(input_db, [pairs], mechanism=MECHANISM)
+        annotate_new_pairs(build, input_db, _offline_fit(["Length"]))
+    finally:
+        build.close()
+    return build_db, input_db
+
+
+def test_the_score_files_features_are_built_by_dbt_in_the_fits_concept_order(
+    small_score_file: tuple[Path, Path],
+) -> None:
+    """dbt builds the item features in the score file with the fit's catalog: columns in the fit's order, a concept
+    the new data lacks is 0, one the fit lacks is ignored, and the measure transform is the fit's catalog's."""
+    build_db, input_db = small_score_file
+    build = duckdb.connect(str(build_db))
+    try:  # the fit's catalog says identity for Length (the current offline catalog: log1p): the fit's must win
+        build.execute("update raw.concepts set measure_transform = 'identity' where concept = 'Length'")
+        concepts = ["Readability", "No Such Concept", "Length"]
+        new = new_pair_features(build, input_db, _offline_fit(concepts), summary=None)  # type: ignore[arg-type]
+    finally:
+        build.close()
+    tables = q(input_db, "select table_schema || '.' || table_name from information_schema.tables")
+    assert ("intermediate.int_item_features_measure",) in tables  # dbt's, not a Python pivot
+    raw = dict(
+        q(
+            input_db,
+            "select item_id, case when is_relevant then measure_a - measure_b else 0 end from raw.annotations "
+            "where concept = 'Length'",
+        )
+    )
+    ids = new.pairs["item_id"].tolist()
+    assert len(ids) == 12 and new.X_raw.shape == (12, 3)
+    np.testing.assert_array_equal(new.X_raw[:, 1], 0.0)
+    np.testing.assert_allclose(new.X_raw[:, 2], [raw[i] for i in ids], rtol=1e-12)
+    assert np.abs(new.X_raw[:, 2]).max() > 50  # identity on word counts, not log1p
+    assert np.abs(new.X_raw[:, 0]).max() > 0
+    wide = q(input_db, "select count(*) from intermediate.int_item_features_measure")[0][0]
+    n_cols = len(q(input_db, "describe intermediate.int_item_features_measure"))
+    assert wide == 12 and n_cols > 3 + 2  # every measured concept is built; the fit reads its own three
+
+
+def test_a_fit_whose_catalog_is_not_in_the_build_db_is_named(small_score_file: tuple[Path, Path]) -> None:
+    build_db, input_db = small_score_file
+    build = duckdb.connect(str(build_db))
+    try:
+        old_fit = _offline_fit(["Length"], version="offline-0.9")
+        with pytest.raises(ScoreError, match=r"no concept catalog of offline version offline-0\.9 \(raw\.concepts\)"):
+            new_pair_features(build, input_db, old_fit, summary=None)  # type: ignore[arg-type]
+    finally:
+        build.close()
+
+
+def test_imported_annotations_are_copied_from_the_warehouse_and_missing_ones_named(
+    small_score_file: tuple[Path, Path],
+) -> None:
+    build_db, input_db = small_score_file
+    fit = _offline_fit(["Length"], annotator="annotated_pairs", version="imp-1")
+    build = duckdb.connect(str(build_db))
+    try:  # the warehouse holds imported annotations of all but one of the run's items
+        build.execute(f"attach '{input_db}' as s (read_only)")
+        copy = (
+            "insert into raw.annotations select * replace ('annotated_pairs' as annotator, 'imp-1' as "
+            "annotator_version) from s.raw.annotations where annotator = 'offline' and item_id {} "
+            "(select min(item_id) from s.raw.items)"
+        )
+        build.execute(copy.format("<>"))
+        build.execute("detach s")
+        with pytest.raises(ScoreError, match=r"1 of 12 pairs have no annotated_pairs annotations of version imp-1"):
+            annotate_new_pairs(build, input_db, fit)
+        build.execute(f"attach '{input_db}' as s (read_only)")
+        build.execute(copy.format("="))
+        build.execute("detach s")
+        annotate_new_pairs(build, input_db, fit)
+    finally:
+        build.close()
+    assert q(input_db, "select count(distinct item_id) from raw.annotations where annotator_version = 'imp-1'") == [
+        (12,)
+    ]
 
 
 # ------------------------------------------------------------------ a held-back part of the sample
@@ -293,3 +406,125 @@ def test_concept_drift_follows_the_published_builds(held_back: HeldBack) -> None
     assert all(r[1] == 2 and r[2] == b1 for r in seconds)
     assert all(abs(r[5] - (r[3] - r[4])) < 1e-12 for r in seconds if r[4] is not None)
     assert any(abs(r[5]) > 0 for r in seconds if r[5] is not None)  # more data moved some weight
+
+
+# ------------------------------------------------------------------ a fit of the LLM annotator
+
+
+LLM_VERSION = "llm-p1:test-model"
+
+
+class LLMWarehouse:
+    def __init__(self, root: Path, known: Path, new: Path, concepts: list[str]) -> None:
+        self.build_db, self.known, self.new, self.concepts = root / "wh" / "preflens.duckdb", known, new, concepts
+
+    def fit(self) -> FitSpec:
+        return _offline_fit(self.concepts, representation="comp", version=LLM_VERSION, annotator="llm")
+
+
+@pytest.fixture
+def llm_warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, llm_server) -> LLMWarehouse:
+    """A warehouse whose first 8 planted pairs were annotated by the LLM annotator (test-model, the local server,
+    configured in the environment as for `preflens annotate`), and files of those pairs and of 8 new ones."""
+    from pipelines.annotate.llm import annotate_llm
+    from pipelines.ingest import ingest_paths
+    from pipelines.llm.config import load_llm_config
+    from tests.planted import write_planted_pairs
+
+    monkeypatch.setenv("PREFLENS_LLM_BASE_URL", llm_server.base_url)
+    monkeypatch.setenv("PREFLENS_LLM_MODEL", "test-model")
+    monkeypatch.delenv("PREFLENS_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    every = tmp_path / "every.jsonl"
+    write_planted_pairs(every, n=16)
+    lines = every.read_text().splitlines(keepends=True)  # two verdicts per pair, pair by pair
+    known, new = tmp_path / "known.jsonl", tmp_path / "new.jsonl"
+    known.write_text("".join(lines[:16]))
+    new.write_text("".join(lines[16:]))
+    warehouse = LLMWarehouse(tmp_path, known, new, [])
+    build = connect(warehouse.build_db)
+    try:
+        ingest_paths(build, [known])
+        report = annotate_llm(build, load_llm_config(warehouse=warehouse.build_db.parent))
+        assert report.annotator_version == LLM_VERSION and report.items_completed == 8
+        warehouse.concepts = [r[0] for r in build.execute("select concept from raw.concepts order by 1").fetchall()]
+    finally:
+        build.close()
+    return warehouse
+
+
+def _score_file(warehouse: LLMWarehouse, pairs: Path, name: str) -> Path:
+    input_db = warehouse.build_db.parent / "score" / f"{name}.duckdb"
+    ingest_new_pairs(input_db, [pairs], mechanism="human:planted")
+    return input_db
+
+
+def test_an_llm_fit_annotates_new_pairs_with_its_catalog_reusing_the_cache(
+    llm_warehouse: LLMWarehouse, llm_server
+) -> None:
+    """Pairs the warehouse annotated cost no call; new ones are asked; their answers join the warehouse's cache
+    (not its items); the features dbt builds from the LLM annotations are the comp values."""
+    fit = llm_warehouse.fit()
+    before = llm_server.stats()["requests"]
+    build = duckdb.connect(str(llm_warehouse.build_db))
+    try:
+        cache_before = build.execute("select count(*) from raw.llm_cache").fetchall()[0][0]
+        known = _score_file(llm_warehouse, llm_warehouse.known, "score-known")
+        annotate_new_pairs(build, known, fit)
+        assert llm_server.stats()["requests"] == before  # every answer from the cache
+        new = _score_file(llm_warehouse, llm_warehouse.new, "score-new")
+        annotate_new_pairs(build, new, fit)
+        assert llm_server.stats()["requests"] > before
+        assert build.execute("select count(*) from raw.items").fetchall()[0][0] == 8  # no training data added
+        assert build.execute("select count(*) from raw.llm_cache").fetchall()[0][0] > cache_before
+        features = new_pair_features(build, new, fit, summary=None)  # type: ignore[arg-type]
+    finally:
+        build.close()
+    for db in (known, new):
+        n_items, n_annotated, versions = q(
+            db,
+            "select (select count(*) from raw.items), count(distinct item_id), list(distinct annotator_version) "
+            "from raw.annotations",
+        )[0]
+        assert n_items == n_annotated == 8 and versions == [LLM_VERSION]
+    assert features.X_raw.shape == (8, len(llm_warehouse.concepts)) == (8, 10)
+    assert set(np.unique(features.X_raw)) <= {-1.0, 0.0, 1.0} and np.abs(features.X_raw).sum() > 0
+
+
+def test_without_an_endpoint_cached_pairs_are_annotated_and_new_ones_refused(
+    llm_warehouse: LLMWarehouse, llm_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PREFLENS_LLM_BASE_URL")
+    monkeypatch.delenv("PREFLENS_LLM_MODEL")
+    fit = llm_warehouse.fit()
+    before = llm_server.stats()["requests"]
+    build = duckdb.connect(str(llm_warehouse.build_db))
+    try:
+        known = _score_file(llm_warehouse, llm_warehouse.known, "score-known")
+        annotate_new_pairs(build, known, fit)
+        new = _score_file(llm_warehouse, llm_warehouse.new, "score-new")
+        with pytest.raises(ScoreError, match="no LLM endpoint is configured: set PREFLENS_LLM_MODEL"):
+            annotate_new_pairs(build, new, fit)
+    finally:
+        build.close()
+    assert llm_server.stats()["requests"] == before
+    assert q(known, "select count(distinct item_id) from raw.annotations")[0][0] == 8
+    assert q(new, "select count(*) from raw.annotations")[0][0] == 0  # nothing written before the refusal
+
+
+def test_an_llm_fit_of_another_prompt_version_or_model_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.score.llm_annotation import fit_llm_config
+
+    monkeypatch.delenv("PREFLENS_CONFIG", raising=False)
+    monkeypatch.delenv("PREFLENS_LLM_BASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PREFLENS_LLM_MODEL", "other-model")
+    with pytest.raises(ScoreError, match=r"llm-p0:test-model; this preflens asks with prompt version p1"):
+        fit_llm_config(_offline_fit(["A"], version="llm-p0:test-model", annotator="llm"), tmp_path)
+    with pytest.raises(ScoreError, match=r"'other-model' gives annotator version llm-p1:other-model, not the fit's"):
+        fit_llm_config(_offline_fit(["A"], version=LLM_VERSION, annotator="llm"), tmp_path)
+    monkeypatch.delenv("PREFLENS_LLM_MODEL")
+    config, configured = fit_llm_config(_offline_fit(["A"], version=LLM_VERSION, annotator="llm"), tmp_path)
+    assert config.model == "test-model" and not configured

@@ -525,10 +525,13 @@ def annotate_llm(
     concepts_file: Path | None = None,
     item_ids: Sequence[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    catalog: tuple[str, Sequence[LLMConcept]] | None = None,
 ) -> AnnotateReport:
-    """Annotate every pending (item, concept) cell with the configured LLM; see the module docstring."""
+    """Annotate every pending (item, concept) cell with the configured LLM; see the module docstring.
+
+    ``catalog``: (label, concepts) to annotate with instead of the active catalog (``preflens score``: a fit's)."""
     version = annotator_version(config)
-    label, concepts = active_catalog(con, concepts_file)
+    label, concepts = catalog if catalog is not None else active_catalog(con, concepts_file)
     report = AnnotateReport(annotator_version=version, catalog=label, n_concepts=len(concepts), dry_run=dry_run)
     work = pending_work(con, version, concepts, item_ids)
     report.items_pending = len(work)

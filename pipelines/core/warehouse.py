@@ -161,7 +161,7 @@ RAW_DDL: dict[str, str] = {
             base_url_host    varchar,
             started_at       timestamp not null,
             finished_at      timestamp,
-            status           varchar not null,      -- running | completed | budget_stopped | failed | dry_run
+            status           varchar not null,      -- running | completed | budget_stopped | failed | dry_run | interrupted (process died)
             budget_usd       double,
             calls            bigint,
             cache_hits       bigint,
@@ -335,7 +335,10 @@ OPS_DDL: dict[str, str] = {
             files            varchar[] not null,
             input_db         varchar not null,      -- the run's own ingest file (its raw.quarantine)
             n_pairs          bigint not null,       -- pairs scored
-            n_decisive       bigint not null,       -- of them with an a/b verdict of the mechanism
+            n_decisive       bigint not null,       -- of them with an a/b verdict of the mechanism: compared
+            n_no_verdict     bigint,                -- not compared: no verdict at all in the file
+            n_tie            bigint,                -- not compared: a tie of the mechanism
+            n_other_mechanism bigint,               -- not compared: only other mechanisms' verdicts
             agreement        double,                -- overall agreement with those verdicts (null: none)
             fit_accuracy     double,                -- the fit's overall held-out accuracy
             drift            boolean,               -- overall drift signal (null: nothing to compare)
@@ -353,6 +356,7 @@ OPS_DDL: dict[str, str] = {
             logit            double not null,
             used_domain_weights boolean not null,   -- false: unseen or weightless domain, scored with b alone
             agrees           boolean,               -- predicted_winner = winner (null unless decisive)
+            comparison       varchar,               -- compared | no_verdict | tie | other_mechanism (score/comparison.py)
             primary key (score_id, item_id)
         )""",
     # ... one per scored pair x concept with a non-zero value and weight (py_models/lift.py) ...
@@ -394,6 +398,10 @@ MIGRATIONS: tuple[tuple[str, str, str, str], ...] = (
     (OPS_SCHEMA, "quality_results", "blocking", "boolean default true"),
     (RAW_SCHEMA, "ingest_runs", "status", "varchar"),
     (RAW_SCHEMA, "ingest_runs", "reason", "varchar"),
+    (OPS_SCHEMA, "score_runs", "n_no_verdict", "bigint"),
+    (OPS_SCHEMA, "score_runs", "n_tie", "bigint"),
+    (OPS_SCHEMA, "score_runs", "n_other_mechanism", "bigint"),
+    (OPS_SCHEMA, "scored_pairs", "comparison", "varchar"),
 )
 
 

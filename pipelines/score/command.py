@@ -19,7 +19,11 @@ HELP = "Score new pairs with a frozen published fit: predicted winner, P(A wins)
 def add_score_parser(sub: Any, paths_of: Callable[[argparse.Namespace], Any]) -> None:
     """Add ``score`` to the subcommands ``sub`` (``paths_of(args)``: the warehouse paths of the command line)."""
     p = sub.add_parser("score", help=HELP, description=HELP)
-    p.add_argument("paths", nargs="+", help="files of pairs (any format `preflens ingest` reads), gzip allowed")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        help="files of pairs (any format `preflens ingest` reads), gzip allowed; with or without verdicts",
+    )
     p.add_argument("--fit", default="latest", metavar="FIT_ID|latest", help="the published fit to apply")
     p.add_argument("--mechanism", required=True, help="the mechanism whose fit is applied, e.g. judge:gpt-4")
     p.add_argument("--representation", choices=REPRESENTATION_NAMES, help="default: the fit's lead representation")
@@ -48,16 +52,17 @@ def _pct(x: Any) -> str:
 
 
 def render(result: ScoreResult, console: Console) -> None:
-    """The run's summary: what was scored, then agreement against the fit's held-out accuracy per domain."""
+    """The run's summary: what was scored, how many were compared and why the others were not, then agreement
+    against the fit's held-out accuracy per domain."""
+    from pipelines.score.comparison import describe
     from pipelines.score.run import DRIFT_SUITE
     from py_models.frozen import ALL_DOMAINS
 
     fit = result.fit
     n = len(result.pairs)
-    decisive = int(result.pairs["winner"].isin(["a", "b"]).sum())
     console.print(
         f"score {result.score_id}: {n} pairs scored with fit {fit.fit_id} of {fit.mechanism} "
-        f"({fit.representation}, annotator {fit.annotator_version}); {decisive} carry a decisive verdict of it"
+        f"({fit.representation}, annotator {fit.annotator_version}); {describe(result.pairs['comparison'])}"
     )
     console.print("\n".join(result.ingest.lines()))
     if result.agreement.empty:

@@ -3,8 +3,10 @@
 Under the build lock: the fit is read from the fit marts (fit.py), the pairs are ingested and annotated in the
 run's own file (inputs.py), scored with the frozen weights (py_models.frozen), and the results written in one
 transaction to ``ops.score_runs``, ``ops.scored_pairs``, ``ops.scored_explanations``, ``ops.score_agreement``.
-Where the new pairs carry the mechanism's verdicts, each domain's agreement is also recorded in
-``ops.quality_results`` as a non-blocking check (suite ``score_drift``): failed = a drift signal.
+Every pair is scored; only those carrying a decisive verdict of the mechanism are compared, and each pair's
+``comparison`` says which, or why not (no verdict, a tie, only another mechanism's verdict: score/comparison.py),
+counted in ``ops.score_runs``. Where the new pairs carry the mechanism's verdicts, each domain's agreement is also
+recorded in ``ops.quality_results`` as a non-blocking check (suite ``score_drift``): failed = a drift signal.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pipelines.core.config import Paths
 from pipelines.core.ids import new_id
 from pipelines.core.lock import locked_build_db
 from pipelines.ingest.model import IngestSummary
+from pipelines.score.comparison import COMPARED, COUNT_COLUMNS, comparison_status, counts, items_with_other_verdicts
 from pipelines.score.fit import FitSpec, ScoreError, load_fit
 from pipelines.score.inputs import annotate_new_pairs, ingest_new_pairs, new_pair_features
 from py_models.frozen import ALL_DOMAINS, agreement_table
@@ -32,7 +35,6 @@ from py_models.frozen import ALL_DOMAINS, agreement_table
 #: the quality_results suite of the drift checks
 DRIFT_SUITE = "score_drift"
 DRIFT_EXPECTATION = "agreement_not_below_fit_interval"
-DECISIVE = ("a", "b")
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> 
 def _write(con: duckdb.DuckDBPyConnection, result: ScoreResult, files: Sequence[Path]) -> None:
     overall = result.agreement[result.agreement["domain"] == ALL_DOMAINS]
     first = overall.iloc[0] if not overall.empty else None
+    n = counts(result.pairs["comparison"])
     run = pd.DataFrame(
         {
             "score_id": [result.score_id],
@@ -113,7 +116,8 @@ def _write(con: duckdb.DuckDBPyConnection, result: ScoreResult, files: Sequence[
             "files": [[str(Path(f).resolve()) for f in files]],
             "input_db": [str(result.input_db)],
             "n_pairs": [len(result.pairs)],
-            "n_decisive": [int(result.pairs["winner"].isin(DECISIVE).sum())],
+            "n_decisive": [n[COMPARED]],
+            **{column: [n[status]] for status, column in COUNT_COLUMNS.items()},
             "agreement": [None if first is None else float(first["agreement"])],
             "fit_accuracy": [result.fit.overall_accuracy],
             "drift": [None if first is None or pd.isna(first["drift"]) else bool(first["drift"])],
@@ -171,7 +175,8 @@ def score_paths(
             logit=scored["logit"].to_numpy(),
             used_domain_weights=scored["used_domain_weights"].to_numpy(),
         )
-        decisive = pairs["winner"].isin(DECISIVE)
+        pairs["comparison"] = comparison_status(pairs, items_with_other_verdicts(input_db, spec.mechanism))
+        decisive = pairs["comparison"] == COMPARED
         pairs["agrees"] = pd.array(
             np.where(decisive, pairs["winner"] == pairs["predicted_winner"], False), dtype="boolean"
         )

@@ -13,6 +13,7 @@ renamed as (
         predicted_winner,
         used_domain_weights,
         agrees,
+        comparison,
         -- measures
         prob_a,
         logit
