@@ -1,8 +1,9 @@
 """Builds and readers at the same time, through the real `preflens` console script on the bundled sample.
 
 One scenario on a copy of the shared sample run (conftest ``sample_run``): another process holds a read-only
-connection to the served copy and keeps querying it while a full `preflens run` (quick fit settings) goes on, and a
-`preflens build` is started while that run holds the build lock. Two tests read what happened:
+connection to the served copy and keeps querying it while a full `preflens run` (the cheapest build that runs every
+stage, conftest ``CHEAP_BUILD``) goes on, and a `preflens build` is started while that run holds the build lock.
+Three tests read what happened:
 
 1. The reader test: the run succeeds, every read of that connection sees the same snapshot, and a new connection
    afterwards sees the new build.
@@ -29,7 +30,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import QUICK_FIT_ARGS, SampleRun, env_with, preflens, venv_bin
+from tests.conftest import CHEAP_BUILD_ARGS, SampleRun, env_with, preflens, venv_bin
 
 pytestmark = pytest.mark.slow
 
@@ -147,7 +148,7 @@ def collision(sample_run: SampleRun, tmp_path_factory: pytest.TempPathFactory) -
         first_line = reader.stdout.readline()  # type: ignore[union-attr]
         assert first_line, reader.stderr.read()  # type: ignore[union-attr]
         run = subprocess.Popen(
-            [venv_bin("preflens"), "run", *QUICK_FIT_ARGS],
+            [venv_bin("preflens"), "run", *CHEAP_BUILD_ARGS],
             env=env_with(PREFLENS_WAREHOUSE=str(wh), COLUMNS="200"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

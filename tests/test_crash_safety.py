@@ -18,13 +18,14 @@ import duckdb
 import pytest
 
 from pipelines.build.context import INTERRUPTED
-from tests.conftest import env_with, preflens, venv_bin
+from tests.conftest import CHEAP_BUILD_ARGS, cheap_build_args, env_with, preflens, venv_bin
 
 pytestmark = pytest.mark.slow
 
 
-#: fit settings that make the killed and the recovering builds quick (the fit is not what these tests are about)
-QUICK = ("--var", "hmdr_n_bootstrap=0", "--var", "hmdr_select=false")
+#: settings that make the killed and the recovering builds quick (the fit is not what these tests are about); every
+#: stage still runs and every fit mart is built (conftest ``CHEAP_BUILD``)
+QUICK = CHEAP_BUILD_ARGS
 
 
 def _digest(path: Path) -> str:
@@ -227,7 +228,7 @@ def test_kill_minus_9_of_preflens_during_the_fit_takes_dbt_with_it(sample_copy: 
     offset = log.stat().st_size if log.exists() else 0
 
     # bootstrap resamples keep the fit running long enough to be caught in it (the build is killed there anyway)
-    proc = _start_build(wh, "--var", "hmdr_n_bootstrap=200", "--var", "hmdr_select=false")
+    proc = _start_build(wh, *cheap_build_args(hmdr_n_bootstrap="200"))
     tree: set[int] = set()
     try:
         _wait_until(proc, lambda: _dbt_log_shows(log, offset, '"NodeExecuting"', '"node_name": "int_hmdr_fits"'))

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.build.dbt_runner import DbtError, dbt_cwd, dbt_env, dbt_executable, run_dbt
 from pipelines.core.config import DBT_PROJECT_DIR, Paths
-from tests.conftest import QUICK_FIT, planted_concepts, write_planted_raw
+from tests.conftest import CHEAP_BUILD, planted_concepts, write_planted_raw
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +23,9 @@ def dbt_vars(values: dict[str, str]) -> list[str]:
 
 
 VARS = dbt_vars(ANNOTATOR)
-#: the fit history test builds four times; its subject is which fits stay and which is latest, not the fit
-QUICK_VARS = dbt_vars({**ANNOTATOR, **QUICK_FIT})
+#: the fit history test builds four times; its subject is which fits stay and which is latest, not the fit (the
+#: cheapest build, conftest ``CHEAP_BUILD``, on ``comp``: the planted annotations have no raw measures)
+QUICK_VARS = dbt_vars({**ANNOTATOR, **CHEAP_BUILD, "representations": "comp"})
 
 
 @pytest.fixture(scope="module")

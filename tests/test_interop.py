@@ -33,7 +33,7 @@ from pipelines.ingest.concepts import (
 )
 from pipelines.llm.prompting import NO_TEXT, block
 from pipelines.serve.export import ExportError, build_document, export_annotated_pairs
-from tests.conftest import QUICK_FIT_ARGS, preflens
+from tests.conftest import CHEAP_BUILD_ARGS, cheap_build_args, preflens
 
 PEERS = Path(__file__).parent / "fixtures" / "peers"
 FF_AP = PEERS / "feedback-forensics_annotated_pairs.json"
@@ -528,7 +528,8 @@ def test_export_round_trip_through_real_runs(tmp_path: Path) -> None:
     write_sample_subset(subset)
     wh1, wh2 = tmp_path / "wh1", tmp_path / "wh2"
     files = [str(p) for p in (subset, FF_AP, ICAI_AP, FF_CSV, ICAI_CSV)]
-    run1 = preflens(wh1, "run", *files, "--mechanism-type-default", "human", *QUICK_FIT_ARGS)
+    # the cheapest builds (conftest CHEAP_BUILD): the subject is what goes in and comes back, not the fit's settings
+    run1 = preflens(wh1, "run", *files, "--mechanism-type-default", "human", *CHEAP_BUILD_ARGS)
     assert run1.returncode == 0, run1.stdout[-3000:] + run1.stderr[-3000:]
     assert "human:preferred_text" in run1.stdout
     s1 = duckdb.connect(str(wh1 / "serve" / "preflens.duckdb"), read_only=True)
@@ -542,9 +543,7 @@ def test_export_round_trip_through_real_runs(tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
     assert_peer_layout(doc)
     assert sum(c["prompt"] is None for c in doc["comparisons"]) == 31
-    run2 = preflens(
-        wh2, "run", str(out), "--annotator", "annotated_pairs", "--representations", "comp", *QUICK_FIT_ARGS
-    )
+    run2 = preflens(wh2, "run", str(out), "--annotator", "annotated_pairs", *cheap_build_args(representations="comp"))
     assert run2.returncode == 0, run2.stdout[-3000:] + run2.stderr[-3000:]
     a = duckdb.connect(str(wh1 / "preflens.duckdb"), read_only=True)
     b = duckdb.connect(str(wh2 / "preflens.duckdb"), read_only=True)

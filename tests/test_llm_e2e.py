@@ -17,7 +17,7 @@ from pipelines.annotate.llm import annotate_llm
 from pipelines.core.config import Paths
 from pipelines.core.warehouse import connect
 from pipelines.llm.config import LLMConfig
-from tests.conftest import QUICK_FIT
+from tests.conftest import CHEAP_BUILD
 from tests.llm_server import LLMTestServer
 from tests.planted import write_planted_pairs
 
@@ -47,7 +47,11 @@ def test_run_with_llm_annotator_recovers_planted_concept(
         prices={"test-model": (0.15, 0.60)},
     )
     paths = Paths(warehouse=wh)
-    res = run_pipeline(paths, [data], annotator="llm", llm_options={"config": cfg, "concepts_file": concepts})
+    # the cheapest build (conftest CHEAP_BUILD) on comp, the representation the assertions read (LLM annotations have
+    # no raw measures): the subject is the annotator, its ledger and its cache; the default fit is the sample run's
+    cheap = {**CHEAP_BUILD, "representations": "comp"}
+    llm_options = {"config": cfg, "concepts_file": concepts}
+    res = run_pipeline(paths, [data], annotator="llm", llm_options=llm_options, dbt_vars=cheap)
     assert res.published and res.annotator == "llm" and res.annotator_version == "llm-p1:test-model"
     first = llm_server.stats()
     con = duckdb.connect(str(paths.build_db), read_only=True)
@@ -67,10 +71,8 @@ def test_run_with_llm_annotator_recovers_planted_concept(
         assert con.execute("select count(*) from raw.items").fetchone()[0] == 150
     finally:
         con.close()
-    # cached re-run: zero calls (quick fit settings: the subject is the annotation cache)
-    res2 = run_pipeline(
-        paths, [data], annotator="llm", llm_options={"config": cfg, "concepts_file": concepts}, dbt_vars=QUICK_FIT
-    )
+    # cached re-run: zero calls
+    res2 = run_pipeline(paths, [data], annotator="llm", llm_options=llm_options, dbt_vars=cheap)
     assert res2.published and llm_server.stats()["requests"] == first["requests"]
     assert res2.llm_report.stats.calls == 0
 

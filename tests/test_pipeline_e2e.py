@@ -1,7 +1,8 @@
 """The main job end to end through the real `preflens` console script, on the bundled sample.
 
-The first run is the session's shared sample run (conftest ``sample_run``); the re-run (with quick fit settings:
-the subject is what it ingests and annotates) and the refused build work on a private copy of it.
+The first run is the session's shared sample run (conftest ``sample_run``); the re-run (the cheapest build that runs
+every stage, conftest ``CHEAP_BUILD``: the subject is what it ingests and annotates) and the refused build work on a
+private copy of it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import QUICK_FIT_ARGS, SampleRun, preflens
+from tests.conftest import CHEAP_BUILD_ARGS, SampleRun, preflens
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +51,7 @@ def test_run_publishes_served_copy_and_summary(sample_run: SampleRun) -> None:
 def test_rerun_is_idempotent_and_reuses_annotations(sample_copy: Path) -> None:
     wh = sample_copy
     before = counts(wh / "preflens.duckdb")
-    proc = preflens(wh, "run", *QUICK_FIT_ARGS)
+    proc = preflens(wh, "run", *CHEAP_BUILD_ARGS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert counts(wh / "preflens.duckdb") == before
     assert "0 new items" in proc.stdout

@@ -17,7 +17,7 @@ from rich.console import Console
 from pipelines.core.config import SAMPLE_PATH, Paths
 from pipelines.core.console import make_console
 from pipelines.serve.summary import load_summary, render_summary
-from tests.conftest import HOSTILE_MECHANISM, QUICK_FIT_ARGS, env_with, preflens, venv_bin, write_mini_served
+from tests.conftest import CHEAP_BUILD_ARGS, HOSTILE_MECHANISM, env_with, preflens, venv_bin, write_mini_served
 
 #: a mechanism name that is Rich markup (a closing tag with nothing to close, a link), the issue's example
 MARKUP_MECHANISM = "human:[/] raters [link=http://x]"
@@ -112,7 +112,7 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, s
     wh = root / "wh [/] [link=http://evil.example]y :thumbs_up:"  # "/" nests folders: still one path
     src = root / "[red]pairs[bold] :x:.jsonl"
     _write_hostile_pairs(src)
-    return wh, src, preflens(wh, "run", str(SAMPLE_PATH), str(src), *QUICK_FIT_ARGS)
+    return wh, src, preflens(wh, "run", str(SAMPLE_PATH), str(src), *CHEAP_BUILD_ARGS)
 
 
 @pytest.mark.slow
