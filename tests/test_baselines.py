@@ -113,6 +113,38 @@ def test_selection_path_equals_refits_per_fold_and_warm_equals_cold() -> None:
         np.testing.assert_allclose(g.predict_proba(X, dom), ref.predict_proba(X, dom), atol=1e-4)
 
 
+# The smallest case of the bundled sample where the two routes part (comp-rep, human:llmeval2-annotators, in-domain
+# split 0, CV fold 4, domain "finance"): its 4 training pairs on 3 of the 45 concepts (columns 17, 22 and 20), the
+# first two columns identical (comp-rep values are in {-1, 0, 1}, so a domain of a few pairs has many identical or
+# opposite columns).
+DUP_X = np.array([[1, 1, 1], [0, 0, 1], [0, 0, -1], [-1, -1, 0]], dtype=float)
+DUP_Y = np.array(["b", "a", "b", "a"], dtype=object)
+DUP_HELD_OUT = np.array([[1.0, 0.0, 1.0]])  # the held-out pair of that fold ("a" won): it has the first column only
+
+
+@pytest.mark.parametrize("C", [2.5, 5.0])
+def test_identical_columns_leave_held_out_predictions_undetermined(C: float) -> None:
+    """Identical columns make the optimum non-unique: cd and liblinear reach one objective and the same training
+    logits, but split the weight of the identical columns differently (any split of one sign is optimal), so a
+    held-out pair with only one of them gets a different prediction, here on opposite sides of 0.5. This is why
+    the routes can select another C on comp- and score-rep designs (docs/fitting.md), not a solver fault."""
+    dom = np.array(["finance"] * len(DUP_Y), dtype=object)
+    ours = SpecificOnlyClassifier(C=C).fit(DUP_X, DUP_Y, domains=dom)
+    ref = SpecificOnlyClassifier(C=C, solver="liblinear").fit(DUP_X, DUP_Y, domains=dom)
+    w_ours, w_ref = ours.coefs_["finance"], ref.coefs_["finance"]
+    objective = liblinear_objective(w_ours, DUP_X, DUP_Y, C)
+    close_or_better(objective, liblinear_objective(w_ref, DUP_X, DUP_Y, C))
+    np.testing.assert_allclose(DUP_X @ w_ours, DUP_X @ w_ref, atol=1e-4)
+    total = w_ours[0] + w_ours[1]
+    assert total == pytest.approx(w_ref[0] + w_ref[1], abs=1e-4) and abs(total) > 0.5
+    for t in (0.0, 0.3, 1.0):  # every split of the identical columns' weight has the same objective
+        moved = np.array([t * total, (1 - t) * total, w_ours[2]])
+        assert liblinear_objective(moved, DUP_X, DUP_Y, C) == pytest.approx(objective, rel=1e-12)
+    held = np.array(["finance"], dtype=object)
+    z_ours, z_ref = ours.decision_function(DUP_HELD_OUT, held)[0], ref.decision_function(DUP_HELD_OUT, held)[0]
+    assert z_ours < 0.0 < z_ref, (z_ours, z_ref)
+
+
 def test_peer_elastic_net_backends_are_identical() -> None:
     """saga called directly gives the estimator's weights bit for bit (weights, a one-class domain, sparse)."""
     X, y, dom = planted(4, sizes={"d0": 90, "d1": 30, "d2": 12})
