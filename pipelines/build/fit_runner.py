@@ -12,6 +12,7 @@ Both run the same code on the same inputs: the wide feature tables dbt pivots (`
     python -m pipelines.build.fit_runner --engine duckdb [--db PATH]       # default: the build DB of the warehouse
                                                                           # (under its build lock: exit 3 while a build runs)
     python -m pipelines.build.fit_runner --engine spark                   # needs PREFLENS_SPARK_WAREHOUSE, `.[spark]`
+    python -m pipelines.build.fit_runner --engine spark --fit-engine mllib    # point estimates on Spark MLlib
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import duckdb
 import pandas as pd
 import yaml
 
+from pipelines.build.mllib_fit import FIT_ENGINES
 from pipelines.core.config import DBT_PROJECT_DIR, Paths, dbt_project_vars, default_paths
 from pipelines.core.lock import BuildAlreadyRunning, BuildLock, file_held
 from pipelines.core.warehouse import scalar
@@ -46,12 +48,23 @@ def fit_settings(build_id: str, overrides: Mapping[str, Any] | None = None) -> F
     return FitSettings.from_vars({**dbt_project_vars(), **(overrides or {}), "build_id": build_id})
 
 
-def run_fit(read: Reader, build_id: str, overrides: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """The tall fit table, computed by ``fit_build`` on the tables ``read(table_name)`` returns."""
+def read_features(read: Reader, settings: FitSettings) -> dict[str, pd.DataFrame]:
+    """The wide feature table of every representation of ``settings``, by ``read(table_name)``."""
+    return {rep: read(representation_settings(rep).feature_table) for rep in settings.representations}
+
+
+def run_fit(
+    read: Reader,
+    build_id: str,
+    overrides: Mapping[str, Any] | None = None,
+    features: Mapping[str, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """The tall fit table, computed by ``fit_build`` on the tables ``read(table_name)`` returns (``features``:
+    the feature tables already read by :func:`read_features`)."""
     from py_models.fit_build import fit_build
 
     settings = fit_settings(build_id, overrides)
-    features = {rep: read(representation_settings(rep).feature_table) for rep in settings.representations}
+    features = features if features is not None else read_features(read, settings)
     return fit_build(features, read(TEXTS_TABLE), settings)
 
 
@@ -163,6 +176,31 @@ def _fit_duckdb(db: Path, build_id: str, overrides: Mapping[str, Any], schema: s
             raise refused from None
 
 
+def _fit_spark(spark: Any, args: argparse.Namespace, overrides: Mapping[str, Any]) -> pd.DataFrame:
+    """The fit on the Spark catalog; with ``--fit-engine mllib`` the point estimates re-solved on MLlib
+    (``pipelines/build/mllib_fit.py``), one line per fit printed and, with ``--report``, written as JSON."""
+    read = read_spark(spark, args.schema)
+    if args.fit_engine == "local":
+        return run_fit(read, args.build_id, overrides)
+    import json
+
+    from pipelines.build.mllib_fit import refit_on_mllib
+
+    settings = fit_settings(args.build_id, overrides)
+    features = read_features(read, settings)
+    tall = run_fit(read, args.build_id, overrides, features)
+    tall, refits = refit_on_mllib(spark, tall, features, args.schema, min_domain_samples=settings.min_domain_pairs)
+    for r in refits:
+        print(
+            f"fit_runner: mllib {r.mechanism} / {r.representation}: {r.n_pairs} pairs, {r.n_iter} iterations, "
+            f"objective {r.objective_at_mllib:.10g} (local solver {r.objective_local:.10g}), "
+            f"largest weight gap {r.max_abs_weight_gap:.2e}"
+        )
+    if args.report:
+        args.report.write_text(json.dumps([r.as_dict() for r in refits], indent=2))
+    return tall
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.build.fit_runner", description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", choices=["duckdb", "spark"], required=True)
@@ -174,7 +212,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schema", default=INPUT_SCHEMA, help="schema of the inputs and of the output table")
     parser.add_argument("--table", default=MODEL_NAME, help="output table name")
     parser.add_argument("--target", default="spark", help="profiles.yml target whose Spark settings to use")
+    parser.add_argument(
+        "--fit-engine",
+        choices=FIT_ENGINES,
+        default="local",
+        help="spark only: mllib re-solves every point estimate on Spark MLlib (docs/scaling.md)",
+    )
+    parser.add_argument("--report", type=Path, help="with --fit-engine mllib: write the per-fit comparison as JSON")
     args = parser.parse_args(argv)
+    if args.fit_engine != "local" and args.engine != "spark":
+        parser.error("--fit-engine mllib needs --engine spark")
     overrides = yaml.safe_load(args.vars) if args.vars.strip() else {}
     if not isinstance(overrides, dict):
         parser.error("--vars must be a YAML mapping")
@@ -189,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         spark = spark_session(args.target)
         try:
-            tall = run_fit(read_spark(spark, args.schema), args.build_id, overrides)
+            tall = _fit_spark(spark, args, overrides)
             n = write_spark(spark, tall, args.schema, args.table)
         finally:
             spark.stop()

@@ -5,12 +5,15 @@ The flow, for a raw Parquet landing zone (one ``<table>.parquet`` per raw table)
 1. ``dbt build --target spark --exclude source:hmdr+`` -- staging, features and every mart that does not need
    the fit. An on-run-start hook registers the raw Parquet files as the ``raw`` sources.
 2. ``python -m pipelines.build.fit_runner --engine spark`` -- the HMDR fit (dbt Python models on Spark need
-   Databricks), written to ``intermediate.int_hmdr_fits``.
+   Databricks), written to ``intermediate.int_hmdr_fits``. With ``--fit-engine mllib`` every point estimate is
+   re-solved on Spark MLlib from the Spark feature tables (``pipelines/build/mllib_fit.py``).
 3. ``dbt build --target spark --select source:hmdr+`` -- the fit's source tests and the marts that split it.
 
 The fit runs in its own process: the local Derby metastore admits one JVM at a time.
 
     python -m pipelines.build.spark_flow [--warehouse DIR] [--spark-dir DIR]   # exports raw.* of the build DB first
+    python -m pipelines.build.spark_flow --fit-engine mllib                     # point estimates on MLlib
+    python -m pipelines.build.spark_flow --refit --fit-engine mllib             # steps 2-3 on an earlier build
 
 The export reads the build file under the build lock (exit 3 while a build runs); the Spark steps read the
 landing zone only.
@@ -30,10 +33,13 @@ from pathlib import Path
 import duckdb
 
 from pipelines.build.dbt_runner import DbtResult, run_dbt
+from pipelines.build.mllib_fit import FIT_ENGINES
 from pipelines.core.config import REPO_ROOT, Paths, default_paths
 from pipelines.core.lock import BuildAlreadyRunning, BuildLock, connect_build_db
 
 FIT_SOURCE = "source:hmdr+"
+#: what ``--fit-engine mllib`` reports per fit (MLlib's objective and weights next to the local solver's)
+MLLIB_REPORT = "mllib_fit_report.json"
 
 
 def export_raw_parquet(build_db: Path, landing: Path) -> dict[str, int]:
@@ -75,12 +81,24 @@ def spark_env(spark_dir: Path, landing: Path) -> dict[str, str]:
 
 
 def build_on_spark(
-    spark_dir: Path, landing: Path, build_id: str, dbt_vars: str = "", *, target: str = "spark"
+    spark_dir: Path,
+    landing: Path,
+    build_id: str,
+    dbt_vars: str = "",
+    *,
+    target: str = "spark",
+    fit_engine: str = "local",
+    refit: bool = False,
 ) -> dict[str, float]:
     """Run the three-step Spark flow; returns the seconds of each step and the total.
 
     dbt artifacts go to ``spark_dir/dbt_target``; tables and the metastore live under ``spark_dir``.
+    ``fit_engine``: ``local`` (the fit on the driver) or ``mllib`` (point estimates on Spark MLlib; the per-fit
+    comparison goes to ``spark_dir/mllib_fit_report.json``). ``refit``: skip step 1 and reuse the features an
+    earlier build left in ``spark_dir`` (the raw sources stay registered in its metastore).
     """
+    if fit_engine not in FIT_ENGINES:
+        raise ValueError(f"fit_engine must be one of {FIT_ENGINES}, got {fit_engine!r}")
     spark_dir.mkdir(parents=True, exist_ok=True)
     paths = Paths(warehouse=spark_dir.resolve())  # only its dbt_target dir is used on Spark
     env = spark_env(spark_dir, landing)
@@ -93,7 +111,11 @@ def build_on_spark(
         timings[step] = time.perf_counter() - t0
         return result
 
-    dbt("dbt_features", ["--exclude", FIT_SOURCE])
+    if not refit:
+        dbt("dbt_features", ["--exclude", FIT_SOURCE])
+    engine_args = ["--fit-engine", fit_engine]
+    if fit_engine == "mllib":
+        engine_args += ["--report", str((spark_dir / MLLIB_REPORT).resolve())]
     t0 = time.perf_counter()
     fit = subprocess.run(
         [
@@ -106,6 +128,7 @@ def build_on_spark(
             build_id,
             "--target",
             target,
+            *engine_args,
             *(["--vars", dbt_vars] if dbt_vars else []),
         ],
         cwd=str(REPO_ROOT),
@@ -164,6 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build-id", default=os.environ.get("PREFLENS_BUILD_ID", "spark-manual"))
     parser.add_argument("--vars", default="", help="dbt --vars YAML, passed to dbt and to the fit runner")
     parser.add_argument(
+        "--fit-engine",
+        choices=FIT_ENGINES,
+        default="local",
+        help="local: fit on the driver; mllib: point estimates on Spark MLlib (docs/scaling.md)",
+    )
+    parser.add_argument(
+        "--refit", action="store_true", help="reuse the features of an earlier build in --spark-dir: fit and marts only"
+    )
+    parser.add_argument(
         "--dump",
         type=Path,
         metavar="DIR",
@@ -179,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(counts)} relations to {args.dump}")
         return 0
     started = time.perf_counter()
+    if landing is None and args.refit:
+        landing = spark_dir / "raw_parquet"
     if landing is None:
         landing = spark_dir / "raw_parquet"
         try:
@@ -187,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"preflens: {exc}", file=sys.stderr)
             return 3
         print(f"exported raw tables to {landing}: " + ", ".join(f"{t}={n}" for t, n in counts.items()))
-    timings = build_on_spark(spark_dir, landing.resolve(), args.build_id, args.vars)
+    timings = build_on_spark(
+        spark_dir, landing.resolve(), args.build_id, args.vars, fit_engine=args.fit_engine, refit=args.refit
+    )
     timings["wall_with_export"] = time.perf_counter() - started
     print("spark flow: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     return 0
