@@ -33,12 +33,13 @@ CANONICAL_COLUMNS: tuple[str, ...] = (
 REQUIRED_COLUMNS: tuple[str, ...] = ("response_a", "response_b", "winner", "mechanism", "mechanism_type")
 
 
-#: ``raw.ingest_runs.status``: ``running`` until the run ends (it stays so only if the process died)
+#: ``raw.ingest_runs.status``: ``running`` until the run ends; a row whose process died is closed ``interrupted`` by
+#: the next ingest or build that holds the build lock (pipelines/ingest/runs.py)
 RUN_RUNNING = "running"
 RUN_COMPLETED = "completed"
 RUN_WARNINGS = "completed_with_warnings"  # every file loaded; some warned (e.g. a truncated gzip stream)
 RUN_FAILED = "failed"  # at least one file failed (the others are committed), or an unexpected error stopped it
-RUN_INTERRUPTED = "interrupted"  # Ctrl-C: the files before the current one are committed
+RUN_INTERRUPTED = "interrupted"  # Ctrl-C (the files before the current one are committed), or a dead process
 
 
 class IngestError(Exception):
