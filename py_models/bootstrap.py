@@ -21,11 +21,11 @@ from numpy.typing import ArrayLike, NDArray
 
 from py_models._cd import DomainDesign, map_threads, solver_threads
 from py_models.hmdr import HMDRClassifier
+from py_models.mart_keys import SHARED_DOMAIN
 
 __all__ = ["DEFAULT_N_BOOTSTRAP", "bootstrap_hmdr", "BOOTSTRAP_COLUMNS"]
 
 DEFAULT_N_BOOTSTRAP = 200
-SHARED_DOMAIN = "__shared__"
 BOOTSTRAP_COLUMNS = [
     "domain",
     "concept",

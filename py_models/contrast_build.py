@@ -18,10 +18,10 @@ import pandas as pd
 
 from py_models.contrast import CONTRAST_STATISTICS, MechanismContrast, benjamini_hochberg
 from py_models.fit_job import rms_scale
+from py_models.mart_keys import ALL_DOMAINS
 
 __all__ = ["ContrastSettings", "ALL_DOMAINS", "CONTRAST_OUTPUT_COLUMNS", "fit_contrasts", "contrast_pairs"]
 
-ALL_DOMAINS = "__all__"  # the scope of a fit on the shared items of every domain
 CONTRAST_OUTPUT_COLUMNS = [
     "mechanism_a",
     "mechanism_type_a",

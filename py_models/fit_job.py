@@ -55,14 +55,13 @@ from py_models.bootstrap import BOOTSTRAP_COLUMNS, bootstrap_hmdr
 from py_models.cv import pair_credit, pair_log_loss, stratified_folds
 from py_models.hmdr import HMDRClassifier, default_hyperparameters
 from py_models.lift import concept_contributions
+from py_models.mart_keys import ALL_DOMAINS, SHARED_DOMAIN
 from py_models.selection import MAX_ABS_WEIGHT, PAPER_GRID_DOMAINS, HMDRClassifierCV
 from py_models.style_baseline import LENGTH_FEATURE, REFERENCE_MODELS, fit_reference_oof
 
 __all__ = ["fit_mechanisms", "plan_fit", "run_plans", "FitPlan", "FRAME_COLUMNS", "rms_scale"]
 
 REQUIRED_COLUMNS = ("label_id", "item_id", "mechanism", "mechanism_type", "domain", "winner")
-SHARED_DOMAIN = "__shared__"
-ALL_DOMAINS = "__all__"
 PROTOCOL = "cv5_oof"
 MODEL_VARIANT = "hmdr"
 NO_CONTROL = "none"

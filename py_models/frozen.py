@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from py_models.hmdr import HMDRClassifier
 from py_models.lift import concept_contributions
+from py_models.mart_keys import ALL_DOMAINS, SHARED_DOMAIN
 
 __all__ = [
     "SHARED_DOMAIN",
@@ -32,8 +33,6 @@ __all__ = [
     "agreement_table",
 ]
 
-SHARED_DOMAIN = "__shared__"  # fct_concept_effects' domain of the shared vector b
-ALL_DOMAINS = "__all__"  # fct_model_metrics' domain of the overall figure
 _Z95 = 1.959963984540054
 
 

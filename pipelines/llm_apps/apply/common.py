@@ -11,8 +11,9 @@ import duckdb
 
 from pipelines.llm.prompting import numbered_concepts
 from pipelines.serve.served import connect_served, latest_fit_id
+from py_models.mart_keys import SHARED_DOMAIN
 
-SHARED = "__shared__"
+SHARED = SHARED_DOMAIN  # fct_concept_effects' row of the shared vector b
 
 
 class ApplyError(LookupError):

@@ -16,9 +16,9 @@ import duckdb
 import pandas as pd
 
 from pipelines.serve.served import connect_served, latest_fit_id, table_columns
+from py_models.mart_keys import ALL_DOMAINS, SHARED_DOMAIN
 
-SHARED = "__shared__"
-ALL = "__all__"
+SHARED, ALL = SHARED_DOMAIN, ALL_DOMAINS  # the marts' reserved domain keys
 
 # Column names of the bootstrap interval of the global lift, newest first (the mart's names, then short ones).
 CI_COLUMNS = (("global_lift_ci_low", "global_lift_ci_high"), ("ci_low", "ci_high"))
