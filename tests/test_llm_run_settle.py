@@ -31,7 +31,7 @@ def _killed_annotate(tmp_path: Path, llm_server: LLMTestServer) -> Path:
     con = connect(db)
     ingest_paths(con, [data])
     con.close()
-    llm_server.state.latency_s = 0.05
+    llm_server.state.latency_s = 0.2  # slow enough that the kill lands mid-run, after the writer committed a batch
     env = {
         **os.environ,
         "PREFLENS_WAREHOUSE": str(db.parent),
@@ -52,7 +52,7 @@ def _killed_annotate(tmp_path: Path, llm_server: LLMTestServer) -> Path:
         # the run holds the file, so wait on the server's count, then give the writer thread time to commit a batch
         while llm_server.stats()["requests"] < 8 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.5)
+        time.sleep(1.0)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
